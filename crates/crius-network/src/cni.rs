@@ -1,0 +1,527 @@
+//! The pod network lifecycle: ADD (loopback, then the configured list, undone on failure), DEL and
+//! CHECK replayed from the per-pod cache, and the cheap readiness status the CRI Status call reports.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use crate::cache::{self, CacheEntry};
+use crate::config::{self, find_plugin, version_at_least, ConfigSource, DirKey, NetworkList};
+use crate::error::NetworkError;
+use crate::exec::{run_plugin, Invocation};
+use crate::netns::{is_netns, ScratchNetns};
+use crate::result::parse_result;
+use crate::runtime_config::{capability_args, cni_args, format_cni_args, plugin_stdin};
+use crate::{CniConfig, NetworkStatus, PodNetwork, PodNetworkStatus};
+
+/// Bound on one plugin execution; a bridge ADD takes tens of milliseconds, so this only catches hangs.
+pub const DEFAULT_PLUGIN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Interface name of the pod's network in its namespace.
+const POD_IFNAME: &str = "eth0";
+
+/// `lo` must be up in every pod whatever the configured network does; run as its own list like
+/// containerd does. 0.3.1 is understood by every loopback plugin still in the wild.
+const LOOPBACK_CONFLIST: &str =
+    r#"{"cniVersion":"0.3.1","name":"cni-loopback","plugins":[{"type":"loopback"}]}"#;
+
+/// Stripes of per-pod locks: an ADD and a DEL of the same pod never interleave.
+const LOCK_STRIPES: usize = 64;
+
+/// Handle to pod networking; cheap to clone, shareable across tasks.
+#[derive(Clone)]
+pub struct Cni {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cfg: CniConfig,
+    timeout: Duration,
+    cni_path: String,
+    /// Last selection, keyed by the conf dir's candidate files and their mtimes.
+    selected: Mutex<Option<Selection>>,
+    locks: Vec<tokio::sync::Mutex<()>>,
+}
+
+/// A conf dir scan and what was selected from it (the error is the list of rejection reasons).
+type Selection = (Option<DirKey>, Result<NetworkList, String>);
+
+/// The per-invocation environment shared by all plugins of a list.
+struct Call<'a> {
+    container_id: &'a str,
+    netns: String,
+    args: String,
+    caps: &'a Map<String, Value>,
+}
+
+impl Cni {
+    pub fn new(cfg: CniConfig) -> Cni {
+        Cni::with_plugin_timeout(cfg, DEFAULT_PLUGIN_TIMEOUT)
+    }
+
+    pub fn with_plugin_timeout(cfg: CniConfig, timeout: Duration) -> Cni {
+        let cni_path = cfg
+            .bin_dirs
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect::<Vec<_>>()
+            .join(":");
+        Cni {
+            inner: Arc::new(Inner {
+                cfg,
+                timeout,
+                cni_path,
+                selected: Mutex::new(None),
+                locks: (0..LOCK_STRIPES)
+                    .map(|_| tokio::sync::Mutex::new(()))
+                    .collect(),
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &CniConfig {
+        &self.inner.cfg
+    }
+
+    /// The configuration that a setup would use now and whether all its plugins are installed.
+    pub fn status(&self) -> Result<NetworkStatus, NetworkError> {
+        let list = self.current()?;
+        self.resolve(&list)?;
+        self.resolve(&loopback_list())?;
+        Ok(NetworkStatus {
+            source: list.source.clone(),
+            name: list.name.clone(),
+            cni_version: list.cni_version.clone(),
+            plugins: list.plugin_types(),
+        })
+    }
+
+    /// CNI ADD for a pod: loopback, then the configured list. On any failure everything is deleted
+    /// again (DEL of the whole list with the same arguments) before the error is returned.
+    pub async fn setup(&self, pod: &PodNetwork) -> Result<PodNetworkStatus, NetworkError> {
+        cache::validate_id(&pod.id)?;
+        let _guard = self.lock(&pod.id).await;
+        let list = self.current()?;
+        let bins = self.resolve(&list)?;
+        let lo = loopback_list();
+        let lo_bins = self.resolve(&lo)?;
+
+        // A previous attempt for this id (a retried RunPodSandbox, a crash mid-ADD) is undone first so
+        // that its addresses and rules do not linger next to the new ones.
+        if cache::read(&self.inner.cfg.cache_dir, &pod.id)?.is_some() {
+            tracing::info!(pod = %pod.id, "undoing the previous network setup of this pod before ADD");
+            self.teardown_locked(pod).await?;
+        }
+
+        let caps = capability_args(pod);
+        let args = cni_args(pod);
+        let mut entry = cache::new_entry(
+            &pod.id,
+            &pod.netns,
+            POD_IFNAME,
+            args.clone(),
+            caps.clone(),
+            list.to_value(),
+            list.source.clone(),
+        );
+        // Written before the first plugin runs: if crius dies mid-ADD, the entry still drives a DEL.
+        cache::write(&self.inner.cfg.cache_dir, &entry)?;
+
+        let call = Call {
+            container_id: &pod.id,
+            netns: pod.netns.display().to_string(),
+            args: format_cni_args(&args),
+            caps: &caps,
+        };
+        let added = self.add_all(&lo, &lo_bins, &list, &bins, &call).await;
+        #[allow(clippy::result_large_err)]
+        let outcome = added.and_then(|result| {
+            let (ips, interfaces) = match parse_result(&result) {
+                Ok(parsed) => parsed,
+                Err(reason) => {
+                    let plugin = list.plugin_types().last().cloned().unwrap_or_default();
+                    return Err((
+                        NetworkError::BadResult {
+                            plugin,
+                            command: "ADD".into(),
+                            reason,
+                        },
+                        Some(result),
+                    ));
+                }
+            };
+            Ok(PodNetworkStatus {
+                ips,
+                interfaces,
+                raw_result: result,
+            })
+        });
+        let status = match outcome {
+            Ok(s) => s,
+            Err((err, prev)) => {
+                return Err(self
+                    .undo_failed_add(&lo, &lo_bins, &list, &bins, &call, prev.as_ref(), err)
+                    .await)
+            }
+        };
+        entry.result = Some(status.raw_result.clone());
+        if let Err(err) = cache::write(&self.inner.cfg.cache_dir, &entry) {
+            // Without a cache entry a later teardown would not know what to delete: undo now.
+            let prev = status.raw_result.clone();
+            return Err(self
+                .undo_failed_add(&lo, &lo_bins, &list, &bins, &call, Some(&prev), err)
+                .await);
+        }
+        Ok(status)
+    }
+
+    /// CNI DEL from the cache entry of `setup`; Ok when there is none. The entry is removed only when
+    /// every plugin's DEL succeeded, so a failed teardown can be retried (see [`Cni::cached_pods`]).
+    pub async fn teardown(&self, pod: &PodNetwork) -> Result<(), NetworkError> {
+        cache::validate_id(&pod.id)?;
+        let _guard = self.lock(&pod.id).await;
+        self.teardown_locked(pod).await
+    }
+
+    /// CNI CHECK of the cached list (in order, with the cached result). Lists older than 0.4.0 or with
+    /// `disableCheck` have nothing to check and succeed.
+    pub async fn check(&self, pod: &PodNetwork) -> Result<(), NetworkError> {
+        cache::validate_id(&pod.id)?;
+        let _guard = self.lock(&pod.id).await;
+        let dir = &self.inner.cfg.cache_dir;
+        let Some(entry) = cache::read(dir, &pod.id)? else {
+            return Err(NetworkError::NotSetUp { id: pod.id.clone() });
+        };
+        let Some(result) = entry.result.clone() else {
+            return Err(NetworkError::NotSetUp { id: pod.id.clone() });
+        };
+        let list = cached_list(dir, &entry)?;
+        if !version_at_least(&list.cni_version, 0, 4) || list.disable_check {
+            return Ok(());
+        }
+        let bins = self.resolve(&list)?;
+        let call = Call {
+            container_id: &entry.id,
+            netns: entry.netns.display().to_string(),
+            args: format_cni_args(&entry.cni_args),
+            caps: &entry.capability_args,
+        };
+        for (plugin, bin) in list.plugins.iter().zip(&bins) {
+            let stdin = plugin_stdin(&list, plugin, Some(&result), call.caps);
+            self.exec(
+                "CHECK",
+                bin,
+                &config::plugin_type(plugin),
+                POD_IFNAME,
+                &call,
+                &stdin,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// The ADD result recorded for a pod, if its setup completed.
+    pub fn cached(&self, pod_id: &str) -> Option<PodNetworkStatus> {
+        cache::validate_id(pod_id).ok()?;
+        let entry = match cache::read(&self.inner.cfg.cache_dir, pod_id) {
+            Ok(e) => e?,
+            Err(err) => {
+                tracing::warn!(pod = pod_id, %err, "unreadable CNI cache entry");
+                return None;
+            }
+        };
+        let result = entry.result?;
+        match parse_result(&result) {
+            Ok((ips, interfaces)) => Some(PodNetworkStatus {
+                ips,
+                interfaces,
+                raw_result: result,
+            }),
+            Err(reason) => {
+                tracing::warn!(pod = pod_id, %reason, "cached CNI result is unusable");
+                None
+            }
+        }
+    }
+
+    /// Pods with a cache entry, complete or not: after a restart, those without a live pod need a
+    /// teardown.
+    pub fn cached_pods(&self) -> Vec<String> {
+        cache::list(&self.inner.cfg.cache_dir).unwrap_or_else(|err| {
+            tracing::warn!(%err, "cannot list the CNI cache");
+            Vec::new()
+        })
+    }
+
+    async fn teardown_locked(&self, pod: &PodNetwork) -> Result<(), NetworkError> {
+        let dir = &self.inner.cfg.cache_dir;
+        let Some(entry) = cache::read(dir, &pod.id)? else {
+            return Ok(());
+        };
+        let list = cached_list(dir, &entry)?;
+        let bins = self.resolve(&list)?;
+        let lo = loopback_list();
+        let lo_bins = if entry.loopback {
+            self.resolve(&lo)?
+        } else {
+            Vec::new()
+        };
+
+        // Plugins must see a namespace to do their host-side cleanup; when the pin is gone an empty
+        // scratch namespace stands in for it.
+        let mut scratch = None;
+        let netns = if !pod.netns.as_os_str().is_empty() && is_netns(&pod.netns) {
+            pod.netns.display().to_string()
+        } else if is_netns(&entry.netns) {
+            entry.netns.display().to_string()
+        } else {
+            match ScratchNetns::new() {
+                Ok(ns) => {
+                    let p = ns.path().display().to_string();
+                    scratch = Some(ns);
+                    p
+                }
+                Err(err) => {
+                    tracing::warn!(pod = %pod.id, %err, "no scratch netns; DEL without CNI_NETNS");
+                    String::new()
+                }
+            }
+        };
+        let call = Call {
+            container_id: &entry.id,
+            netns,
+            args: format_cni_args(&entry.cni_args),
+            caps: &entry.capability_args,
+        };
+        let mut first_err = self
+            .del_list(&list, &bins, &call, entry.result.as_ref())
+            .await
+            .err();
+        if entry.loopback {
+            if let Err(e) = self.del_list(&lo, &lo_bins, &call, None).await {
+                first_err.get_or_insert(e);
+            }
+        }
+        drop(scratch);
+        match first_err {
+            Some(e) => Err(e),
+            None => cache::remove(dir, &entry.id),
+        }
+    }
+
+    /// ADD loopback then the list. On error: the error and the last result of the chain (for DEL).
+    async fn add_all(
+        &self,
+        lo: &NetworkList,
+        lo_bins: &[PathBuf],
+        list: &NetworkList,
+        bins: &[PathBuf],
+        call: &Call<'_>,
+    ) -> Result<Value, (NetworkError, Option<Value>)> {
+        self.add_list(lo, lo_bins, call, "lo").await?;
+        self.add_list(list, bins, call, POD_IFNAME).await
+    }
+
+    async fn add_list(
+        &self,
+        list: &NetworkList,
+        bins: &[PathBuf],
+        call: &Call<'_>,
+        ifname: &str,
+    ) -> Result<Value, (NetworkError, Option<Value>)> {
+        let mut prev: Option<Value> = None;
+        for (plugin, bin) in list.plugins.iter().zip(bins) {
+            let ty = config::plugin_type(plugin);
+            let stdin = plugin_stdin(list, plugin, prev.as_ref(), call.caps);
+            match self.exec("ADD", bin, &ty, ifname, call, &stdin).await {
+                Ok(Some(result)) => prev = Some(result),
+                Ok(None) => {
+                    let err = NetworkError::BadResult {
+                        plugin: ty,
+                        command: "ADD".into(),
+                        reason: "no result on stdout".into(),
+                    };
+                    return Err((err, prev));
+                }
+                Err(err) => return Err((err, prev)),
+            }
+        }
+        prev.ok_or_else(|| {
+            (
+                NetworkError::InvalidConfig {
+                    path: PathBuf::from(list.source.to_string()),
+                    reason: "no plugins".into(),
+                },
+                None,
+            )
+        })
+    }
+
+    /// DEL of every plugin of the list in reverse order; all are tried, the first error is returned.
+    async fn del_list(
+        &self,
+        list: &NetworkList,
+        bins: &[PathBuf],
+        call: &Call<'_>,
+        prev: Option<&Value>,
+    ) -> Result<(), NetworkError> {
+        let ifname = if list.name == loopback_list().name {
+            "lo"
+        } else {
+            POD_IFNAME
+        };
+        // Before 0.4.0 DEL carried no prevResult.
+        let prev = prev.filter(|_| version_at_least(&list.cni_version, 0, 4));
+        let mut first_err = None;
+        for (plugin, bin) in list.plugins.iter().zip(bins).rev() {
+            let stdin = plugin_stdin(list, plugin, prev, call.caps);
+            if let Err(e) = self
+                .exec(
+                    "DEL",
+                    bin,
+                    &config::plugin_type(plugin),
+                    ifname,
+                    call,
+                    &stdin,
+                )
+                .await
+            {
+                tracing::warn!(pod = call.container_id, err = %e, "CNI DEL failed");
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// Undoes a failed ADD and returns the ADD error. The cache entry goes only if the undo worked;
+    /// otherwise it stays for the daemon's orphan cleanup to retry.
+    #[allow(clippy::too_many_arguments)]
+    async fn undo_failed_add(
+        &self,
+        lo: &NetworkList,
+        lo_bins: &[PathBuf],
+        list: &NetworkList,
+        bins: &[PathBuf],
+        call: &Call<'_>,
+        prev: Option<&Value>,
+        err: NetworkError,
+    ) -> NetworkError {
+        tracing::warn!(pod = call.container_id, %err, "CNI ADD failed; deleting what was added");
+        let main = self.del_list(list, bins, call, prev).await;
+        let loopback = self.del_list(lo, lo_bins, call, None).await;
+        match (main, loopback) {
+            (Ok(()), Ok(())) => {
+                if let Err(e) = cache::remove(&self.inner.cfg.cache_dir, call.container_id) {
+                    tracing::warn!(pod = call.container_id, err = %e, "cannot remove CNI cache entry");
+                }
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(pod = call.container_id, err = %e, "undo of failed ADD incomplete; cache entry kept");
+            }
+        }
+        err
+    }
+
+    async fn exec(
+        &self,
+        command: &'static str,
+        bin: &Path,
+        plugin: &str,
+        ifname: &str,
+        call: &Call<'_>,
+        stdin: &Value,
+    ) -> Result<Option<Value>, NetworkError> {
+        let inv = Invocation {
+            command,
+            container_id: call.container_id,
+            netns: &call.netns,
+            ifname,
+            args: &call.args,
+            path: &self.inner.cni_path,
+        };
+        let bytes = serde_json::to_vec(stdin).map_err(|e| {
+            NetworkError::io(bin, std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+        })?;
+        let started = std::time::Instant::now();
+        let out = run_plugin(bin, plugin, &inv, &bytes, self.inner.timeout).await;
+        tracing::debug!(pod = call.container_id, plugin, command, elapsed = ?started.elapsed(), ok = out.is_ok(), "CNI plugin ran");
+        out
+    }
+
+    /// The conf dir's current selection, reparsed only when its candidate files changed.
+    fn current(&self) -> Result<NetworkList, NetworkError> {
+        let dir = &self.inner.cfg.conf_dir;
+        let key = config::scan_dir(dir)?;
+        let mut guard = self
+            .inner
+            .selected
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let fresh = match guard.as_ref() {
+            Some((k, _)) => *k != key,
+            None => true,
+        };
+        if fresh {
+            let selected = config::select(key.as_ref());
+            *guard = Some((key, selected));
+        }
+        match guard.as_ref().map(|(_, s)| s) {
+            Some(Ok(list)) => Ok(list.clone()),
+            Some(Err(reason)) => Err(NetworkError::NoConfig {
+                dir: dir.clone(),
+                reason: reason.clone(),
+            }),
+            None => Err(NetworkError::NoConfig {
+                dir: dir.clone(),
+                reason: "not loaded".into(),
+            }),
+        }
+    }
+
+    fn resolve(&self, list: &NetworkList) -> Result<Vec<PathBuf>, NetworkError> {
+        list.plugin_types()
+            .iter()
+            .map(|t| find_plugin(t, &self.inner.cfg.bin_dirs))
+            .collect()
+    }
+
+    async fn lock(&self, id: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        // FNV-1a: stable, dependency-free spreading of ids over the stripes.
+        let h = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+        });
+        self.inner.locks[(h % LOCK_STRIPES as u64) as usize]
+            .lock()
+            .await
+    }
+}
+
+fn loopback_list() -> NetworkList {
+    match NetworkList::parse(LOOPBACK_CONFLIST.as_bytes(), ConfigSource::Embedded) {
+        Ok(l) => l,
+        Err(reason) => panic!("built-in loopback conflist is invalid: {reason}"),
+    }
+}
+
+fn cached_list(dir: &Path, entry: &CacheEntry) -> Result<NetworkList, NetworkError> {
+    let path = cache::entry_path(dir, &entry.id);
+    NetworkList::from_value(entry.config.clone(), ConfigSource::Cache(path.clone())).map_err(
+        |reason| NetworkError::InvalidConfig {
+            path,
+            reason: format!("cached network config: {reason}"),
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_list_is_valid() {
+        assert_eq!(loopback_list().plugin_types(), vec!["loopback"]);
+    }
+}
