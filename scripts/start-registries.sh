@@ -104,7 +104,7 @@ start_one() {
         # setsid + nohup: the registry must outlive the shell or test harness
         # that started it, and must not receive its terminal's signals.
         setsid nohup "$REGISTRY_BIN" serve "$CRIUS_TEST_DIR/registry-$name.yml" \
-            >>"$CRIUS_TEST_DIR/registry-$name.log" 2>&1 </dev/null &
+            >>"$CRIUS_TEST_DIR/registry-$name.log" 2>&1 </dev/null 9>&- &
         pid=$!
         echo "$pid" >"$CRIUS_TEST_DIR/registry-$name.pid"
         log "started $name registry on $addr (pid $pid, log $CRIUS_TEST_DIR/registry-$name.log)"
@@ -157,6 +157,13 @@ status_one() {
     || die "cannot write $CRIUS_TEST_DIR (run as root or set CRIUS_TEST_DIR)"
 command -v curl >/dev/null 2>&1 || die "curl not found (run scripts/install-deps.sh)"
 mkdir -p "$CRIUS_TEST_DIR"
+
+# Test binaries run in parallel may all call this script; serialise them so
+# only one starts each registry and the rest see it answering.
+if command -v flock >/dev/null 2>&1; then
+    exec 9>"$CRIUS_TEST_DIR/.registries.lock"
+    flock -w 60 9 || die "timed out waiting for $CRIUS_TEST_DIR/.registries.lock"
+fi
 
 case "${1:-start}" in
 start)
