@@ -751,6 +751,33 @@ def write_if_changed(path: str, data: bytes) -> bool:
     return True
 
 
+def verify(registries: list, images: dict, base: bytes, test_dir: str) -> None:
+    """Proves what tests rely on: tags resolve to the recorded digests on every
+    registry, and the busybox rootfs actually runs (dynamic loader + libc)."""
+    for reg in registries:
+        for reference, obj in images.items():
+            repo, _, tag = reference.rpartition(":")
+            status, hdrs, body = reg.request("GET", f"/v2/{repo}/manifests/{tag}",
+                                             headers={"Accept": ACCEPT_ALL})
+            reg._expect(f"GET manifest {reference}", status, (200,), body)
+            if sha256(body) != obj.manifest.digest:
+                raise BuildError(f"{reg.addr}/{reference}: manifest digest {sha256(body)}, "
+                                 f"expected {obj.manifest.digest}")
+        log(f"{reg.addr}: all {len(images)} tags resolve to the recorded digests")
+    rootfs = os.path.join(test_dir, "cache", "verify-rootfs")
+    shutil.rmtree(rootfs, ignore_errors=True)
+    os.makedirs(rootfs)
+    try:
+        run(["tar", "-xf", "-", "-C", rootfs], input=base)
+        out = run(["chroot", rootfs, "/bin/sh", "-c",
+                   "id crius && ls /bin/ls /lib64 >/dev/null && echo chroot-ok"]).stdout.decode()
+    finally:
+        shutil.rmtree(rootfs, ignore_errors=True)
+    if "chroot-ok" not in out or "2000(extra)" not in out:
+        raise BuildError(f"busybox rootfs under chroot printed unexpected output: {out!r}")
+    log(f"busybox rootfs runs under chroot: {out.splitlines()[0]}")
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -758,6 +785,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--no-push", action="store_true", help="do not talk to the registries")
     ap.add_argument("--force", action="store_true", help="upload even what the registry already has")
+    ap.add_argument("--verify", action="store_true",
+                    help="read every manifest back from both registries and run the busybox "
+                         "rootfs under chroot (needs root)")
     args = ap.parse_args()
 
     t0 = time.monotonic()
@@ -799,6 +829,8 @@ def main() -> int:
                 reg.push(reference, obj, args.force)
             log(f"{reg.addr}: {reg.stats}")
     t_push = time.monotonic()
+    if args.verify:
+        verify(registries, image_set.images, base, test_dir)
 
     docker_tar, docker_info = docker_save_archive(base, arch)
     oci_tar, oci_info = oci_layout_archive(base, arch)
