@@ -21,6 +21,29 @@ Environment (defaults from scripts/ci-env.sh): CRIUS_TEST_DIR, CRIUS_TEST_REGIST
 CRIUS_TEST_AUTH_REGISTRY, CRIUS_TEST_AUTH_USER, CRIUS_TEST_AUTH_PASSWORD.
 
 Python standard library only, plus the `zstd`, `ldd`, `dpkg-deb` and `apt-get` CLIs.
+
+Images (pushed under the same names and digests to both registries):
+    crius-test/busybox:latest, :1.36   schema2, one gzip layer, Cmd ["sh"]
+    crius-test/busybox-oci:latest      OCI, one uncompressed layer
+    crius-test/busybox-user:latest     User crius (1000:1000, extra group 2000), WorkingDir
+                                       /home/crius, Env FOO=bar, Entrypoint ["sleep"], Cmd ["3600"]
+    crius-test/stopsignal:latest       StopSignal SIGUSR1; exits 42 on USR1
+    crius-test/layered:latest          OCI, gzip + zstd + plain + gzip layers: whiteout, opaque dir,
+                                       hard link, symlinks, ownership; see "expect"
+    crius-test/multiarch:latest        OCI index, foreign arch listed first
+    crius-test/multiarch-docker:latest Docker manifest list, foreign arch listed first
+    crius-test/evil-{traversal,symlink,abs,hardlink}:latest   hostile layers; see "escape_markers"
+
+manifest.json (keys tests rely on):
+    images[<repo:tag>]: repository, tag, media_type, manifest_digest, manifest_size,
+        config_digest, image_id (== config_digest), os, architecture, config (the image's
+        runtime config: Cmd, Env, User, ...), layers[{digest, media_type, size, diff_id}];
+        for the indexes also platform_manifest_digest and platforms{<os/arch[/variant]>: {...}},
+        with image_id/config_digest/layers being those of the host platform;
+        layered: expect{files, absent, hardlinks, symlinks, modes};
+        evil-*: escape_markers (paths that must not exist after a pull), protected_target.
+    archives["docker-save" | "oci-layout"]: path, reference, image_id, sha256 of the tarball, ...
+    registries{plain, auth}, auth{registry, username, password}
 """
 
 from __future__ import annotations
@@ -54,14 +77,14 @@ LABEL = "org.crius.test.image"
 MT_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 MT_DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
 MT_DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+MT_DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 MT_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MT_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 MT_OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 MT_OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
 MT_OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 MT_OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
-ACCEPT_ALL = ", ".join([MT_OCI_INDEX, MT_OCI_MANIFEST, MT_DOCKER_MANIFEST,
-                        "application/vnd.docker.distribution.manifest.list.v2+json"])
+ACCEPT_ALL = ", ".join([MT_OCI_INDEX, MT_OCI_MANIFEST, MT_DOCKER_MANIFEST, MT_DOCKER_LIST])
 
 PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -483,33 +506,13 @@ def build_images(busybox: str, arch: str) -> tuple:
                   "/tmp": {"mode": "1777", "uid": 0, "gid": 0}},
     }}
 
-    # multiarch: the foreign platform comes first in the index, so a client
-    # that takes the first entry instead of matching the platform gets caught.
+    # multiarch (OCI index) and multiarch-docker (Docker manifest list): the
+    # foreign platform comes first, so a client that takes the first entry
+    # instead of matching the platform gets caught.
     other = "arm64" if arch != "arm64" else "amd64"
-    native = make_image("crius-test/multiarch", [(base, "gzip")], "oci",
-                        dict(busybox_cfg, Labels={"org.crius.test.platform": f"linux/{arch}"}),
-                        arch, history=["busybox rootfs"])
-    marker = Layer()
-    marker.file("ARCH", f"{other}\n".encode())
-    foreign = make_image("crius-test/multiarch", [(marker.tar(), "gzip")], "oci",
-                         {"Cmd": ["/ARCH"], "Labels": {"org.crius.test.platform": f"linux/{other}"}},
-                         other, variant="v8" if other == "arm64" else None,
-                         history=["marker file, not runnable"])
-    foreign_platform = {"architecture": other, "os": "linux"}
-    if other == "arm64":
-        foreign_platform["variant"] = "v8"
-    index_obj = {
-        "schemaVersion": 2,
-        "mediaType": MT_OCI_INDEX,
-        "manifests": [
-            foreign.manifest.descriptor(platform=foreign_platform),
-            native.manifest.descriptor(platform={"architecture": arch, "os": "linux"}),
-        ],
-    }
-    images["crius-test/multiarch:latest"] = Index(
-        "crius-test/multiarch", Blob(canonical_json(index_obj), MT_OCI_INDEX),
-        [(f"linux/{other}" + ("/v8" if other == "arm64" else ""), foreign), (f"linux/{arch}", native)],
-        native)
+    for repo, fmt, list_mt in (("crius-test/multiarch", "oci", MT_OCI_INDEX),
+                               ("crius-test/multiarch-docker", "docker", MT_DOCKER_LIST)):
+        images[f"{repo}:latest"] = multiarch_index(repo, fmt, list_mt, base, busybox_cfg, arch, other)
 
     # Hostile images. Every marker lands in /tmp on a vulnerable unpacker; tests
     # assert the marker is absent after the pull (whether it fails or not).
@@ -556,6 +559,33 @@ def build_images(busybox: str, arch: str) -> tuple:
         "note": "create protected_target before the pull; it must keep its content and nlink 1"}
 
     return ImageSet(images, extra), base
+
+
+def multiarch_index(repo: str, fmt: str, list_mt: str, base: bytes, busybox_cfg: dict,
+                    arch: str, other: str) -> "Index":
+    native = make_image(repo, [(base, "gzip")], fmt,
+                        dict(busybox_cfg, Labels={"org.crius.test.platform": f"linux/{arch}"}),
+                        arch, history=["busybox rootfs"])
+    marker = Layer()
+    marker.file("ARCH", f"{other}\n".encode())
+    variant = "v8" if other == "arm64" else None
+    foreign = make_image(repo, [(marker.tar(), "gzip")], fmt,
+                         {"Cmd": ["/ARCH"], "Labels": {"org.crius.test.platform": f"linux/{other}"}},
+                         other, variant=variant, history=["marker file, not runnable"])
+    foreign_platform = {"architecture": other, "os": "linux"}
+    if variant:
+        foreign_platform["variant"] = variant
+    index_obj = {
+        "schemaVersion": 2,
+        "mediaType": list_mt,
+        "manifests": [
+            foreign.manifest.descriptor(platform=foreign_platform),
+            native.manifest.descriptor(platform={"architecture": arch, "os": "linux"}),
+        ],
+    }
+    foreign_name = f"linux/{other}" + (f"/{variant}" if variant else "")
+    return Index(repo, Blob(canonical_json(index_obj), list_mt),
+                 [(foreign_name, foreign), (f"linux/{arch}", native)], native)
 
 
 # --------------------------------------------------------------------------- registry
