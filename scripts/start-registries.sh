@@ -11,7 +11,7 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=ci-env.sh
+# shellcheck source-path=SCRIPTDIR
 . "$here/ci-env.sh"
 
 REGISTRY_BIN="${CRIUS_REGISTRY_BIN:-$(command -v docker-registry || true)}"
@@ -127,14 +127,14 @@ start_one() {
 }
 
 stop_one() {
-    local name="$1" pid i
+    local name="$1" pid
     if ! pid="$(live_pid "$name")"; then
         rm -f "$CRIUS_TEST_DIR/registry-$name.pid"
         log "$name registry not running (no live pid file)"
         return 0
     fi
     kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 1 50); do
+    for _ in $(seq 1 50); do
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.1
     done
