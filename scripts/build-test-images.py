@@ -630,7 +630,13 @@ class Registry:
             conn.close()
 
     def check(self) -> None:
-        status, _, body = self.request("GET", "/v2/")
+        try:
+            status, _, body = self.request("GET", "/v2/")
+        except BuildError as e:
+            raise BuildError(f"{e} (start the registries: scripts/start-registries.sh)") from e
+        if status == 401:
+            raise BuildError(f"GET http://{self.addr}/v2/ -> 401: credentials rejected "
+                             "(CRIUS_TEST_AUTH_USER / CRIUS_TEST_AUTH_PASSWORD)")
         if status != 200:
             raise BuildError(f"GET http://{self.addr}/v2/ -> {status} {body[:200]!r} "
                              "(are the registries running? scripts/start-registries.sh)")
