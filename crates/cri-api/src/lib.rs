@@ -9,3 +9,8 @@ pub mod v1 {
 }
 
 pub use v1::*;
+
+/// Package `crius.v1`: crius' own admin API (image import), served beside the CRI.
+pub mod admin {
+    tonic::include_proto!("crius.v1");
+}

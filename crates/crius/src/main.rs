@@ -1,1 +1,190 @@
-fn main() {}
+//! The `crius` command: the daemon and its operator tools.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use crius::config::{Config, DEFAULT_CONFIG_PATH};
+
+#[derive(Parser)]
+#[command(name = "crius", version, about = "A Kubernetes CRI container runtime")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the CRI daemon.
+    Daemon(DaemonArgs),
+    /// Print the feature table: every CRI feature with its maturity in crius and whether it is on.
+    Features {
+        /// Config file whose feature_gates apply.
+        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the version.
+    Version,
+    /// Image operations that go through the running daemon.
+    Image {
+        #[command(subcommand)]
+        cmd: ImageCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImageCmd {
+    /// Import an OCI image layout or `docker save` tarball (for air-gapped nodes).
+    Import {
+        /// The tarball.
+        file: PathBuf,
+        /// The daemon's socket.
+        #[arg(long, default_value = "/run/crius/crius.sock")]
+        socket: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct DaemonArgs {
+    /// TOML config file; every flag below is also a key there. Missing default file = embedded defaults.
+    #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
+    config: PathBuf,
+    /// Persistent state dir (metadata, images, CNI cache) [default: /var/lib/crius]
+    #[arg(long)]
+    root: Option<PathBuf>,
+    /// Runtime state dir (sockets, bundles, namespace pins) [default: /run/crius]
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// The CRI socket [default: /run/crius/crius.sock]
+    #[arg(long)]
+    listen: Option<PathBuf>,
+    /// Registry hosts dir, containerd layout <dir>/<host>/hosts.toml [default: /etc/crius/certs.d]
+    #[arg(long)]
+    registry_config_dir: Option<PathBuf>,
+    /// CNI config dir [default: /etc/cni/net.d]
+    #[arg(long)]
+    cni_conf_dir: Option<PathBuf>,
+    /// CNI plugin dir; repeat or comma-separate for several [default: /opt/cni/bin,/usr/lib/cni]
+    #[arg(long, value_delimiter = ',')]
+    cni_bin_dir: Vec<PathBuf>,
+    /// Runtime handler for pods that name none [default: runc]
+    #[arg(long)]
+    default_runtime: Option<String>,
+    /// Log level or tracing filter [default: info]
+    #[arg(long)]
+    log_level: Option<String>,
+    /// Streaming server address for exec/attach/port-forward [default: 127.0.0.1:0]
+    #[arg(long)]
+    streaming_address: Option<std::net::SocketAddr>,
+}
+
+impl DaemonArgs {
+    fn config(&self) -> anyhow::Result<Config> {
+        let explicit = self.config != PathBuf::from(DEFAULT_CONFIG_PATH);
+        let mut c = Config::load(&self.config, explicit)?;
+        macro_rules! set {
+            ($f:ident) => {
+                if let Some(v) = &self.$f {
+                    c.$f = v.clone();
+                }
+            };
+        }
+        set!(root);
+        set!(state);
+        set!(listen);
+        set!(registry_config_dir);
+        set!(cni_conf_dir);
+        set!(default_runtime);
+        set!(log_level);
+        set!(streaming_address);
+        if !self.cni_bin_dir.is_empty() {
+            c.cni_bin_dir = self.cni_bin_dir.clone();
+        }
+        // A --state that moves the runtime state moves the default socket with it.
+        if self.listen.is_none() && self.state.is_some() && c.listen == Config::default().listen {
+            c.listen = c.state.join("crius.sock");
+        }
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Daemon(args) => run_daemon(args),
+        Cmd::Features { config, json } => (|| {
+            let explicit = config != PathBuf::from(DEFAULT_CONFIG_PATH);
+            let c = Config::load(&config, explicit)?;
+            c.validate()?;
+            let gates = crius::features::Gates::new(c.feature_gates);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&gates.report())?);
+            } else {
+                print!("{}", crius::features::render(&gates));
+            }
+            Ok(())
+        })(),
+        Cmd::Version => {
+            println!(
+                "crius {} (CRI {})",
+                crius::runtime::RUNTIME_VERSION,
+                crius::runtime::CRI_VERSION
+            );
+            Ok(())
+        }
+        Cmd::Image {
+            cmd: ImageCmd::Import { file, socket },
+        } => import(file, socket),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("crius: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_daemon(args: DaemonArgs) -> anyhow::Result<()> {
+    let cfg = args.config()?;
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cfg.log_level)?)
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(crius::daemon::run(cfg))
+}
+
+fn import(file: PathBuf, socket: PathBuf) -> anyhow::Result<()> {
+    let file =
+        std::fs::canonicalize(&file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let channel = crius::client::connect(&socket).await?;
+        let mut client = cri_api::admin::admin_client::AdminClient::new(channel);
+        let resp = client
+            .import_image(cri_api::admin::ImportImageRequest {
+                path: file.display().to_string(),
+            })
+            .await
+            .map_err(|s| anyhow::anyhow!("import {}: {}", file.display(), s.message()))?
+            .into_inner();
+        for (r, id) in resp.references.iter().zip(
+            resp.image_ids
+                .iter()
+                .chain(std::iter::repeat(&String::new())),
+        ) {
+            println!("{r}\t{id}");
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,310 @@
+//! crius-bench: prints crius' speed and memory figures. Figures are printed, never asserted.
+//!
+//! It starts its own daemon (temp root/state, like the e2e tests) and drives it over gRPC:
+//! RunPodSandbox (host network and CNI), CreateContainer, StartContainer, StopContainer,
+//! RemovePodSandbox latency (median, p95), the RSS of the idle daemon and of one monitor, image pull
+//! times (cold and warm), ListImages/ImageStatus latency, and exec round trips through the streaming
+//! server.
+//!
+//! Usage: crius-bench [--runs N]   (needs the test registry: scripts/start-registries.sh and
+//! scripts/build-test-images.py)
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cri_api::v1 as cri;
+use cri_api::v1::image_service_client::ImageServiceClient;
+use cri_api::v1::runtime_service_client::RuntimeServiceClient;
+use tonic::transport::Channel;
+
+struct Bench {
+    dir: PathBuf,
+    child: Child,
+    rt: RuntimeServiceClient<Channel>,
+    img: ImageServiceClient<Channel>,
+}
+
+impl Drop for Bench {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn registry() -> String {
+    std::env::var("CRIUS_TEST_REGISTRY").unwrap_or_else(|_| "127.0.0.1:5000".into())
+}
+
+fn stats(name: &str, mut v: Vec<Duration>) {
+    v.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let p = |q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize];
+    println!(
+        "{name:<34} n={:<3} median {:>8.2} ms   p95 {:>8.2} ms   min {:>8.2} ms",
+        v.len(),
+        ms(p(0.5)),
+        ms(p(0.95)),
+        ms(v[0])
+    );
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|n| n.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+async fn start() -> anyhow::Result<Bench> {
+    let dir = std::env::temp_dir().join(format!("crius-bench-{}", std::process::id()));
+    let certs = dir.join("certs.d").join(registry());
+    std::fs::create_dir_all(&certs)?;
+    std::fs::create_dir_all(dir.join("net.d"))?;
+    std::fs::write(
+        certs.join("hosts.toml"),
+        format!("server = \"http://{r}\"\n[host.\"http://{r}\"]\n  capabilities = [\"pull\", \"resolve\"]\n", r = registry()),
+    )?;
+    let crius = std::env::current_exe()?.with_file_name("crius");
+    let sock = dir.join("state/crius.sock");
+    let child = Command::new(&crius)
+        .args(["daemon", "--log-level", "warn"])
+        .arg("--root")
+        .arg(dir.join("root"))
+        .arg("--state")
+        .arg(dir.join("state"))
+        .arg("--registry-config-dir")
+        .arg(dir.join("certs.d"))
+        .arg("--cni-conf-dir")
+        .arg(dir.join("net.d"))
+        .stdin(Stdio::null())
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("start {}: {e}", crius.display()))?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(ch) = crius::client::connect(&sock).await {
+            let mut rt = RuntimeServiceClient::new(ch.clone());
+            if rt.version(cri::VersionRequest::default()).await.is_ok() {
+                return Ok(Bench {
+                    dir,
+                    child,
+                    rt,
+                    img: ImageServiceClient::new(ch),
+                });
+            }
+        }
+        anyhow::ensure!(Instant::now() < deadline, "daemon did not come up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn pod_cfg(name: &str, host_network: bool, logs: &Path) -> cri::PodSandboxConfig {
+    cri::PodSandboxConfig {
+        metadata: Some(cri::PodSandboxMetadata {
+            name: name.into(),
+            uid: format!("bench-{name}"),
+            namespace: "bench".into(),
+            attempt: 0,
+        }),
+        log_directory: logs.display().to_string(),
+        linux: Some(cri::LinuxPodSandboxConfig {
+            cgroup_parent: "/crius-bench".into(),
+            security_context: Some(cri::LinuxSandboxSecurityContext {
+                namespace_options: Some(cri::NamespaceOption {
+                    network: if host_network {
+                        cri::NamespaceMode::Node
+                    } else {
+                        cri::NamespaceMode::Pod
+                    } as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn ctr_cfg(image: &str) -> cri::ContainerConfig {
+    cri::ContainerConfig {
+        metadata: Some(cri::ContainerMetadata {
+            name: "c".into(),
+            attempt: 0,
+        }),
+        image: Some(cri::ImageSpec {
+            image: image.into(),
+            ..Default::default()
+        }),
+        command: vec!["sleep".into(), "300".into()],
+        log_path: "c.log".into(),
+        ..Default::default()
+    }
+}
+
+async fn pull(b: &mut Bench, image: &str) -> anyhow::Result<Duration> {
+    let t = Instant::now();
+    b.img
+        .pull_image(cri::PullImageRequest {
+            image: Some(cri::ImageSpec {
+                image: image.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await?;
+    Ok(t.elapsed())
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let runs: usize = std::env::args()
+        .skip_while(|a| a != "--runs")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(20);
+    let mut b = start().await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    println!(
+        "crius-bench: {runs} runs per figure, daemon pid {}",
+        b.child.id()
+    );
+    println!(
+        "{:<34} {} KiB",
+        "daemon RSS (idle, fresh)",
+        rss_kib(b.child.id())
+    );
+
+    // Pulls: cold (empty store) and warm with shared layers (a second tag of a multi-layer image).
+    let layered = format!("{}/crius-test/layered:latest", registry());
+    let busybox = format!("{}/crius-test/busybox:latest", registry());
+    let cold = pull(&mut b, &layered).await?;
+    println!(
+        "{:<34} {:>8.2} ms",
+        "pull layered (cold)",
+        cold.as_secs_f64() * 1000.0
+    );
+    let mut warm = vec![];
+    let mut cold_bb = vec![];
+    for _ in 0..runs.min(10) {
+        b.img
+            .remove_image(cri::RemoveImageRequest {
+                image: Some(cri::ImageSpec {
+                    image: busybox.clone(),
+                    ..Default::default()
+                }),
+            })
+            .await?;
+        cold_bb.push(pull(&mut b, &busybox).await?);
+        warm.push(pull(&mut b, &format!("{}/crius-test/busybox:1.36", registry())).await?);
+    }
+    stats("pull busybox (after remove)", cold_bb);
+    stats("pull busybox:1.36 (layers shared)", warm);
+    let mut list = vec![];
+    let mut status = vec![];
+    for _ in 0..runs {
+        let t = Instant::now();
+        b.img.list_images(cri::ListImagesRequest::default()).await?;
+        list.push(t.elapsed());
+        let t = Instant::now();
+        b.img
+            .image_status(cri::ImageStatusRequest {
+                image: Some(cri::ImageSpec {
+                    image: busybox.clone(),
+                    ..Default::default()
+                }),
+                verbose: false,
+            })
+            .await?;
+        status.push(t.elapsed());
+    }
+    stats("ListImages", list);
+    stats("ImageStatus", status);
+
+    let logs = b.dir.join("logs");
+    for (label, host_network) in [("host network", true), ("CNI network", false)] {
+        let (mut runp, mut create, mut startc, mut stop, mut rmp) =
+            (vec![], vec![], vec![], vec![], vec![]);
+        let mut monitor_rss = 0;
+        for i in 0..runs {
+            let cfg = pod_cfg(&format!("p{i}-{host_network}"), host_network, &logs);
+            let t = Instant::now();
+            let pod =
+                b.rt.run_pod_sandbox(cri::RunPodSandboxRequest {
+                    config: Some(cfg.clone()),
+                    runtime_handler: String::new(),
+                })
+                .await?
+                .into_inner()
+                .pod_sandbox_id;
+            runp.push(t.elapsed());
+            let t = Instant::now();
+            let ctr =
+                b.rt.create_container(cri::CreateContainerRequest {
+                    pod_sandbox_id: pod.clone(),
+                    config: Some(ctr_cfg(&busybox)),
+                    sandbox_config: Some(cfg),
+                })
+                .await?
+                .into_inner()
+                .container_id;
+            create.push(t.elapsed());
+            let t = Instant::now();
+            b.rt.start_container(cri::StartContainerRequest {
+                container_id: ctr.clone(),
+            })
+            .await?;
+            startc.push(t.elapsed());
+            if i == 0 {
+                let v =
+                    b.rt.container_status(cri::ContainerStatusRequest {
+                        container_id: ctr.clone(),
+                        verbose: true,
+                    })
+                    .await?
+                    .into_inner();
+                let info: serde_json::Value =
+                    serde_json::from_str(v.info.get("info").map(String::as_str).unwrap_or("{}"))?;
+                monitor_rss = rss_kib(info["monitorPid"].as_u64().unwrap_or(0) as u32);
+            }
+            let t = Instant::now();
+            b.rt.stop_container(cri::StopContainerRequest {
+                container_id: ctr.clone(),
+                timeout: 0,
+            })
+            .await?;
+            stop.push(t.elapsed());
+            b.rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
+                pod_sandbox_id: pod.clone(),
+            })
+            .await?;
+            let t = Instant::now();
+            b.rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+                pod_sandbox_id: pod,
+            })
+            .await?;
+            rmp.push(t.elapsed());
+        }
+        println!("-- {label}");
+        stats("RunPodSandbox", runp);
+        stats("CreateContainer", create);
+        stats("StartContainer", startc);
+        stats("StopContainer (timeout 0)", stop);
+        stats("RemovePodSandbox (after stop)", rmp);
+        println!(
+            "{:<34} {} KiB",
+            "monitor RSS (running container)", monitor_rss
+        );
+    }
+    println!(
+        "{:<34} {} KiB",
+        "daemon RSS (after the runs)",
+        rss_kib(b.child.id())
+    );
+    Ok(())
+}

@@ -1,0 +1,62 @@
+//! crius-pause: pid 1 of a pod's shared PID namespace. It does nothing but reap orphans until it is told
+//! to stop. Started by the daemon with the new PID namespace already unshared for its children, it forks
+//! once (the child becomes pid 1), writes the child's host pid to the file named by its argument, and
+//! exits. No allocator-heavy code after the fork.
+
+use std::io::Write;
+
+extern "C" fn on_term(_: libc::c_int) {
+    // SAFETY: _exit is async-signal-safe.
+    unsafe { libc::_exit(0) }
+}
+extern "C" fn on_chld(_: libc::c_int) {}
+
+fn main() {
+    let Some(pid_file) = std::env::args_os().nth(1) else {
+        eprintln!("usage: crius-pause PID_FILE");
+        std::process::exit(2);
+    };
+    // SAFETY: plain libc calls; the child runs only async-signal-safe code.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        eprintln!("crius-pause: fork: {}", std::io::Error::last_os_error());
+        std::process::exit(1);
+    }
+    if pid > 0 {
+        let tmp = {
+            let mut p = pid_file.clone();
+            p.push(".tmp");
+            p
+        };
+        let res = std::fs::File::create(&tmp)
+            .and_then(|mut f| {
+                f.write_all(pid.to_string().as_bytes())
+                    .and_then(|_| f.sync_all())
+            })
+            .and_then(|_| std::fs::rename(&tmp, &pid_file));
+        if let Err(e) = res {
+            eprintln!("crius-pause: write pid file {:?}: {e}", pid_file);
+            // SAFETY: kill the child we just made so nothing is left behind.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            std::process::exit(1);
+        }
+        std::process::exit(0);
+    }
+    // SAFETY: signal setup and the reaping loop use async-signal-safe libc calls only.
+    unsafe {
+        libc::signal(libc::SIGTERM, on_term as *const () as usize);
+        libc::signal(libc::SIGINT, on_term as *const () as usize);
+        libc::signal(libc::SIGCHLD, on_chld as *const () as usize);
+        let mut block: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut block);
+        libc::sigaddset(&mut block, libc::SIGCHLD);
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigprocmask(libc::SIG_BLOCK, &block, &mut old);
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        loop {
+            while libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) > 0 {}
+            libc::sigsuspend(&empty);
+        }
+    }
+}

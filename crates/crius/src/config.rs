@@ -1,0 +1,278 @@
+//! Daemon configuration: embedded defaults, an optional TOML file, and command-line overrides.
+//!
+//! Every key of the file is also a `crius daemon` flag; flags win over the file, the file wins over the
+//! defaults. Unknown keys are an error (a typo must not silently fall back to a default).
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Default path of the optional config file.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/crius/crius.toml";
+
+/// A runtime handler (RuntimeClass handler name → OCI runtime binary).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeEntry {
+    /// Path or bare name (looked up in PATH) of the OCI runtime binary.
+    pub path: PathBuf,
+    /// The runtime's `--root` (its own state dir). Default: `<state>/runtime/<name>`.
+    #[serde(default)]
+    pub root: Option<PathBuf>,
+}
+
+/// The whole daemon configuration.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Persistent state: metadata store, images, snapshots, CNI result cache.
+    pub root: PathBuf,
+    /// Runtime state (tmpfs in production): sockets, bundles, namespace pins, monitor files.
+    pub state: PathBuf,
+    /// The CRI gRPC unix socket.
+    pub listen: PathBuf,
+    /// containerd-compatible registry hosts directory (`<dir>/<host>/hosts.toml`).
+    pub registry_config_dir: PathBuf,
+    /// CNI configuration directory.
+    pub cni_conf_dir: PathBuf,
+    /// CNI plugin directories, searched in order.
+    pub cni_bin_dir: Vec<PathBuf>,
+    /// The handler used when a pod names no runtime handler.
+    pub default_runtime: String,
+    /// Log filter (`error`, `warn`, `info`, `debug`, `trace`, or a tracing filter directive).
+    pub log_level: String,
+    /// Address of the exec/attach/port-forward streaming server (port 0 = ephemeral).
+    pub streaming_address: SocketAddr,
+    /// Runtime handlers by name.
+    pub runtimes: BTreeMap<String, RuntimeEntry>,
+    /// Feature gates for alpha features (name → enabled).
+    pub feature_gates: BTreeMap<String, bool>,
+    /// The per-container monitor binary. Default: `crius-monitor` next to the `crius` binary.
+    pub monitor_path: Option<PathBuf>,
+    /// The pause binary used by pods that share one PID namespace. Default: next to `crius`.
+    pub pause_path: Option<PathBuf>,
+    /// Seconds a registry may send nothing before a pull fails.
+    pub pull_stall_timeout_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let mut runtimes = BTreeMap::new();
+        for (name, bin) in [("runc", "runc"), ("crun", "crun"), ("youki", "youki")] {
+            runtimes.insert(
+                name.to_string(),
+                RuntimeEntry {
+                    path: PathBuf::from(bin),
+                    root: None,
+                },
+            );
+        }
+        Config {
+            root: PathBuf::from("/var/lib/crius"),
+            state: PathBuf::from("/run/crius"),
+            listen: PathBuf::from("/run/crius/crius.sock"),
+            registry_config_dir: PathBuf::from("/etc/crius/certs.d"),
+            cni_conf_dir: PathBuf::from("/etc/cni/net.d"),
+            cni_bin_dir: vec![PathBuf::from("/opt/cni/bin"), PathBuf::from("/usr/lib/cni")],
+            default_runtime: "runc".to_string(),
+            log_level: "info".to_string(),
+            streaming_address: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+            runtimes,
+            feature_gates: BTreeMap::new(),
+            monitor_path: None,
+            pause_path: None,
+            pull_stall_timeout_secs: 60,
+        }
+    }
+}
+
+/// A configuration problem, naming the key (or file) and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config key `{key}`: {reason}")]
+    Invalid { key: String, reason: String },
+}
+
+impl Config {
+    /// Loads `path`. A missing file is fine only when it is the default path (embedded defaults apply).
+    pub fn load(path: &Path, explicit: bool) -> Result<Config, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::parse(&text).map_err(|message| ConfigError::Parse {
+                path: path.to_path_buf(),
+                message,
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+                Ok(Config::default())
+            }
+            Err(source) => Err(ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            }),
+        }
+    }
+
+    /// Parses TOML text over the defaults.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let mut cfg: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        // A file that defines [runtimes.x] replaces only that entry, not the default table.
+        let defaults = Config::default();
+        for (name, entry) in defaults.runtimes {
+            cfg.runtimes.entry(name).or_insert(entry);
+        }
+        Ok(cfg)
+    }
+
+    /// Checks the values that a type alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let abs = |key: &str, p: &Path| {
+            if p.is_absolute() {
+                Ok(())
+            } else {
+                Err(ConfigError::Invalid {
+                    key: key.to_string(),
+                    reason: format!("{} is not an absolute path", p.display()),
+                })
+            }
+        };
+        abs("root", &self.root)?;
+        abs("state", &self.state)?;
+        abs("listen", &self.listen)?;
+        abs("registry_config_dir", &self.registry_config_dir)?;
+        abs("cni_conf_dir", &self.cni_conf_dir)?;
+        if self.cni_bin_dir.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "cni_bin_dir".into(),
+                reason: "needs at least one directory".into(),
+            });
+        }
+        for d in &self.cni_bin_dir {
+            abs("cni_bin_dir", d)?;
+        }
+        if !self.runtimes.contains_key(&self.default_runtime) {
+            return Err(ConfigError::Invalid {
+                key: "default_runtime".into(),
+                reason: format!(
+                    "no runtime handler named {:?} (known: {})",
+                    self.default_runtime,
+                    self.runtimes.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            });
+        }
+        for name in self.runtimes.keys() {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+            {
+                return Err(ConfigError::Invalid {
+                    key: format!("runtimes.{name}"),
+                    reason: "handler names may hold only letters, digits, '-', '_' and '.'".into(),
+                });
+            }
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err() {
+            return Err(ConfigError::Invalid {
+                key: "log_level".into(),
+                reason: format!("{:?} is not a log level or filter", self.log_level),
+            });
+        }
+        for gate in self.feature_gates.keys() {
+            let reason = match crate::features::by_gate(gate).map(|f| f.maturity) {
+                None => "unknown feature gate (see `crius features`)",
+                Some(crate::features::Maturity::Alpha) => continue,
+                Some(crate::features::Maturity::Unsupported) => {
+                    "this feature is not supported by crius and cannot be enabled"
+                }
+                Some(_) => "this feature is beta or GA in crius: always on, it has no gate",
+            };
+            return Err(ConfigError::Invalid {
+                key: format!("feature_gates.{gate}"),
+                reason: reason.into(),
+            });
+        }
+        if self.pull_stall_timeout_secs == 0 {
+            return Err(ConfigError::Invalid {
+                key: "pull_stall_timeout_secs".into(),
+                reason: "must be at least 1".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The runtime's own state dir for handler `name`.
+    pub fn runtime_root(&self, name: &str) -> PathBuf {
+        self.runtimes
+            .get(name)
+            .and_then(|r| r.root.clone())
+            .unwrap_or_else(|| self.state.join("runtime").join(name))
+    }
+
+    /// A binary shipped next to the running `crius` executable.
+    pub fn sibling_binary(name: &str) -> PathBuf {
+        std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(|d| d.join(name)))
+            .unwrap_or_else(|| PathBuf::from(name))
+    }
+
+    pub fn monitor_binary(&self) -> PathBuf {
+        self.monitor_path
+            .clone()
+            .unwrap_or_else(|| Self::sibling_binary("crius-monitor"))
+    }
+
+    pub fn pause_binary(&self) -> PathBuf {
+        self.pause_path
+            .clone()
+            .unwrap_or_else(|| Self::sibling_binary("crius-pause"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_key_is_rejected_by_name() {
+        let err = Config::parse("roots = \"/x\"").unwrap_err();
+        assert!(err.contains("roots"), "{err}");
+    }
+
+    #[test]
+    fn relative_root_names_the_key() {
+        let cfg = Config::parse("root = \"relative\"").unwrap();
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("`root`"), "{err}");
+    }
+
+    #[test]
+    fn unknown_default_runtime_names_the_key() {
+        let cfg = Config::parse("default_runtime = \"kata\"").unwrap();
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("default_runtime") && err.contains("kata"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn runtime_table_merges_with_defaults() {
+        let cfg = Config::parse("[runtimes.fast]\npath = \"/usr/bin/crun\"\n").unwrap();
+        assert!(cfg.runtimes.contains_key("fast"));
+        assert!(cfg.runtimes.contains_key("runc"));
+    }
+}

@@ -1,0 +1,997 @@
+//! Containers: create (image → rootfs → OCI spec → monitor + `runtime create`), start, stop, remove,
+//! status, list, exec-sync, resource updates, log reopening, exit collection and recovery.
+
+use std::collections::HashMap;
+use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex as SyncMutex};
+use std::time::Duration;
+
+use cri_api::v1 as cri;
+use prost::Message;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::error::{io_err, Error, Result};
+use crate::pod::PodState;
+use crate::runtime::{info_map, labels_match, new_id, now_ns, remove_state_dir, Runtime};
+use crate::store::CONTAINERS;
+
+/// How long `runtime create` (through the monitor) may take.
+const CREATE_TIMEOUT: Duration = Duration::from_secs(60);
+/// ExecSync output cap per stream, like the kubelet's (16 MiB).
+pub const MAX_EXEC_OUTPUT: usize = 16 * 1024 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CtrState {
+    Creating,
+    Created,
+    Running,
+    Exited,
+    Unknown,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    pub id: String,
+    pub sandbox_id: String,
+    #[serde(with = "crate::hexbytes")]
+    pub config: Vec<u8>,
+    pub handler: String,
+    pub state: CtrState,
+    pub image_id: String,
+    /// What the client asked for (tag or digest reference), for ContainerStatus.image.
+    pub image_name: String,
+    /// repo digest of the image if known, else its id (ContainerStatus.image_ref).
+    pub image_ref: String,
+    pub created_at: i64,
+    pub started_at: i64,
+    pub finished_at: i64,
+    pub exit_code: i32,
+    pub reason: String,
+    pub message: String,
+    pub pid: i32,
+    pub monitor_pid: i32,
+    pub log_path: Option<PathBuf>,
+    pub stop_signal: i32,
+    #[serde(with = "crate::hexbytes")]
+    pub resources: Vec<u8>,
+    pub uid: i64,
+    pub gid: i64,
+    pub gids: Vec<i64>,
+}
+
+impl ContainerRecord {
+    pub fn config(&self) -> cri::ContainerConfig {
+        cri::ContainerConfig::decode(self.config.as_slice()).unwrap_or_default()
+    }
+}
+
+pub struct Ctr {
+    pub id: String,
+    pub sandbox_id: String,
+    pub rec: SyncMutex<ContainerRecord>,
+    pub op: tokio::sync::Mutex<()>,
+    pub name_key: String,
+    /// Flips to true once the exit has been collected.
+    pub exited: watch::Sender<bool>,
+}
+
+impl Ctr {
+    pub fn record(&self) -> ContainerRecord {
+        self.rec.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+    fn update(&self, rt: &Runtime, f: impl FnOnce(&mut ContainerRecord)) -> Result<()> {
+        let mut r = self.rec.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut r);
+        rt.store.put(CONTAINERS, &r.id, &*r)?;
+        Ok(())
+    }
+}
+
+/// Maps spec generation errors onto the CRI's codes, keeping the field name in the message.
+pub fn spec_err(e: crius_spec::SpecError) -> Error {
+    match e {
+        crius_spec::SpecError::Invalid { field, reason } => Error::invalid(field, reason),
+        crius_spec::SpecError::Unsupported { field, reason } => Error::unimplemented(field, reason),
+        other => Error::invalid("config", other.to_string()),
+    }
+}
+
+fn oci_err(e: crius_oci::OciError) -> Error {
+    Error::Internal(e.to_string())
+}
+
+/// The log path: `<log_directory>/<log_path>`, with `log_path` relative and free of `..`.
+fn log_path(
+    sandbox: &cri::PodSandboxConfig,
+    cfg: &cri::ContainerConfig,
+) -> Result<Option<PathBuf>> {
+    if cfg.log_path.is_empty() {
+        return Ok(None);
+    }
+    let rel = Path::new(&cfg.log_path);
+    if rel.is_absolute() || rel.components().any(|c| !matches!(c, Component::Normal(_))) {
+        return Err(Error::invalid(
+            "config.log_path",
+            format!("{:?} must be a relative path without '..'", cfg.log_path),
+        ));
+    }
+    if sandbox.log_directory.is_empty() {
+        return Err(Error::invalid(
+            "config.log_path",
+            "is set but the pod has no log_directory",
+        ));
+    }
+    Ok(Some(Path::new(&sandbox.log_directory).join(rel)))
+}
+
+fn reason_for(exit: &crius_oci::ExitInfo) -> &'static str {
+    if exit.oom_killed {
+        "OOMKilled"
+    } else if exit.exit_code == 0 {
+        "Completed"
+    } else {
+        "Error"
+    }
+}
+
+impl Runtime {
+    /// CreateContainer.
+    pub async fn create_container(
+        self: &Arc<Self>,
+        pod_id: &str,
+        cfg: cri::ContainerConfig,
+        sandbox_cfg: Option<cri::PodSandboxConfig>,
+    ) -> Result<String> {
+        let pod = self.pod(pod_id)?;
+        let prec = pod.record();
+        if prec.state != PodState::Ready {
+            return Err(Error::FailedPrecondition(format!(
+                "pod {} is not ready",
+                pod.id
+            )));
+        }
+        // The pod's own config is authoritative; the request's copy may be absent.
+        let sandbox = if prec.config.is_empty() {
+            sandbox_cfg.unwrap_or_default()
+        } else {
+            prec.config()
+        };
+        let meta = cfg
+            .metadata
+            .clone()
+            .ok_or_else(|| Error::invalid("config.metadata", "is required"))?;
+        if meta.name.is_empty() {
+            return Err(Error::invalid("config.metadata.name", "must not be empty"));
+        }
+        let image_name = cfg
+            .image
+            .as_ref()
+            .map(|i| i.image.clone())
+            .unwrap_or_default();
+        if image_name.is_empty() {
+            return Err(Error::invalid("config.image.image", "must not be empty"));
+        }
+        if !cfg.cdi_devices.is_empty() {
+            return Err(Error::unimplemented(
+                "config.CDI_devices",
+                "CDI devices are not supported (feature DevicePluginCDIDevices)",
+            ));
+        }
+        if cfg.windows.is_some() {
+            return Err(Error::unimplemented(
+                "config.windows",
+                "crius runs Linux containers only",
+            ));
+        }
+        let log_path = log_path(&sandbox, &cfg)?;
+        let image = self
+            .images
+            .get(&image_name)
+            .map_err(crate::image::image_err)?
+            .ok_or_else(|| Error::not_found("image", image_name.clone()))?;
+        let handler = self.handlers.get(&prec.runtime_handler)?;
+
+        let key = format!("{}/{}_{}", pod.id, meta.name, meta.attempt);
+        let id = new_id();
+        if let Err(owner) = self.reserve(&key, &id) {
+            return Err(Error::AlreadyExists(format!(
+                "container name {}_{} in pod {} is already used by container {owner}",
+                meta.name, meta.attempt, pod.id
+            )));
+        }
+        let rec = ContainerRecord {
+            id: id.clone(),
+            sandbox_id: pod.id.clone(),
+            config: cfg.encode_to_vec(),
+            handler: prec.runtime_handler.clone(),
+            state: CtrState::Creating,
+            image_id: image.id.clone(),
+            image_name: image_name.clone(),
+            image_ref: image
+                .repo_digests
+                .first()
+                .cloned()
+                .unwrap_or_else(|| image.id.clone()),
+            created_at: now_ns(),
+            started_at: 0,
+            finished_at: 0,
+            exit_code: 0,
+            reason: String::new(),
+            message: String::new(),
+            pid: 0,
+            monitor_pid: 0,
+            log_path: log_path.clone(),
+            stop_signal: libc::SIGTERM,
+            resources: cfg
+                .linux
+                .as_ref()
+                .and_then(|l| l.resources.clone())
+                .unwrap_or_default()
+                .encode_to_vec(),
+            uid: 0,
+            gid: 0,
+            gids: vec![],
+        };
+        if let Err(e) = self.store.put(CONTAINERS, &id, &rec) {
+            self.release(&key, &id);
+            return Err(e.into());
+        }
+        let (tx, _) = watch::channel(false);
+        let ctr = Arc::new(Ctr {
+            id: id.clone(),
+            sandbox_id: pod.id.clone(),
+            rec: SyncMutex::new(rec),
+            op: tokio::sync::Mutex::new(()),
+            name_key: key,
+            exited: tx,
+        });
+        let guard = ctr.op.lock().await;
+        self.containers
+            .write()
+            .map_err(|_| Error::Internal("container table lock poisoned".into()))?
+            .insert(id.clone(), ctr.clone());
+
+        match self
+            .setup_container(&ctr, &handler, &cfg, &sandbox, &prec, &image, log_path)
+            .await
+        {
+            Ok(()) => {
+                drop(guard);
+                self.emit_event(&ctr, cri::ContainerEventType::ContainerCreatedEvent);
+                Ok(id)
+            }
+            Err(e) => {
+                tracing::warn!("container {id}: CreateContainer failed, undoing: {e}");
+                let _ = handler.delete(&id, true).await;
+                self.forget_container(&ctr);
+                Err(e)
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn setup_container(
+        self: &Arc<Self>,
+        ctr: &Arc<Ctr>,
+        handler: &Arc<crius_oci::Handler>,
+        cfg: &cri::ContainerConfig,
+        sandbox: &cri::PodSandboxConfig,
+        prec: &crate::pod::SandboxRecord,
+        image: &crius_image::Image,
+        log_path: Option<PathBuf>,
+    ) -> Result<()> {
+        let dir = self.container_dir(&ctr.id);
+        let rootfs = dir.join("rootfs");
+        std::fs::create_dir_all(&dir).map_err(|e| io_err("create container dir", &dir, e))?;
+        {
+            let images = self.images.clone();
+            let (image_id, cid, rootfs) = (image.id.clone(), ctr.id.clone(), rootfs.clone());
+            tokio::task::spawn_blocking(move || images.prepare_rootfs(&image_id, &cid, &rootfs))
+                .await
+                .map_err(|e| Error::internal("rootfs task", e))?
+                .map_err(crate::image::image_err)?;
+        }
+        let spec = self.container_spec(ctr, cfg, sandbox, prec, image, &rootfs, handler)?;
+        let stop_signal = crius_spec::stop_signal(&image_defaults(image), cfg).map_err(spec_err)?;
+        let user = spec
+            .process()
+            .as_ref()
+            .map(|p| p.user().clone())
+            .unwrap_or_default();
+        let spec_path = dir.join("config.json");
+        let json = serde_json::to_vec_pretty(&spec)
+            .map_err(|e| Error::internal("serialise OCI spec", e))?;
+        std::fs::write(&spec_path, json).map_err(|e| io_err("write OCI spec", &spec_path, e))?;
+
+        if let Some(lp) = &log_path {
+            if let Some(parent) = lp.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| io_err("create log dir", parent, e))?;
+            }
+        }
+        let oom_file = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.cgroups_path().clone())
+            .map(|p| oom_file(&p, self.host.cgroup_v2));
+        let mcfg = crius_oci::MonitorConfig {
+            monitor_binary: self.cfg.monitor_binary(),
+            id: ctr.id.clone(),
+            bundle: dir.clone(),
+            state_dir: dir.clone(),
+            log_path,
+            tty: cfg.tty,
+            stdin: cfg.stdin,
+            stdin_once: cfg.stdin_once,
+            oom_file,
+            create_timeout: CREATE_TIMEOUT,
+        };
+        let mon = crius_oci::spawn_monitor(handler, &mcfg)
+            .await
+            .map_err(oci_err)?;
+        ctr.update(self, |r| {
+            r.state = CtrState::Created;
+            r.pid = mon.container_pid;
+            r.monitor_pid = mon.monitor_pid;
+            r.stop_signal = stop_signal;
+            r.uid = user.uid() as i64;
+            r.gid = user.gid() as i64;
+            r.gids = user
+                .additional_gids()
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .map(i64::from)
+                .collect();
+        })?;
+        self.watch_exit(ctr.clone());
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn container_spec(
+        &self,
+        ctr: &Ctr,
+        cfg: &cri::ContainerConfig,
+        sandbox: &cri::PodSandboxConfig,
+        prec: &crate::pod::SandboxRecord,
+        image: &crius_image::Image,
+        rootfs: &Path,
+        handler: &crius_oci::Handler,
+    ) -> Result<oci_spec::runtime::Spec> {
+        let ns = cfg
+            .linux
+            .as_ref()
+            .and_then(|l| l.security_context.as_ref())
+            .and_then(|s| s.namespace_options.clone())
+            .unwrap_or_default();
+        let target_pid_ns = if ns.pid == cri::NamespaceMode::Target as i32 {
+            let target = self.container(&ns.target_id).map_err(|_| {
+                Error::invalid(
+                    "config.linux.security_context.namespace_options.target_id",
+                    format!("no container {:?}", ns.target_id),
+                )
+            })?;
+            let t = target.record();
+            if t.sandbox_id != ctr.sandbox_id || t.state != CtrState::Running {
+                return Err(Error::invalid(
+                    "config.linux.security_context.namespace_options.target_id",
+                    format!("container {} must be running in the same pod", ns.target_id),
+                ));
+            }
+            Some(PathBuf::from(format!("/proc/{}/ns/pid", t.pid)))
+        } else {
+            None
+        };
+        let pod_ctx = crius_spec::PodContext {
+            sandbox_id: prec.id.clone(),
+            hostname: std::fs::read_to_string(prec.hostname_file.clone().unwrap_or_default())
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default(),
+            net_ns: prec.pins.net.clone(),
+            ipc_ns: prec.pins.ipc.clone(),
+            uts_ns: prec.pins.uts.clone(),
+            pid_ns: prec
+                .pause_pid
+                .map(|p| PathBuf::from(format!("/proc/{p}/ns/pid"))),
+            host_pid: sandbox
+                .linux
+                .as_ref()
+                .and_then(|l| l.security_context.as_ref())
+                .and_then(|s| s.namespace_options.as_ref())
+                .map(|n| n.pid == cri::NamespaceMode::Node as i32)
+                .unwrap_or(false),
+            resolv_conf: prec.resolv_file.clone(),
+            hosts: prec.hosts_file.clone(),
+            hostname_file: prec.hostname_file.clone(),
+            shm: prec.shm.clone(),
+            cgroup_parent: prec.cgroup_parent.clone(),
+            sysctls: sandbox
+                .linux
+                .as_ref()
+                .map(|l| {
+                    l.sysctls
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        };
+        let caps = crius_spec::HandlerCaps {
+            rro: handler
+                .features
+                .as_ref()
+                .map(|f| f.recursive_read_only_mounts)
+                .unwrap_or(false),
+            idmap: handler
+                .features
+                .as_ref()
+                .map(|f| f.user_namespaces)
+                .unwrap_or(false),
+        };
+        let defaults = image_defaults(image);
+        let input = crius_spec::SpecInput {
+            container_id: &ctr.id,
+            config: cfg,
+            sandbox,
+            image: &defaults,
+            rootfs,
+            pod: &pod_ctx,
+            host: &self.host,
+            target_pid_ns,
+            seccomp_profile_root: Path::new("/"),
+            handler: caps,
+        };
+        let ambient = cfg
+            .linux
+            .as_ref()
+            .and_then(|l| l.security_context.as_ref())
+            .and_then(|s| s.capabilities.as_ref())
+            .map(|c| !c.add_ambient_capabilities.is_empty())
+            .unwrap_or(false);
+        if ambient && !self.gates.enabled("AmbientCapabilities") {
+            return Err(Error::unimplemented(
+                "config.linux.security_context.capabilities.add_ambient_capabilities",
+                "alpha feature AmbientCapabilities is off (enable it with feature_gates.AmbientCapabilities = true)",
+            ));
+        }
+        crius_spec::container_spec(&input).map_err(spec_err)
+    }
+
+    /// StartContainer.
+    pub async fn start_container(self: &Arc<Self>, id: &str) -> Result<()> {
+        let ctr = self.container(id)?;
+        let _g = ctr.op.lock().await;
+        let rec = ctr.record();
+        if rec.state != CtrState::Created {
+            return Err(Error::FailedPrecondition(format!(
+                "container {} is {:?}, not created",
+                ctr.id, rec.state
+            )));
+        }
+        let handler = self.handlers.existing(&rec.handler)?;
+        handler.start(&ctr.id).await.map_err(oci_err)?;
+        ctr.update(self, |r| {
+            r.state = CtrState::Running;
+            r.started_at = now_ns();
+        })?;
+        // A container that exited before we marked it running is collected by the watcher, which waits
+        // for this op lock; nothing is lost.
+        self.emit_event(&ctr, cri::ContainerEventType::ContainerStartedEvent);
+        Ok(())
+    }
+
+    /// Spawns the task that collects the container's exit from its monitor.
+    pub(crate) fn watch_exit(self: &Arc<Self>, ctr: Arc<Ctr>) {
+        let rt = self.clone();
+        tokio::spawn(async move {
+            let pid = ctr.record().monitor_pid;
+            if let Err(e) = crius_oci::wait_pid_exit(pid).await {
+                tracing::warn!("container {}: waiting for monitor {pid}: {e}", ctr.id);
+            }
+            rt.collect_exit(&ctr).await;
+        });
+    }
+
+    async fn collect_exit(self: &Arc<Self>, ctr: &Arc<Ctr>) {
+        let exit = crius_oci::read_exit(&self.container_dir(&ctr.id));
+        let update = |r: &mut ContainerRecord| match &exit {
+            Ok(Some(x)) => {
+                r.state = CtrState::Exited;
+                r.exit_code = x.exit_code;
+                r.finished_at = x.finished_at_ns;
+                r.reason = reason_for(x).to_string();
+            }
+            Ok(None) => {
+                r.state = CtrState::Exited;
+                r.exit_code = 255;
+                r.finished_at = now_ns();
+                r.reason = "Unknown".into();
+                r.message =
+                    "the container's monitor exited without recording an exit status".into();
+            }
+            Err(e) => {
+                r.state = CtrState::Exited;
+                r.exit_code = 255;
+                r.finished_at = now_ns();
+                r.reason = "Unknown".into();
+                r.message = e.to_string();
+            }
+        };
+        if let Err(e) = ctr.update(self, update) {
+            tracing::warn!("container {}: record exit: {e}", ctr.id);
+        }
+        let rec = ctr.record();
+        if let Ok(h) = self.handlers.existing(&rec.handler) {
+            // Frees the runtime's state and the cgroup; the rootfs stays until RemoveContainer.
+            if let Err(e) = h.delete(&ctr.id, true).await {
+                tracing::warn!("container {}: runtime delete after exit: {e}", ctr.id);
+            }
+        }
+        let _ = ctr.exited.send(true);
+        self.emit_event(ctr, cri::ContainerEventType::ContainerStoppedEvent);
+    }
+
+    /// StopContainer. Idempotent; unknown ids are success.
+    pub async fn stop_container(self: &Arc<Self>, id: &str, timeout: i64) -> Result<()> {
+        let ctr = match self.container(id) {
+            Ok(c) => c,
+            Err(Error::NotFound { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        self.stop_container_inner(&ctr, timeout).await
+    }
+
+    pub(crate) async fn stop_container_inner(
+        self: &Arc<Self>,
+        ctr: &Arc<Ctr>,
+        timeout: i64,
+    ) -> Result<()> {
+        let _g = ctr.op.lock().await;
+        let rec = ctr.record();
+        if !matches!(rec.state, CtrState::Running | CtrState::Created) {
+            return Ok(());
+        }
+        let handler = self.handlers.existing(&rec.handler)?;
+        let mut exited = ctr.exited.subscribe();
+        if rec.state == CtrState::Running && timeout > 0 {
+            if let Err(e) = handler.kill(&ctr.id, rec.stop_signal, false).await {
+                tracing::warn!("container {}: stop signal {}: {e}", ctr.id, rec.stop_signal);
+            }
+            let wait =
+                tokio::time::timeout(Duration::from_secs(timeout as u64), exited.wait_for(|x| *x))
+                    .await;
+            if wait.is_ok() {
+                return Ok(());
+            }
+        }
+        handler
+            .kill(&ctr.id, libc::SIGKILL, true)
+            .await
+            .map_err(oci_err)?;
+        if rec.state == CtrState::Created {
+            // A created container's init waits on the exec fifo; delete releases it.
+            handler.delete(&ctr.id, true).await.map_err(oci_err)?;
+        }
+        tokio::time::timeout(Duration::from_secs(30), exited.wait_for(|x| *x))
+            .await
+            .map_err(|_| {
+                Error::DeadlineExceeded(format!(
+                    "container {} did not exit 30s after SIGKILL",
+                    ctr.id
+                ))
+            })?
+            .map_err(|_| Error::Internal(format!("container {}: exit watcher gone", ctr.id)))?;
+        Ok(())
+    }
+
+    /// RemoveContainer. Idempotent; a running container is killed first.
+    pub async fn remove_container(self: &Arc<Self>, id: &str) -> Result<()> {
+        let ctr = match self.container(id) {
+            Ok(c) => c,
+            Err(Error::NotFound { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        self.remove_container_inner(&ctr).await
+    }
+
+    pub(crate) async fn remove_container_inner(self: &Arc<Self>, ctr: &Arc<Ctr>) -> Result<()> {
+        self.stop_container_inner(ctr, 0).await?;
+        let _g = ctr.op.lock().await;
+        let rec = ctr.record();
+        if let Ok(h) = self.handlers.existing(&rec.handler) {
+            h.delete(&ctr.id, true).await.map_err(oci_err)?;
+        }
+        let rootfs = self.container_dir(&ctr.id).join("rootfs");
+        let images = self.images.clone();
+        let cid = ctr.id.clone();
+        tokio::task::spawn_blocking(move || images.remove_rootfs(&cid, &rootfs))
+            .await
+            .map_err(|e| Error::internal("rootfs task", e))?
+            .map_err(crate::image::image_err)?;
+        self.forget_container(ctr);
+        self.emit_event(ctr, cri::ContainerEventType::ContainerDeletedEvent);
+        Ok(())
+    }
+
+    fn forget_container(&self, ctr: &Ctr) {
+        if let Err(e) = remove_state_dir(&self.container_dir(&ctr.id)) {
+            tracing::warn!("container {}: {e}", ctr.id);
+        }
+        if let Err(e) = self.store.delete(CONTAINERS, &ctr.id) {
+            tracing::warn!("container {}: {e}", ctr.id);
+        }
+        if let Ok(mut m) = self.containers.write() {
+            m.remove(&ctr.id);
+        }
+        self.release(&ctr.name_key, &ctr.id);
+    }
+
+    pub(crate) fn container_status_of(&self, rec: &ContainerRecord) -> cri::ContainerStatus {
+        let cfg = rec.config();
+        let state = match rec.state {
+            CtrState::Created => cri::ContainerState::ContainerCreated,
+            CtrState::Running => cri::ContainerState::ContainerRunning,
+            CtrState::Exited => cri::ContainerState::ContainerExited,
+            CtrState::Creating | CtrState::Unknown => cri::ContainerState::ContainerUnknown,
+        } as i32;
+        let mounts = cfg.mounts.clone();
+        cri::ContainerStatus {
+            id: rec.id.clone(),
+            metadata: cfg.metadata.clone(),
+            state,
+            created_at: rec.created_at,
+            started_at: rec.started_at,
+            finished_at: rec.finished_at,
+            exit_code: rec.exit_code,
+            image: Some(cri::ImageSpec {
+                image: rec.image_name.clone(),
+                annotations: cfg
+                    .image
+                    .as_ref()
+                    .map(|i| i.annotations.clone())
+                    .unwrap_or_default(),
+                user_specified_image: cfg
+                    .image
+                    .as_ref()
+                    .map(|i| i.user_specified_image.clone())
+                    .unwrap_or_default(),
+                runtime_handler: String::new(),
+                image_ref: String::new(),
+            }),
+            image_ref: rec.image_ref.clone(),
+            reason: rec.reason.clone(),
+            message: rec.message.clone(),
+            labels: cfg.labels.clone(),
+            annotations: cfg.annotations.clone(),
+            mounts,
+            log_path: rec
+                .log_path
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            resources: Some(cri::ContainerResources {
+                linux: cri::LinuxContainerResources::decode(rec.resources.as_slice()).ok(),
+                windows: None,
+            }),
+            image_id: rec.image_id.clone(),
+            user: Some(cri::ContainerUser {
+                linux: Some(cri::LinuxContainerUser {
+                    uid: rec.uid,
+                    gid: rec.gid,
+                    supplemental_groups: rec.gids.clone(),
+                }),
+            }),
+            stop_signal: cri_signal(rec.stop_signal),
+        }
+    }
+
+    /// ContainerStatus.
+    pub fn container_status(
+        &self,
+        id: &str,
+        verbose: bool,
+    ) -> Result<cri::ContainerStatusResponse> {
+        let ctr = self.container(id)?;
+        let rec = ctr.record();
+        let info = if verbose {
+            let spec: serde_json::Value =
+                std::fs::read(self.container_dir(&rec.id).join("config.json"))
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok())
+                    .unwrap_or(serde_json::Value::Null);
+            info_map(serde_json::json!({
+                "sandboxID": rec.sandbox_id,
+                "pid": rec.pid,
+                "monitorPid": rec.monitor_pid,
+                "runtimeHandler": rec.handler,
+                "runtimeSpec": spec,
+            }))
+        } else {
+            HashMap::new()
+        };
+        Ok(cri::ContainerStatusResponse {
+            status: Some(self.container_status_of(&rec)),
+            info,
+        })
+    }
+
+    /// ListContainers.
+    pub fn list_containers(&self, filter: Option<&cri::ContainerFilter>) -> Vec<cri::Container> {
+        let mut out: Vec<cri::Container> = self
+            .all_containers()
+            .into_iter()
+            .map(|c| c.record())
+            .filter(|r| r.state != CtrState::Creating)
+            .map(|r| {
+                let s = self.container_status_of(&r);
+                cri::Container {
+                    id: s.id,
+                    pod_sandbox_id: r.sandbox_id.clone(),
+                    metadata: s.metadata,
+                    image: s.image,
+                    image_ref: s.image_ref,
+                    state: s.state,
+                    created_at: s.created_at,
+                    labels: s.labels,
+                    annotations: s.annotations,
+                    image_id: s.image_id,
+                }
+            })
+            .filter(|c| match filter {
+                None => true,
+                Some(f) => {
+                    (f.id.is_empty() || c.id.starts_with(&f.id))
+                        && (f.pod_sandbox_id.is_empty()
+                            || c.pod_sandbox_id.starts_with(&f.pod_sandbox_id))
+                        && f.state.as_ref().map(|s| s.state == c.state).unwrap_or(true)
+                        && labels_match(&c.labels, &f.label_selector)
+                }
+            })
+            .collect();
+        out.sort_by_key(|c| c.created_at);
+        out
+    }
+
+    fn running(&self, id: &str) -> Result<(Arc<Ctr>, ContainerRecord)> {
+        let ctr = self.container(id)?;
+        let rec = ctr.record();
+        if rec.state != CtrState::Running {
+            return Err(Error::FailedPrecondition(format!(
+                "container {} is not running (state {:?})",
+                ctr.id, rec.state
+            )));
+        }
+        Ok((ctr, rec))
+    }
+
+    /// The process template for exec: the container's own process (env, user, cwd, caps) with new args.
+    pub fn exec_process(
+        &self,
+        id: &str,
+        cmd: &[String],
+        tty: bool,
+    ) -> Result<(Arc<crius_oci::Handler>, String, oci_spec::runtime::Process)> {
+        if cmd.is_empty() {
+            return Err(Error::invalid("cmd", "must not be empty"));
+        }
+        let (ctr, rec) = self.running(id)?;
+        let path = self.container_dir(&ctr.id).join("config.json");
+        let bytes = std::fs::read(&path).map_err(|e| io_err("read OCI spec", &path, e))?;
+        let spec: oci_spec::runtime::Spec = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::internal(format!("parse {}", path.display()), e))?;
+        let mut process = spec.process().clone().unwrap_or_default();
+        process.set_args(Some(cmd.to_vec()));
+        process.set_terminal(Some(tty));
+        process.set_console_size(None);
+        let handler = self.handlers.existing(&rec.handler)?;
+        Ok((handler, ctr.id.clone(), process))
+    }
+
+    /// ExecSync.
+    pub async fn exec_sync(
+        &self,
+        id: &str,
+        cmd: &[String],
+        timeout: i64,
+    ) -> Result<cri::ExecSyncResponse> {
+        let (handler, cid, process) = self.exec_process(id, cmd, false)?;
+        let timeout = (timeout > 0).then(|| Duration::from_secs(timeout as u64));
+        let out = handler
+            .exec_sync(&cid, &process, timeout, MAX_EXEC_OUTPUT)
+            .await
+            .map_err(oci_err)?;
+        if out.timed_out {
+            return Err(Error::DeadlineExceeded(format!(
+                "command {cmd:?} in container {cid} timed out after {}s",
+                timeout.map(|t| t.as_secs()).unwrap_or(0)
+            )));
+        }
+        Ok(cri::ExecSyncResponse {
+            stdout: out.stdout,
+            stderr: out.stderr,
+            exit_code: out.exit_code,
+        })
+    }
+
+    /// UpdateContainerResources.
+    pub async fn update_resources(
+        &self,
+        id: &str,
+        linux: Option<cri::LinuxContainerResources>,
+        has_windows: bool,
+    ) -> Result<()> {
+        if has_windows {
+            return Err(Error::unimplemented(
+                "windows",
+                "crius runs Linux containers only",
+            ));
+        }
+        let ctr = self.container(id)?;
+        let _g = ctr.op.lock().await;
+        let rec = ctr.record();
+        let Some(linux) = linux else { return Ok(()) };
+        let res = crius_spec::linux_resources(&linux, &self.host).map_err(spec_err)?;
+        if matches!(rec.state, CtrState::Running | CtrState::Created) {
+            let handler = self.handlers.existing(&rec.handler)?;
+            handler.update(&ctr.id, &res).await.map_err(oci_err)?;
+        } else {
+            return Err(Error::FailedPrecondition(format!(
+                "container {} is not running (state {:?})",
+                ctr.id, rec.state
+            )));
+        }
+        ctr.update(self, |r| r.resources = linux.encode_to_vec())?;
+        Ok(())
+    }
+
+    /// ReopenContainerLog.
+    pub async fn reopen_log(&self, id: &str) -> Result<()> {
+        let (ctr, _) = self.running(id)?;
+        crius_oci::reopen_log(&self.container_dir(&ctr.id))
+            .await
+            .map_err(oci_err)
+    }
+
+    fn emit_event(&self, ctr: &Ctr, kind: cri::ContainerEventType) {
+        let rec = ctr.record();
+        let pod_status = self.pod(&rec.sandbox_id).ok().map(|p| {
+            let pr = p.record();
+            self.pod_status_of(&pr)
+        });
+        let statuses = if kind == cri::ContainerEventType::ContainerDeletedEvent {
+            vec![]
+        } else {
+            vec![self.container_status_of(&rec)]
+        };
+        self.emit(cri::ContainerEventResponse {
+            container_id: rec.id.clone(),
+            container_event_type: kind as i32,
+            created_at: now_ns(),
+            pod_sandbox_status: pod_status,
+            containers_statuses: statuses,
+        });
+    }
+}
+
+/// A signal number as the CRI's Signal enum (whose names match the kernel's).
+pub fn cri_signal(sig: i32) -> i32 {
+    let name = match nix::sys::signal::Signal::try_from(sig) {
+        Ok(s) => s.as_str(),
+        Err(_) => return cri::Signal::RuntimeDefault as i32,
+    };
+    cri::Signal::from_str_name(name)
+        .map(|s| s as i32)
+        .unwrap_or(cri::Signal::RuntimeDefault as i32)
+}
+
+fn oom_file(cgroups_path: &Path, v2: bool) -> PathBuf {
+    let rel = cgroups_path.strip_prefix("/").unwrap_or(cgroups_path);
+    if v2 {
+        Path::new("/sys/fs/cgroup").join(rel).join("memory.events")
+    } else {
+        Path::new("/sys/fs/cgroup/memory")
+            .join(rel)
+            .join("memory.oom_control")
+    }
+}
+
+pub fn image_defaults(image: &crius_image::Image) -> crius_spec::ImageDefaults {
+    crius_spec::ImageDefaults {
+        user: image.config.user.clone(),
+        env: image.config.env.clone(),
+        entrypoint: image.config.entrypoint.clone(),
+        cmd: image.config.cmd.clone(),
+        working_dir: image.config.working_dir.clone(),
+        stop_signal: image.config.stop_signal.clone(),
+    }
+}
+
+/// Loads containers and reconciles them with their monitors: running containers are watched again,
+/// exits that happened while the daemon was down are read from the monitors' exit files, half-made
+/// containers are removed.
+pub(crate) async fn recover(rt: &Arc<Runtime>) -> anyhow::Result<()> {
+    let records: Vec<ContainerRecord> = rt.store.list(CONTAINERS)?;
+    for rec in records {
+        let cfg = rec.config();
+        let meta = cfg.metadata.clone().unwrap_or_default();
+        let key = format!("{}/{}_{}", rec.sandbox_id, meta.name, meta.attempt);
+        let (tx, _) = watch::channel(matches!(rec.state, CtrState::Exited | CtrState::Unknown));
+        let ctr = Arc::new(Ctr {
+            id: rec.id.clone(),
+            sandbox_id: rec.sandbox_id.clone(),
+            rec: SyncMutex::new(rec.clone()),
+            op: tokio::sync::Mutex::new(()),
+            name_key: key.clone(),
+            exited: tx,
+        });
+        let _ = rt.reserve(&key, &rec.id);
+        if let Ok(mut m) = rt.containers.write() {
+            m.insert(rec.id.clone(), ctr.clone());
+        }
+        if rt.pod(&rec.sandbox_id).is_err() {
+            tracing::warn!(
+                "container {}: its pod {} is gone; removing it",
+                rec.id,
+                rec.sandbox_id
+            );
+            let _ = rt.remove_container_inner(&ctr).await;
+            continue;
+        }
+        match rec.state {
+            CtrState::Creating => {
+                tracing::info!(
+                    "container {}: was being created when crius stopped; undoing it",
+                    rec.id
+                );
+                let _ = rt.remove_container_inner(&ctr).await;
+            }
+            CtrState::Created | CtrState::Running => {
+                let dir = rt.container_dir(&rec.id);
+                if crius_oci::monitor_alive(&dir).is_some() {
+                    rt.watch_exit(ctr.clone());
+                } else {
+                    rt.collect_exit(&ctr).await;
+                }
+            }
+            CtrState::Exited | CtrState::Unknown => {}
+        }
+    }
+    // Rootfs mounts whose container record is gone (a crash between mount and the first record write).
+    let known: Vec<String> = rt.all_containers().iter().map(|c| c.id.clone()).collect();
+    if let Ok(ids) = rt.images.list_rootfs() {
+        for id in ids.into_iter().filter(|id| !known.contains(id)) {
+            let rootfs = rt.container_dir(&id).join("rootfs");
+            if let Err(e) = rt.images.remove_rootfs(&id, &rootfs) {
+                tracing::warn!("container {id}: removing orphaned rootfs: {e}");
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_path_rejects_escapes() {
+        let sb = cri::PodSandboxConfig {
+            log_directory: "/var/log/pods/x".into(),
+            ..Default::default()
+        };
+        let mut c = cri::ContainerConfig {
+            log_path: "c/0.log".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            log_path(&sb, &c).unwrap(),
+            Some(PathBuf::from("/var/log/pods/x/c/0.log"))
+        );
+        for bad in ["../etc/passwd", "/etc/passwd", "a/../../b"] {
+            c.log_path = bad.into();
+            let e = log_path(&sb, &c).unwrap_err().to_string();
+            assert!(e.contains("config.log_path"), "{bad}: {e}");
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! crius: a Kubernetes CRI runtime. The daemon library: configuration, the runtime (pods, containers,
+//! images, network), the gRPC services and the streaming server glue. The binary is `main.rs`.
+
+pub mod client;
+pub mod config;
+pub mod container;
+pub mod daemon;
+pub mod error;
+pub mod features;
+pub mod hexbytes;
+pub mod host;
+pub mod image;
+pub mod oci;
+pub mod pod;
+pub mod runtime;
+pub mod server;
+pub mod status;
+pub mod store;
+pub mod streaming;

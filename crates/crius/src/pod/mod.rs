@@ -1,0 +1,670 @@
+//! Pod sandboxes: name reservation, namespaces, network, pod files; run, stop, remove, status, list, and
+//! recovery after a restart.
+//!
+//! A pod is written to the store as `Creating` before any work, so that a crash half-way leaves a record
+//! that recovery undoes; it becomes `Ready` only when every step succeeded.
+
+pub mod files;
+pub mod namespaces;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex as SyncMutex};
+use std::time::Duration;
+
+use cri_api::v1 as cri;
+use prost::Message;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{io_err, Error, Result};
+use crate::runtime::{info_map, labels_match, new_id, now_ns, remove_state_dir, Runtime};
+use crate::store::SANDBOXES;
+use namespaces::Pins;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PodState {
+    Creating,
+    Ready,
+    NotReady,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SandboxRecord {
+    pub id: String,
+    /// The PodSandboxConfig as the client sent it (protobuf bytes, hex).
+    #[serde(with = "crate::hexbytes")]
+    pub config: Vec<u8>,
+    pub runtime_handler: String,
+    pub state: PodState,
+    pub created_at: i64,
+    pub pins: Pins,
+    /// Host pid of the pause process (pods that share one PID namespace).
+    pub pause_pid: Option<i32>,
+    pub ips: Vec<String>,
+    /// Whether CNI ADD succeeded and DEL has not yet.
+    pub network_up: bool,
+    pub shm: Option<PathBuf>,
+    pub hostname_file: Option<PathBuf>,
+    pub hosts_file: Option<PathBuf>,
+    pub resolv_file: Option<PathBuf>,
+    pub cgroup_parent: String,
+}
+
+impl SandboxRecord {
+    pub fn config(&self) -> cri::PodSandboxConfig {
+        cri::PodSandboxConfig::decode(self.config.as_slice()).unwrap_or_default()
+    }
+}
+
+pub struct Pod {
+    pub id: String,
+    pub rec: SyncMutex<SandboxRecord>,
+    /// Serialises lifecycle operations on this pod (run/stop/remove).
+    pub op: tokio::sync::Mutex<()>,
+    /// Reservation key of the pod's name.
+    pub name_key: String,
+}
+
+impl Pod {
+    pub fn record(&self) -> SandboxRecord {
+        self.rec.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+    fn update(&self, rt: &Runtime, f: impl FnOnce(&mut SandboxRecord)) -> Result<()> {
+        let mut r = self.rec.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut r);
+        rt.store.put(SANDBOXES, &r.id, &*r)?;
+        Ok(())
+    }
+}
+
+fn name_key(cfg: &cri::PodSandboxConfig) -> Result<String> {
+    let m = cfg
+        .metadata
+        .as_ref()
+        .ok_or_else(|| Error::invalid("config.metadata", "is required"))?;
+    for (field, v) in [
+        ("name", &m.name),
+        ("namespace", &m.namespace),
+        ("uid", &m.uid),
+    ] {
+        if v.is_empty() {
+            return Err(Error::invalid(
+                format!("config.metadata.{field}"),
+                "must not be empty",
+            ));
+        }
+    }
+    Ok(format!(
+        "{}_{}_{}_{}",
+        m.name, m.namespace, m.uid, m.attempt
+    ))
+}
+
+fn ns_options(cfg: &cri::PodSandboxConfig) -> cri::NamespaceOption {
+    cfg.linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref())
+        .and_then(|s| s.namespace_options.clone())
+        .unwrap_or_default()
+}
+
+fn host_network(cfg: &cri::PodSandboxConfig) -> bool {
+    ns_options(cfg).network == cri::NamespaceMode::Node as i32
+}
+
+/// Fields of a PodSandboxConfig crius refuses rather than ignores.
+fn validate(rt: &Runtime, cfg: &cri::PodSandboxConfig) -> Result<()> {
+    if cfg.windows.is_some() {
+        return Err(Error::unimplemented(
+            "config.windows",
+            "crius runs Linux pods only",
+        ));
+    }
+    let ns = ns_options(cfg);
+    if ns.network == cri::NamespaceMode::Target as i32
+        || ns.ipc == cri::NamespaceMode::Target as i32
+    {
+        return Err(Error::invalid(
+            "config.linux.security_context.namespace_options",
+            "TARGET mode applies to containers' pid namespace only",
+        ));
+    }
+    if ns.pid == cri::NamespaceMode::Target as i32 {
+        return Err(Error::invalid(
+            "config.linux.security_context.namespace_options.pid",
+            "TARGET mode is for containers, not pods",
+        ));
+    }
+    if let Some(u) = &ns.userns_options {
+        if u.mode != cri::NamespaceMode::Node as i32 {
+            return Err(Error::unimplemented(
+                "config.linux.security_context.namespace_options.userns_options",
+                "user namespaces need idmapped mounts, which no handler here supports (feature UserNamespacesSupport)",
+            ));
+        }
+    }
+    if let Some(dir) = Some(&cfg.log_directory).filter(|d| !d.is_empty()) {
+        if !std::path::Path::new(dir).is_absolute() {
+            return Err(Error::invalid(
+                "config.log_directory",
+                format!("{dir:?} is not an absolute path"),
+            ));
+        }
+    }
+    crius_spec::validate_sandbox_config(cfg, &rt.host).map_err(crate::container::spec_err)?;
+    Ok(())
+}
+
+impl Runtime {
+    /// RunPodSandbox.
+    pub async fn run_pod(
+        self: &Arc<Self>,
+        cfg: cri::PodSandboxConfig,
+        handler: &str,
+    ) -> Result<String> {
+        let key = name_key(&cfg)?;
+        validate(self, &cfg)?;
+        let handler_name = if handler.is_empty() {
+            self.handlers.default.clone()
+        } else {
+            handler.to_string()
+        };
+        self.handlers.get(&handler_name)?;
+        if !host_network(&cfg) {
+            if let Err(e) = self.cni.status() {
+                return Err(Error::FailedPrecondition(format!(
+                    "pod network is not ready: {e}"
+                )));
+            }
+        }
+
+        let id = new_id();
+        if let Err(owner) = self.reserve(&key, &id) {
+            return self.existing_pod_for_retry(&key, &owner, &cfg).await;
+        }
+        let cgroup_parent = cfg
+            .linux
+            .as_ref()
+            .map(|l| l.cgroup_parent.clone())
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| "/crius".to_string());
+        let rec = SandboxRecord {
+            id: id.clone(),
+            config: cfg.encode_to_vec(),
+            runtime_handler: handler_name,
+            state: PodState::Creating,
+            created_at: now_ns(),
+            pins: Pins::default(),
+            pause_pid: None,
+            ips: vec![],
+            network_up: false,
+            shm: None,
+            hostname_file: None,
+            hosts_file: None,
+            resolv_file: None,
+            cgroup_parent,
+        };
+        if let Err(e) = self.store.put(SANDBOXES, &id, &rec) {
+            self.release(&key, &id);
+            return Err(e.into());
+        }
+        let pod = Arc::new(Pod {
+            id: id.clone(),
+            rec: SyncMutex::new(rec),
+            op: tokio::sync::Mutex::new(()),
+            name_key: key.clone(),
+        });
+        let guard = pod.op.lock().await;
+        self.pods
+            .write()
+            .map_err(|_| Error::Internal("pod table lock poisoned".into()))?
+            .insert(id.clone(), pod.clone());
+
+        match self.setup_pod(&pod, &cfg).await {
+            Ok(()) => {
+                pod.update(self, |r| r.state = PodState::Ready)?;
+                drop(guard);
+                Ok(id)
+            }
+            Err(e) => {
+                tracing::warn!("pod {id}: RunPodSandbox failed, undoing: {e}");
+                self.teardown_pod(&pod).await;
+                self.forget_pod(&pod);
+                drop(guard);
+                Err(e)
+            }
+        }
+    }
+
+    /// A retry of a RunPodSandbox whose first attempt holds the name: wait for that attempt and return
+    /// its pod when it is the same request, so a client timeout never wedges the name.
+    async fn existing_pod_for_retry(
+        &self,
+        key: &str,
+        owner: &str,
+        cfg: &cri::PodSandboxConfig,
+    ) -> Result<String> {
+        let pod = self.pod(owner)?;
+        // Waits while the first attempt is still working.
+        let _g = tokio::time::timeout(Duration::from_secs(240), pod.op.lock())
+            .await
+            .map_err(|_| {
+                Error::AlreadyExists(format!(
+                    "pod name {key} is reserved by pod {owner}, still being created"
+                ))
+            })?;
+        let rec = pod.record();
+        if rec.state == PodState::Ready && rec.config == cfg.encode_to_vec() {
+            return Ok(owner.to_string());
+        }
+        Err(Error::AlreadyExists(format!(
+            "pod name {key} is already used by pod {owner} (state {:?}); remove it first",
+            rec.state
+        )))
+    }
+
+    async fn setup_pod(
+        self: &Arc<Self>,
+        pod: &Arc<Pod>,
+        cfg: &cri::PodSandboxConfig,
+    ) -> Result<()> {
+        let dir = self.pod_dir(&pod.id);
+        std::fs::create_dir_all(&dir).map_err(|e| io_err("create pod dir", &dir, e))?;
+        let ns = ns_options(cfg);
+        let host_net = ns.network == cri::NamespaceMode::Node as i32;
+        let host_ipc = ns.ipc == cri::NamespaceMode::Node as i32;
+        let hostname = if cfg.hostname.is_empty() {
+            cfg.metadata
+                .as_ref()
+                .map(|m| m.name.clone())
+                .unwrap_or_default()
+        } else {
+            cfg.hostname.clone()
+        };
+        let pins = {
+            let dir = dir.clone();
+            let hostname = hostname.clone();
+            tokio::task::spawn_blocking(move || {
+                namespaces::pin(&dir, !host_net, !host_ipc, !host_net, &hostname)
+            })
+            .await
+            .map_err(|e| Error::internal("namespace task", e))??
+        };
+        pod.update(self, |r| r.pins = pins.clone())?;
+
+        if ns.pid == cri::NamespaceMode::Pod as i32 {
+            let pid =
+                namespaces::spawn_pause(&self.cfg.pause_binary(), &dir.join("pause.pid")).await?;
+            pod.update(self, |r| r.pause_pid = Some(pid))?;
+        }
+
+        let mut ips = vec![];
+        if let Some(netns) = &pins.net {
+            // Written before ADD: if the daemon dies during ADD, recovery still runs DEL.
+            pod.update(self, |r| r.network_up = true)?;
+            let status = self
+                .cni
+                .setup(&pod_network(&pod.id, cfg, netns.clone())?)
+                .await
+                .map_err(|e| Error::Internal(format!("pod {}: CNI ADD: {e}", pod.id)))?;
+            ips = status.ips.iter().map(|ip| ip.to_string()).collect();
+            pod.update(self, |r| r.ips = ips.clone())?;
+        }
+
+        let hostname_file = files::write_hostname(&dir, &hostname)?;
+        let hosts_file = files::write_hosts(&dir, &hostname, host_net, &ips)?;
+        let resolv_file = files::write_resolv_conf(&dir, cfg.dns_config.as_ref())?;
+        let shm = if host_ipc {
+            None
+        } else {
+            Some(files::mount_shm(&dir)?)
+        };
+        pod.update(self, |r| {
+            r.hostname_file = Some(hostname_file);
+            r.hosts_file = Some(hosts_file);
+            r.resolv_file = Some(resolv_file);
+            r.shm = shm;
+        })?;
+        Ok(())
+    }
+
+    /// Releases everything a pod holds except its record: network, pause, namespaces, mounts. Safe to call
+    /// on a half-made pod and more than once.
+    async fn teardown_pod(&self, pod: &Pod) {
+        let rec = pod.record();
+        if rec.network_up {
+            let cfg = rec.config();
+            let netns = rec.pins.net.clone().unwrap_or_default();
+            match pod_network(&rec.id, &cfg, netns) {
+                Ok(net) => match self.cni.teardown(&net).await {
+                    Ok(()) => {
+                        let _ = pod.update(self, |r| r.network_up = false);
+                    }
+                    Err(e) => tracing::warn!(
+                        "pod {}: CNI DEL failed (retried on remove and restart): {e}",
+                        rec.id
+                    ),
+                },
+                Err(e) => tracing::warn!("pod {}: {e}", rec.id),
+            }
+        }
+        if let Some(pid) = rec.pause_pid {
+            kill_pause(pid, &self.pod_dir(&rec.id)).await;
+            let _ = pod.update(self, |r| r.pause_pid = None);
+        }
+        if let Some(shm) = &rec.shm {
+            files::unmount(shm);
+        }
+        // Pins go last: CNI DEL needs the netns while it still exists.
+        if !pod.record().network_up {
+            namespaces::unpin(&rec.pins);
+        }
+    }
+
+    fn forget_pod(&self, pod: &Pod) {
+        let _ = remove_state_dir(&self.pod_dir(&pod.id));
+        if let Err(e) = self.store.delete(SANDBOXES, &pod.id) {
+            tracing::warn!("pod {}: {e}", pod.id);
+        }
+        if let Ok(mut pods) = self.pods.write() {
+            pods.remove(&pod.id);
+        }
+        self.release(&pod.name_key, &pod.id);
+    }
+
+    /// StopPodSandbox: stops every container, then releases the network and the pod's processes.
+    /// Idempotent; an unknown id is success, as the CRI asks.
+    pub async fn stop_pod(self: &Arc<Self>, id: &str) -> Result<()> {
+        let pod = match self.pod(id) {
+            Ok(p) => p,
+            Err(Error::NotFound { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let _g = pod.op.lock().await;
+        for c in self
+            .all_containers()
+            .into_iter()
+            .filter(|c| c.sandbox_id == pod.id)
+        {
+            self.stop_container_inner(&c, 0).await?;
+        }
+        self.teardown_pod(&pod).await;
+        if pod.record().network_up {
+            return Err(Error::Internal(format!(
+                "pod {}: releasing the network failed; it is retried on the next stop/remove",
+                pod.id
+            )));
+        }
+        pod.update(self, |r| r.state = PodState::NotReady)?;
+        Ok(())
+    }
+
+    /// RemovePodSandbox: removes containers, the pod's resources and its record. Idempotent.
+    pub async fn remove_pod(self: &Arc<Self>, id: &str) -> Result<()> {
+        let pod = match self.pod(id) {
+            Ok(p) => p,
+            Err(Error::NotFound { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let _g = pod.op.lock().await;
+        for c in self
+            .all_containers()
+            .into_iter()
+            .filter(|c| c.sandbox_id == pod.id)
+        {
+            self.remove_container_inner(&c).await?;
+        }
+        self.teardown_pod(&pod).await;
+        if pod.record().network_up {
+            return Err(Error::Internal(format!(
+                "pod {}: CNI DEL failed; RemovePodSandbox must be retried",
+                pod.id
+            )));
+        }
+        self.forget_pod(&pod);
+        Ok(())
+    }
+
+    pub(crate) fn pod_status_of(&self, rec: &SandboxRecord) -> cri::PodSandboxStatus {
+        let cfg = rec.config();
+        let mut ips = rec.ips.iter();
+        cri::PodSandboxStatus {
+            id: rec.id.clone(),
+            metadata: cfg.metadata.clone(),
+            state: match rec.state {
+                PodState::Ready => cri::PodSandboxState::SandboxReady as i32,
+                _ => cri::PodSandboxState::SandboxNotready as i32,
+            },
+            created_at: rec.created_at,
+            network: Some(cri::PodSandboxNetworkStatus {
+                ip: ips.next().cloned().unwrap_or_default(),
+                additional_ips: ips.map(|ip| cri::PodIp { ip: ip.clone() }).collect(),
+            }),
+            linux: Some(cri::LinuxPodSandboxStatus {
+                namespaces: Some(cri::Namespace {
+                    options: Some(ns_options(&cfg)),
+                }),
+            }),
+            labels: cfg.labels.clone(),
+            annotations: cfg.annotations.clone(),
+            runtime_handler: rec.runtime_handler.clone(),
+        }
+    }
+
+    /// PodSandboxStatus.
+    pub fn pod_status(&self, id: &str, verbose: bool) -> Result<cri::PodSandboxStatusResponse> {
+        let pod = self.pod(id)?;
+        let rec = pod.record();
+        let status = self.pod_status_of(&rec);
+        let info = if verbose {
+            info_map(serde_json::json!({
+                "pid": rec.pause_pid.unwrap_or(0),
+                "runtimeHandler": rec.runtime_handler,
+                "namespaces": rec.pins,
+                "cgroupParent": rec.cgroup_parent,
+                "config": pod_config_json(&rec.config()),
+            }))
+        } else {
+            HashMap::new()
+        };
+        let containers_statuses = self
+            .all_containers()
+            .into_iter()
+            .filter(|c| c.sandbox_id == rec.id)
+            .map(|c| self.container_status_of(&c.record()))
+            .collect();
+        Ok(cri::PodSandboxStatusResponse {
+            status: Some(status),
+            info,
+            containers_statuses,
+            timestamp: now_ns(),
+        })
+    }
+
+    /// ListPodSandbox.
+    pub fn list_pods(&self, filter: Option<&cri::PodSandboxFilter>) -> Vec<cri::PodSandbox> {
+        let mut out: Vec<cri::PodSandbox> = self
+            .all_pods()
+            .into_iter()
+            .map(|p| p.record())
+            .filter(|r| r.state != PodState::Creating)
+            .map(|r| {
+                let s = self.pod_status_of(&r);
+                cri::PodSandbox {
+                    id: s.id,
+                    metadata: s.metadata,
+                    state: s.state,
+                    created_at: s.created_at,
+                    labels: s.labels,
+                    annotations: s.annotations,
+                    runtime_handler: s.runtime_handler,
+                }
+            })
+            .filter(|p| match filter {
+                None => true,
+                Some(f) => {
+                    (f.id.is_empty() || p.id.starts_with(&f.id))
+                        && f.state.as_ref().map(|s| s.state == p.state).unwrap_or(true)
+                        && labels_match(&p.labels, &f.label_selector)
+                }
+            })
+            .collect();
+        out.sort_by_key(|p| p.created_at);
+        out
+    }
+}
+
+fn pod_config_json(cfg: &cri::PodSandboxConfig) -> serde_json::Value {
+    let m = cfg.metadata.clone().unwrap_or_default();
+    serde_json::json!({
+        "metadata": {"name": m.name, "namespace": m.namespace, "uid": m.uid, "attempt": m.attempt},
+        "hostname": cfg.hostname,
+        "log_directory": cfg.log_directory,
+        "labels": cfg.labels,
+        "annotations": cfg.annotations,
+    })
+}
+
+/// The CNI view of a pod.
+pub fn pod_network(
+    id: &str,
+    cfg: &cri::PodSandboxConfig,
+    netns: PathBuf,
+) -> Result<crius_network::PodNetwork> {
+    let m = cfg.metadata.clone().unwrap_or_default();
+    let annotations = cfg
+        .annotations
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let bandwidth = crius_network::bandwidth_from_annotations(&annotations)
+        .map_err(|e| Error::invalid("config.annotations", e.to_string()))?;
+    let mut port_mappings = vec![];
+    for (i, p) in cfg.port_mappings.iter().enumerate() {
+        if p.host_port == 0 {
+            continue;
+        }
+        let port = |v: i32, field: &str| {
+            u16::try_from(v).ok().filter(|p| *p > 0).ok_or_else(|| {
+                Error::invalid(
+                    format!("config.port_mappings[{i}].{field}"),
+                    format!("{v} is not a port"),
+                )
+            })
+        };
+        port_mappings.push(crius_network::PortMapping {
+            host_port: port(p.host_port, "host_port")?,
+            container_port: port(p.container_port, "container_port")?,
+            protocol: match cri::Protocol::try_from(p.protocol) {
+                Ok(cri::Protocol::Udp) => "udp",
+                Ok(cri::Protocol::Sctp) => "sctp",
+                _ => "tcp",
+            }
+            .to_string(),
+            host_ip: p.host_ip.clone(),
+        });
+    }
+    Ok(crius_network::PodNetwork {
+        id: id.to_string(),
+        name: m.name,
+        namespace: m.namespace,
+        uid: m.uid,
+        netns,
+        port_mappings,
+        bandwidth,
+        dns: cfg.dns_config.as_ref().map(|d| crius_network::Dns {
+            servers: d.servers.clone(),
+            searches: d.searches.clone(),
+            options: d.options.clone(),
+        }),
+        annotations,
+    })
+}
+
+async fn kill_pause(pid: i32, pod_dir: &std::path::Path) {
+    // The pid may have been reused after a reboot: only kill it if its cmdline is our pause binary.
+    let ours = std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| {
+            String::from_utf8_lossy(&c)
+                .contains(&pod_dir.join("pause.pid").to_string_lossy().to_string())
+        })
+        .unwrap_or(false);
+    if ours {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = tokio::time::timeout(Duration::from_secs(5), crius_oci::wait_pid_exit(pid)).await;
+    }
+}
+
+/// Loads pods from the store and reconciles them: half-made pods are undone and removed; Ready pods whose
+/// namespaces vanished (a reboot) become NotReady; pods whose CNI DEL failed get it retried.
+pub(crate) async fn recover(rt: &Arc<Runtime>) -> anyhow::Result<()> {
+    let records: Vec<SandboxRecord> = rt.store.list(SANDBOXES)?;
+    for rec in records {
+        let cfg = rec.config();
+        let key = name_key(&cfg).unwrap_or_else(|_| rec.id.clone());
+        let pod = Arc::new(Pod {
+            id: rec.id.clone(),
+            rec: SyncMutex::new(rec.clone()),
+            op: tokio::sync::Mutex::new(()),
+            name_key: key.clone(),
+        });
+        let _ = rt.reserve(&key, &rec.id);
+        if let Ok(mut pods) = rt.pods.write() {
+            pods.insert(rec.id.clone(), pod.clone());
+        }
+        match rec.state {
+            PodState::Creating => {
+                tracing::info!(
+                    "pod {}: was being created when crius stopped; undoing it",
+                    rec.id
+                );
+                rt.teardown_pod(&pod).await;
+                rt.forget_pod(&pod);
+            }
+            PodState::Ready => {
+                let lost = rec.pins.paths().any(|p| !namespaces::is_pinned(p));
+                if lost {
+                    tracing::warn!(
+                        "pod {}: namespaces are gone (reboot?); marking it NotReady",
+                        rec.id
+                    );
+                    rt.teardown_pod(&pod).await;
+                    pod.update(rt, |r| r.state = PodState::NotReady)?;
+                }
+            }
+            PodState::NotReady => {
+                if rec.network_up {
+                    rt.teardown_pod(&pod).await;
+                }
+            }
+        }
+    }
+    // CNI results cached for pods crius no longer knows: their DEL never happened.
+    let known: Vec<String> = rt.all_pods().iter().map(|p| p.id.clone()).collect();
+    for orphan in rt
+        .cni
+        .cached_pods()
+        .into_iter()
+        .filter(|id| !known.contains(id))
+    {
+        tracing::info!("pod {orphan}: releasing orphaned network");
+        let net = crius_network::PodNetwork {
+            id: orphan.clone(),
+            name: String::new(),
+            namespace: String::new(),
+            uid: String::new(),
+            netns: PathBuf::new(),
+            port_mappings: vec![],
+            bandwidth: None,
+            dns: None,
+            annotations: Default::default(),
+        };
+        if let Err(e) = rt.cni.teardown(&net).await {
+            tracing::warn!("pod {orphan}: CNI DEL of orphan failed: {e}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,248 @@
+//! The runtime: everything the daemon knows and owns, shared by the gRPC services and the streaming
+//! server. Pods live in `pod`, containers in `container`; this module holds the shared state, id lookup,
+//! name reservations, events and start-up recovery.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex as SyncMutex, RwLock};
+
+use cri_api::v1 as cri;
+use tokio::sync::broadcast;
+
+use crate::config::Config;
+use crate::container::Ctr;
+use crate::error::{io_err, Error, Result};
+use crate::features::Gates;
+use crate::oci::Handlers;
+use crate::pod::Pod;
+use crate::store::Store;
+
+pub const RUNTIME_NAME: &str = "crius";
+pub const RUNTIME_VERSION: &str = env!("CARGO_PKG_VERSION");
+pub const CRI_VERSION: &str = "v1";
+
+pub struct Runtime {
+    pub cfg: Config,
+    pub gates: Gates,
+    pub store: Store,
+    pub handlers: Handlers,
+    pub images: crius_image::ImageStore,
+    pub cni: crius_network::Cni,
+    pub host: crius_spec::HostInfo,
+    pub(crate) pods: RwLock<HashMap<String, Arc<Pod>>>,
+    pub(crate) containers: RwLock<HashMap<String, Arc<Ctr>>>,
+    /// Name reservations: reservation key → owner id. A key is held from the first step of a create until
+    /// the object is removed, so a retried create finds the first attempt instead of racing it.
+    pub(crate) names: SyncMutex<HashMap<String, String>>,
+    pub(crate) events: broadcast::Sender<cri::ContainerEventResponse>,
+    pub streaming: std::sync::OnceLock<crius_streaming::Server>,
+}
+
+/// Nanoseconds since the Unix epoch, as the CRI timestamps are.
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+/// A fresh 64-hex id.
+pub fn new_id() -> String {
+    let bytes: [u8; 32] = rand::random();
+    hex::encode(bytes)
+}
+
+impl Runtime {
+    pub async fn new(cfg: Config) -> anyhow::Result<Arc<Runtime>> {
+        for (what, dir) in [("root", &cfg.root), ("state", &cfg.state)] {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| anyhow::anyhow!("create {what} dir {}: {e}", dir.display()))?;
+        }
+        for sub in ["pods", "containers"] {
+            let d = cfg.state.join(sub);
+            std::fs::create_dir_all(&d)
+                .map_err(|e| anyhow::anyhow!("create {}: {e}", d.display()))?;
+        }
+        let store = Store::open(&cfg.root.join("crius.redb"))?;
+        let images = crius_image::ImageStore::open(crius_image::StoreOptions {
+            root: cfg.root.join("images"),
+            hosts_dir: cfg.registry_config_dir.clone(),
+            stall_timeout: std::time::Duration::from_secs(cfg.pull_stall_timeout_secs),
+        })?;
+        let cni = crius_network::Cni::new(crius_network::CniConfig {
+            conf_dir: cfg.cni_conf_dir.clone(),
+            bin_dirs: cfg.cni_bin_dir.clone(),
+            cache_dir: cfg.root.join("cni-cache"),
+        });
+        let handlers = Handlers::probe(&cfg).await;
+        let (events, _) = broadcast::channel(1024);
+        let rt = Arc::new(Runtime {
+            gates: Gates::new(cfg.feature_gates.clone()),
+            host: crate::host::host_info(),
+            cfg,
+            store,
+            handlers,
+            images,
+            cni,
+            pods: RwLock::new(HashMap::new()),
+            containers: RwLock::new(HashMap::new()),
+            names: SyncMutex::new(HashMap::new()),
+            events,
+            streaming: std::sync::OnceLock::new(),
+        });
+        rt.recover().await?;
+        Ok(rt)
+    }
+
+    pub fn pod_dir(&self, id: &str) -> PathBuf {
+        self.cfg.state.join("pods").join(id)
+    }
+
+    pub fn container_dir(&self, id: &str) -> PathBuf {
+        self.cfg.state.join("containers").join(id)
+    }
+
+    /// Finds a pod by full id or unique prefix.
+    pub fn pod(&self, id: &str) -> Result<Arc<Pod>> {
+        let pods = self
+            .pods
+            .read()
+            .map_err(|_| Error::Internal("pod table lock poisoned".into()))?;
+        lookup(&pods, id, "pod sandbox")
+    }
+
+    /// Finds a container by full id or unique prefix.
+    pub fn container(&self, id: &str) -> Result<Arc<Ctr>> {
+        let ctrs = self
+            .containers
+            .read()
+            .map_err(|_| Error::Internal("container table lock poisoned".into()))?;
+        lookup(&ctrs, id, "container")
+    }
+
+    pub fn all_pods(&self) -> Vec<Arc<Pod>> {
+        self.pods
+            .read()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn all_containers(&self) -> Vec<Arc<Ctr>> {
+        self.containers
+            .read()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Reserves `key` for `id`; if it is held by another id, returns that id.
+    pub(crate) fn reserve(&self, key: &str, id: &str) -> std::result::Result<(), String> {
+        let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
+        match names.get(key) {
+            Some(owner) if owner != id => Err(owner.clone()),
+            _ => {
+                names.insert(key.to_string(), id.to_string());
+                Ok(())
+            }
+        }
+    }
+
+    pub(crate) fn release(&self, key: &str, id: &str) {
+        let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
+        if names.get(key).map(|o| o == id).unwrap_or(false) {
+            names.remove(key);
+        }
+    }
+
+    pub(crate) fn emit(&self, ev: cri::ContainerEventResponse) {
+        // No receivers is the normal case when no kubelet listens for events.
+        let _ = self.events.send(ev);
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<cri::ContainerEventResponse> {
+        self.events.subscribe()
+    }
+
+    /// Brings the in-memory tables back from the store and reconciles them with the machine: half-made
+    /// objects are undone, exits that happened while the daemon was down are collected, orphans removed.
+    async fn recover(self: &Arc<Self>) -> anyhow::Result<()> {
+        crate::pod::recover(self).await?;
+        crate::container::recover(self).await?;
+        self.remove_orphan_dirs();
+        Ok(())
+    }
+
+    /// State dirs with no record behind them are leftovers of a crash between mkdir and the first write.
+    fn remove_orphan_dirs(&self) {
+        let pods: Vec<String> = self.all_pods().iter().map(|p| p.id.clone()).collect();
+        let ctrs: Vec<String> = self.all_containers().iter().map(|c| c.id.clone()).collect();
+        for (sub, known) in [("pods", &pods), ("containers", &ctrs)] {
+            let dir = self.cfg.state.join(sub);
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().to_string();
+                if !known.contains(&name) {
+                    tracing::info!("removing orphaned {sub} state dir {}", e.path().display());
+                    if let Err(err) = remove_state_dir(&e.path()) {
+                        tracing::warn!("{err}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn lookup<T: Clone>(map: &HashMap<String, T>, id: &str, kind: &'static str) -> Result<T> {
+    if id.is_empty() {
+        return Err(Error::invalid(format!("{kind} id"), "must not be empty"));
+    }
+    if let Some(v) = map.get(id) {
+        return Ok(v.clone());
+    }
+    let mut found = map.iter().filter(|(k, _)| k.starts_with(id));
+    match (found.next(), found.next()) {
+        (Some((_, v)), None) => Ok(v.clone()),
+        (Some(_), Some(_)) => Err(Error::invalid(
+            format!("{kind} id"),
+            format!("prefix {id:?} matches more than one {kind}"),
+        )),
+        _ => Err(Error::not_found(kind, id)),
+    }
+}
+
+/// Removes a state dir after unmounting anything still mounted below it (pins, shm, rootfs).
+pub fn remove_state_dir(dir: &Path) -> Result<()> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    if let Ok(mounts) = std::fs::read_to_string("/proc/self/mountinfo") {
+        let mut below: Vec<PathBuf> = mounts
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .map(|p| PathBuf::from(p.replace("\\040", " ")))
+            .filter(|p| p.starts_with(dir))
+            .collect();
+        below.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+        for m in below {
+            let _ = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+    std::fs::remove_dir_all(dir).map_err(|e| io_err("remove state dir", dir, e))
+}
+
+/// Label selector match used by the List calls.
+pub fn labels_match(labels: &HashMap<String, String>, selector: &HashMap<String, String>) -> bool {
+    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+/// The runtime's verbose info map: one JSON value under key "info", like containerd.
+pub fn info_map(value: serde_json::Value) -> HashMap<String, String> {
+    let mut m = HashMap::new();
+    m.insert("info".to_string(), value.to_string());
+    m
+}
+
+pub fn btree(m: &HashMap<String, String>) -> BTreeMap<String, String> {
+    m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}

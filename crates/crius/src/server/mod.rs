@@ -1,0 +1,62 @@
+//! The gRPC server on the CRI unix socket.
+
+pub mod image;
+pub mod runtime;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use cri_api::admin::admin_server::AdminServer;
+use cri_api::v1::image_service_server::ImageServiceServer;
+use cri_api::v1::runtime_service_server::RuntimeServiceServer;
+use tokio::net::UnixListener;
+use tokio_stream::wrappers::UnixListenerStream;
+
+use crate::runtime::Runtime;
+
+/// Largest CRI message accepted or sent (the kubelet uses 16 MiB).
+pub const MAX_MESSAGE: usize = 16 * 1024 * 1024;
+
+/// Binds the socket: parent dirs created, a stale socket replaced, mode 0660 (root only).
+pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("create socket dir {}", dir.display()))?;
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("remove stale socket {}", path.display())),
+    }
+    // Created with a tight umask so there is no window in which others could connect.
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o117));
+    let l = UnixListener::bind(path);
+    nix::sys::stat::umask(old);
+    let l = l.with_context(|| format!("bind {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .with_context(|| format!("chmod 0660 {}", path.display()))?;
+    Ok(l)
+}
+
+pub async fn serve(
+    rt: Arc<Runtime>,
+    listener: UnixListener,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let runtime = RuntimeServiceServer::new(runtime::RuntimeSvc { rt: rt.clone() })
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE);
+    let image = ImageServiceServer::new(image::ImageSvc { rt: rt.clone() })
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE);
+    let admin = AdminServer::new(image::AdminSvc { rt });
+    tonic::transport::Server::builder()
+        .add_service(runtime)
+        .add_service(image)
+        .add_service(admin)
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+        .await
+        .context("gRPC server")
+}

@@ -1,0 +1,419 @@
+//! RuntimeService: thin handlers that validate, call the runtime, and map errors.
+//!
+//! Semantics follow the CRI comments: Stop*/Remove* are idempotent for unknown ids, other calls on
+//! unknown ids are NotFound, and anything crius cannot do is Unimplemented naming the RPC or field.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use cri_api::v1 as cri;
+use cri_api::v1::runtime_service_server::RuntimeService;
+use futures::Stream;
+use tonic::{Request, Response, Status};
+
+use crate::error::Error;
+use crate::runtime::{Runtime, CRI_VERSION, RUNTIME_NAME, RUNTIME_VERSION};
+
+pub struct RuntimeSvc {
+    pub rt: Arc<Runtime>,
+}
+
+type Res<T> = Result<Response<T>, Status>;
+pub type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+/// How many items one message of a Stream* list RPC carries.
+const PAGE: usize = 100;
+
+fn unimplemented_rpc(rpc: &str, why: &str) -> Status {
+    Status::unimplemented(format!("{rpc} is not implemented by crius: {why}"))
+}
+
+fn gated(rt: &Runtime, feature: &str, rpc: &str) -> Result<(), Status> {
+    if rt.gates.enabled(feature) {
+        Ok(())
+    } else {
+        Err(unimplemented_rpc(
+            rpc,
+            &format!(
+                "alpha feature {feature} is off (enable it with feature_gates.{feature} = true)"
+            ),
+        ))
+    }
+}
+
+fn paged<T: Send + 'static, R: Send + 'static>(
+    items: Vec<T>,
+    wrap: fn(Vec<T>) -> R,
+) -> BoxStream<R> {
+    let mut pages: Vec<Result<R, Status>> = Vec::new();
+    let mut it = items.into_iter().peekable();
+    while it.peek().is_some() {
+        pages.push(Ok(wrap(it.by_ref().take(PAGE).collect())));
+    }
+    Box::pin(futures::stream::iter(pages))
+}
+
+#[tonic::async_trait]
+impl RuntimeService for RuntimeSvc {
+    async fn version(&self, _req: Request<cri::VersionRequest>) -> Res<cri::VersionResponse> {
+        Ok(Response::new(cri::VersionResponse {
+            version: "0.1.0".into(),
+            runtime_name: RUNTIME_NAME.into(),
+            runtime_version: RUNTIME_VERSION.into(),
+            runtime_api_version: CRI_VERSION.into(),
+        }))
+    }
+
+    async fn run_pod_sandbox(
+        &self,
+        req: Request<cri::RunPodSandboxRequest>,
+    ) -> Res<cri::RunPodSandboxResponse> {
+        let req = req.into_inner();
+        let cfg = req
+            .config
+            .ok_or_else(|| Error::invalid("config", "is required"))?;
+        let id = self.rt.run_pod(cfg, &req.runtime_handler).await?;
+        Ok(Response::new(cri::RunPodSandboxResponse {
+            pod_sandbox_id: id,
+        }))
+    }
+
+    async fn stop_pod_sandbox(
+        &self,
+        req: Request<cri::StopPodSandboxRequest>,
+    ) -> Res<cri::StopPodSandboxResponse> {
+        self.rt.stop_pod(&req.into_inner().pod_sandbox_id).await?;
+        Ok(Response::new(cri::StopPodSandboxResponse {}))
+    }
+
+    async fn remove_pod_sandbox(
+        &self,
+        req: Request<cri::RemovePodSandboxRequest>,
+    ) -> Res<cri::RemovePodSandboxResponse> {
+        self.rt.remove_pod(&req.into_inner().pod_sandbox_id).await?;
+        Ok(Response::new(cri::RemovePodSandboxResponse {}))
+    }
+
+    async fn pod_sandbox_status(
+        &self,
+        req: Request<cri::PodSandboxStatusRequest>,
+    ) -> Res<cri::PodSandboxStatusResponse> {
+        let req = req.into_inner();
+        Ok(Response::new(
+            self.rt.pod_status(&req.pod_sandbox_id, req.verbose)?,
+        ))
+    }
+
+    async fn list_pod_sandbox(
+        &self,
+        req: Request<cri::ListPodSandboxRequest>,
+    ) -> Res<cri::ListPodSandboxResponse> {
+        let items = self.rt.list_pods(req.into_inner().filter.as_ref());
+        Ok(Response::new(cri::ListPodSandboxResponse { items }))
+    }
+
+    type StreamPodSandboxesStream = BoxStream<cri::StreamPodSandboxesResponse>;
+    async fn stream_pod_sandboxes(
+        &self,
+        req: Request<cri::StreamPodSandboxesRequest>,
+    ) -> Res<Self::StreamPodSandboxesStream> {
+        gated(&self.rt, "CRIListStreaming", "StreamPodSandboxes")?;
+        let items = self.rt.list_pods(req.into_inner().filter.as_ref());
+        Ok(Response::new(paged(items, |pod_sandboxes| {
+            cri::StreamPodSandboxesResponse { pod_sandboxes }
+        })))
+    }
+
+    async fn create_container(
+        &self,
+        req: Request<cri::CreateContainerRequest>,
+    ) -> Res<cri::CreateContainerResponse> {
+        let req = req.into_inner();
+        let cfg = req
+            .config
+            .ok_or_else(|| Error::invalid("config", "is required"))?;
+        let id = self
+            .rt
+            .create_container(&req.pod_sandbox_id, cfg, req.sandbox_config)
+            .await?;
+        Ok(Response::new(cri::CreateContainerResponse {
+            container_id: id,
+        }))
+    }
+
+    async fn start_container(
+        &self,
+        req: Request<cri::StartContainerRequest>,
+    ) -> Res<cri::StartContainerResponse> {
+        self.rt
+            .start_container(&req.into_inner().container_id)
+            .await?;
+        Ok(Response::new(cri::StartContainerResponse {}))
+    }
+
+    async fn stop_container(
+        &self,
+        req: Request<cri::StopContainerRequest>,
+    ) -> Res<cri::StopContainerResponse> {
+        let req = req.into_inner();
+        self.rt
+            .stop_container(&req.container_id, req.timeout)
+            .await?;
+        Ok(Response::new(cri::StopContainerResponse {}))
+    }
+
+    async fn remove_container(
+        &self,
+        req: Request<cri::RemoveContainerRequest>,
+    ) -> Res<cri::RemoveContainerResponse> {
+        self.rt
+            .remove_container(&req.into_inner().container_id)
+            .await?;
+        Ok(Response::new(cri::RemoveContainerResponse {}))
+    }
+
+    async fn list_containers(
+        &self,
+        req: Request<cri::ListContainersRequest>,
+    ) -> Res<cri::ListContainersResponse> {
+        let containers = self.rt.list_containers(req.into_inner().filter.as_ref());
+        Ok(Response::new(cri::ListContainersResponse { containers }))
+    }
+
+    type StreamContainersStream = BoxStream<cri::StreamContainersResponse>;
+    async fn stream_containers(
+        &self,
+        req: Request<cri::StreamContainersRequest>,
+    ) -> Res<Self::StreamContainersStream> {
+        gated(&self.rt, "CRIListStreaming", "StreamContainers")?;
+        let items = self.rt.list_containers(req.into_inner().filter.as_ref());
+        Ok(Response::new(paged(items, |containers| {
+            cri::StreamContainersResponse { containers }
+        })))
+    }
+
+    async fn container_status(
+        &self,
+        req: Request<cri::ContainerStatusRequest>,
+    ) -> Res<cri::ContainerStatusResponse> {
+        let req = req.into_inner();
+        Ok(Response::new(
+            self.rt.container_status(&req.container_id, req.verbose)?,
+        ))
+    }
+
+    async fn update_container_resources(
+        &self,
+        req: Request<cri::UpdateContainerResourcesRequest>,
+    ) -> Res<cri::UpdateContainerResourcesResponse> {
+        let req = req.into_inner();
+        self.rt
+            .update_resources(&req.container_id, req.linux, req.windows.is_some())
+            .await?;
+        Ok(Response::new(cri::UpdateContainerResourcesResponse {}))
+    }
+
+    async fn reopen_container_log(
+        &self,
+        req: Request<cri::ReopenContainerLogRequest>,
+    ) -> Res<cri::ReopenContainerLogResponse> {
+        self.rt.reopen_log(&req.into_inner().container_id).await?;
+        Ok(Response::new(cri::ReopenContainerLogResponse {}))
+    }
+
+    async fn exec_sync(&self, req: Request<cri::ExecSyncRequest>) -> Res<cri::ExecSyncResponse> {
+        let req = req.into_inner();
+        Ok(Response::new(
+            self.rt
+                .exec_sync(&req.container_id, &req.cmd, req.timeout)
+                .await?,
+        ))
+    }
+
+    async fn exec(&self, req: Request<cri::ExecRequest>) -> Res<cri::ExecResponse> {
+        let url = crate::streaming::exec_url(&self.rt, req.into_inner())?;
+        Ok(Response::new(cri::ExecResponse { url }))
+    }
+
+    async fn attach(&self, req: Request<cri::AttachRequest>) -> Res<cri::AttachResponse> {
+        let url = crate::streaming::attach_url(&self.rt, req.into_inner())?;
+        Ok(Response::new(cri::AttachResponse { url }))
+    }
+
+    async fn port_forward(
+        &self,
+        req: Request<cri::PortForwardRequest>,
+    ) -> Res<cri::PortForwardResponse> {
+        let url = crate::streaming::port_forward_url(&self.rt, req.into_inner())?;
+        Ok(Response::new(cri::PortForwardResponse { url }))
+    }
+
+    async fn container_stats(
+        &self,
+        _req: Request<cri::ContainerStatsRequest>,
+    ) -> Res<cri::ContainerStatsResponse> {
+        Err(unimplemented_rpc(
+            "ContainerStats",
+            "feature PodAndContainerStatsFromCRI is unsupported",
+        ))
+    }
+
+    async fn list_container_stats(
+        &self,
+        _req: Request<cri::ListContainerStatsRequest>,
+    ) -> Res<cri::ListContainerStatsResponse> {
+        Err(unimplemented_rpc(
+            "ListContainerStats",
+            "feature PodAndContainerStatsFromCRI is unsupported",
+        ))
+    }
+
+    type StreamContainerStatsStream = BoxStream<cri::StreamContainerStatsResponse>;
+    async fn stream_container_stats(
+        &self,
+        _req: Request<cri::StreamContainerStatsRequest>,
+    ) -> Res<Self::StreamContainerStatsStream> {
+        Err(unimplemented_rpc(
+            "StreamContainerStats",
+            "feature PodAndContainerStatsFromCRI is unsupported",
+        ))
+    }
+
+    async fn pod_sandbox_stats(
+        &self,
+        _req: Request<cri::PodSandboxStatsRequest>,
+    ) -> Res<cri::PodSandboxStatsResponse> {
+        Err(unimplemented_rpc(
+            "PodSandboxStats",
+            "feature PodAndContainerStatsFromCRI is unsupported",
+        ))
+    }
+
+    async fn list_pod_sandbox_stats(
+        &self,
+        _req: Request<cri::ListPodSandboxStatsRequest>,
+    ) -> Res<cri::ListPodSandboxStatsResponse> {
+        Err(unimplemented_rpc(
+            "ListPodSandboxStats",
+            "feature PodAndContainerStatsFromCRI is unsupported",
+        ))
+    }
+
+    type StreamPodSandboxStatsStream = BoxStream<cri::StreamPodSandboxStatsResponse>;
+    async fn stream_pod_sandbox_stats(
+        &self,
+        _req: Request<cri::StreamPodSandboxStatsRequest>,
+    ) -> Res<Self::StreamPodSandboxStatsStream> {
+        Err(unimplemented_rpc(
+            "StreamPodSandboxStats",
+            "feature PodAndContainerStatsFromCRI is unsupported",
+        ))
+    }
+
+    async fn update_runtime_config(
+        &self,
+        req: Request<cri::UpdateRuntimeConfigRequest>,
+    ) -> Res<cri::UpdateRuntimeConfigResponse> {
+        let cidr = req
+            .into_inner()
+            .runtime_config
+            .and_then(|c| c.network_config)
+            .map(|n| n.pod_cidr)
+            .unwrap_or_default();
+        self.rt.set_pod_cidr(&cidr)?;
+        Ok(Response::new(cri::UpdateRuntimeConfigResponse {}))
+    }
+
+    async fn status(&self, req: Request<cri::StatusRequest>) -> Res<cri::StatusResponse> {
+        Ok(Response::new(self.rt.status(req.into_inner().verbose)))
+    }
+
+    async fn checkpoint_container(
+        &self,
+        _req: Request<cri::CheckpointContainerRequest>,
+    ) -> Res<cri::CheckpointContainerResponse> {
+        Err(unimplemented_rpc(
+            "CheckpointContainer",
+            "feature ContainerCheckpoint is unsupported (no CRIU)",
+        ))
+    }
+
+    type GetContainerEventsStream = BoxStream<cri::ContainerEventResponse>;
+    async fn get_container_events(
+        &self,
+        _req: Request<cri::GetEventsRequest>,
+    ) -> Res<Self::GetContainerEventsStream> {
+        gated(&self.rt, "EventedPLEG", "GetContainerEvents")?;
+        let rx = self.rt.subscribe();
+        let stream = futures::stream::unfold(rx, |mut rx| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(ev) => return Some((Ok(ev), rx)),
+                    // A slow reader lost events: tell it, so the kubelet relists instead of trusting a gap.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        return Some((
+                            Err(Status::data_loss(format!(
+                                "event stream lagged; {n} events dropped, relist"
+                            ))),
+                            rx,
+                        ))
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn list_metric_descriptors(
+        &self,
+        _req: Request<cri::ListMetricDescriptorsRequest>,
+    ) -> Res<cri::ListMetricDescriptorsResponse> {
+        Err(unimplemented_rpc(
+            "ListMetricDescriptors",
+            "feature PodAndContainerStatsFromCRI is unsupported",
+        ))
+    }
+
+    async fn list_pod_sandbox_metrics(
+        &self,
+        _req: Request<cri::ListPodSandboxMetricsRequest>,
+    ) -> Res<cri::ListPodSandboxMetricsResponse> {
+        Err(unimplemented_rpc(
+            "ListPodSandboxMetrics",
+            "feature PodAndContainerStatsFromCRI is unsupported",
+        ))
+    }
+
+    type StreamPodSandboxMetricsStream = BoxStream<cri::StreamPodSandboxMetricsResponse>;
+    async fn stream_pod_sandbox_metrics(
+        &self,
+        _req: Request<cri::StreamPodSandboxMetricsRequest>,
+    ) -> Res<Self::StreamPodSandboxMetricsStream> {
+        Err(unimplemented_rpc(
+            "StreamPodSandboxMetrics",
+            "feature PodAndContainerStatsFromCRI is unsupported",
+        ))
+    }
+
+    async fn runtime_config(
+        &self,
+        _req: Request<cri::RuntimeConfigRequest>,
+    ) -> Res<cri::RuntimeConfigResponse> {
+        Ok(Response::new(cri::RuntimeConfigResponse {
+            linux: Some(cri::LinuxRuntimeConfiguration {
+                cgroup_driver: cri::CgroupDriver::Cgroupfs as i32,
+            }),
+        }))
+    }
+
+    async fn update_pod_sandbox_resources(
+        &self,
+        _req: Request<cri::UpdatePodSandboxResourcesRequest>,
+    ) -> Res<cri::UpdatePodSandboxResourcesResponse> {
+        Err(unimplemented_rpc(
+            "UpdatePodSandboxResources",
+            "feature InPlacePodLevelResourcesVerticalScaling is unsupported",
+        ))
+    }
+}

@@ -1,0 +1,174 @@
+//! The CRI Status call: readiness conditions, runtime handlers with the features probed from their
+//! binaries, crius' own features, and (verbose) the whole picture an operator needs at 3 a.m.
+
+use std::collections::HashMap;
+
+use cri_api::v1 as cri;
+use crius_oci::HandlerStatus;
+
+use crate::error::{Error, Result};
+use crate::runtime::Runtime;
+
+impl Runtime {
+    pub fn status(&self, verbose: bool) -> cri::StatusResponse {
+        let default = self.handlers.by_name.get(&self.handlers.default);
+        let runtime_ready = match default.map(|h| &h.status) {
+            Some(HandlerStatus::Available { .. }) => cri::RuntimeCondition {
+                r#type: "RuntimeReady".into(),
+                status: true,
+                reason: String::new(),
+                message: String::new(),
+            },
+            Some(HandlerStatus::Unavailable { reason }) => cri::RuntimeCondition {
+                r#type: "RuntimeReady".into(),
+                status: false,
+                reason: "DefaultRuntimeUnavailable".into(),
+                message: format!(
+                    "default runtime handler {:?}: {reason}",
+                    self.handlers.default
+                ),
+            },
+            None => cri::RuntimeCondition {
+                r#type: "RuntimeReady".into(),
+                status: false,
+                reason: "DefaultRuntimeUnavailable".into(),
+                message: format!(
+                    "default runtime handler {:?} is not configured",
+                    self.handlers.default
+                ),
+            },
+        };
+        let network = self.cni.status();
+        let network_ready = match &network {
+            Ok(_) => cri::RuntimeCondition {
+                r#type: "NetworkReady".into(),
+                status: true,
+                reason: String::new(),
+                message: String::new(),
+            },
+            Err(e) => cri::RuntimeCondition {
+                r#type: "NetworkReady".into(),
+                status: false,
+                reason: "NetworkPluginNotReady".into(),
+                message: format!("network plugin returns error: {e}"),
+            },
+        };
+
+        let mut runtime_handlers = Vec::new();
+        let features_of = |h: &crius_oci::Handler| cri::RuntimeHandlerFeatures {
+            recursive_read_only_mounts: h
+                .features
+                .as_ref()
+                .map(|f| f.recursive_read_only_mounts)
+                .unwrap_or(false),
+            // crius refuses userns_options whatever the handler can do (feature UserNamespacesSupport).
+            user_namespaces: false,
+        };
+        if let Some(h) = default.filter(|h| matches!(h.status, HandlerStatus::Available { .. })) {
+            runtime_handlers.push(cri::RuntimeHandler {
+                name: String::new(),
+                features: Some(features_of(h)),
+            });
+        }
+        for (name, h) in &self.handlers.by_name {
+            if matches!(h.status, HandlerStatus::Available { .. }) {
+                runtime_handlers.push(cri::RuntimeHandler {
+                    name: name.clone(),
+                    features: Some(features_of(h)),
+                });
+            }
+        }
+
+        let mut info = HashMap::new();
+        if verbose {
+            let handlers: serde_json::Map<String, serde_json::Value> = self
+                .handlers
+                .by_name
+                .iter()
+                .map(|(name, h)| {
+                    let v = match &h.status {
+                        HandlerStatus::Available { version } => serde_json::json!({
+                            "binary": h.binary, "root": h.root, "available": true, "version": version,
+                            "features": h.features.as_ref().map(|f| f.raw.clone()),
+                        }),
+                        HandlerStatus::Unavailable { reason } => serde_json::json!({
+                            "binary": h.binary, "root": h.root, "available": false, "reason": reason,
+                        }),
+                    };
+                    (name.clone(), v)
+                })
+                .collect();
+            let cni = match &network {
+                Ok(s) => serde_json::json!({"ready": true, "config": format!("{s:?}")}),
+                Err(e) => serde_json::json!({"ready": false, "reason": e.to_string()}),
+            };
+            info.insert(
+                "config".to_string(),
+                serde_json::to_string(&self.cfg).unwrap_or_default(),
+            );
+            info.insert(
+                "features".to_string(),
+                serde_json::to_string(&self.gates.report()).unwrap_or_default(),
+            );
+            info.insert(
+                "runtimeHandlers".to_string(),
+                serde_json::Value::Object(handlers).to_string(),
+            );
+            info.insert("cni".to_string(), cni.to_string());
+            info.insert("podCIDR".to_string(), self.pod_cidr());
+            info.insert(
+                "host".to_string(),
+                serde_json::json!({
+                    "cgroupV2": self.host.cgroup_v2,
+                    "boundingCapabilities": self.host.bounding_caps,
+                    "capSysResource": self.host.has_cap_sys_resource,
+                    "seccomp": self.host.seccomp,
+                    "apparmor": self.host.apparmor,
+                    "selinux": self.host.selinux,
+                })
+                .to_string(),
+            );
+            if let Some(s) = self.streaming.get() {
+                info.insert("streamingServer".to_string(), s.base_url());
+            }
+        }
+        cri::StatusResponse {
+            status: Some(cri::RuntimeStatus {
+                conditions: vec![runtime_ready, network_ready],
+            }),
+            info,
+            runtime_handlers,
+            features: Some(cri::RuntimeFeatures {
+                supplemental_groups_policy: self.gates.enabled("SupplementalGroupsPolicy"),
+                user_namespaces_host_network: false,
+            }),
+        }
+    }
+
+    /// UpdateRuntimeConfig: the kubelet's pod CIDR. crius records it and reports it; the CNI config
+    /// (file or embedded default) decides addresses.
+    pub fn set_pod_cidr(&self, cidr: &str) -> Result<()> {
+        if !cidr.is_empty() {
+            for part in cidr.split(',') {
+                let (ip, len) = part.split_once('/').ok_or_else(|| {
+                    Error::invalid(
+                        "runtime_config.network_config.pod_cidr",
+                        format!("{part:?} is not a CIDR"),
+                    )
+                })?;
+                if ip.parse::<std::net::IpAddr>().is_err() || len.parse::<u8>().is_err() {
+                    return Err(Error::invalid(
+                        "runtime_config.network_config.pod_cidr",
+                        format!("{part:?} is not a CIDR"),
+                    ));
+                }
+            }
+        }
+        let path = self.cfg.state.join("pod-cidr");
+        std::fs::write(&path, cidr).map_err(|e| crate::error::io_err("record pod CIDR", &path, e))
+    }
+
+    pub fn pod_cidr(&self) -> String {
+        std::fs::read_to_string(self.cfg.state.join("pod-cidr")).unwrap_or_default()
+    }
+}

@@ -1,0 +1,153 @@
+//! The metadata store: pod and container records in redb, crash-safe.
+//!
+//! Each record is JSON under its 64-hex id. A write is one redb transaction, durable when it returns, so a
+//! `kill -9` at any point leaves the last committed state, which recovery reconciles with the machine.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use redb::{Database, ReadableTable, TableDefinition};
+use serde::{de::DeserializeOwned, Serialize};
+
+/// Bumped when a record layout changes incompatibly.
+pub const SCHEMA_VERSION: u32 = 1;
+
+const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
+pub const SANDBOXES: TableDefinition<&str, &[u8]> = TableDefinition::new("sandboxes");
+pub const CONTAINERS: TableDefinition<&str, &[u8]> = TableDefinition::new("containers");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("metadata store {path}: {message}")]
+    Db { path: PathBuf, message: String },
+    #[error("metadata store {path}: record {id} is corrupt: {source}")]
+    Corrupt {
+        path: PathBuf,
+        id: String,
+        source: serde_json::Error,
+    },
+    #[error(
+        "metadata store {path} has schema version {found}, this crius understands {SCHEMA_VERSION}"
+    )]
+    Schema { path: PathBuf, found: String },
+}
+
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+    path: PathBuf,
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let err = |e: &dyn std::fmt::Display| StoreError::Db {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| err(&e))?;
+        }
+        let db = Database::create(path).map_err(|e| err(&e))?;
+        let store = Store {
+            db: Arc::new(db),
+            path: path.to_path_buf(),
+        };
+        let txn = store.db.begin_write().map_err(|e| err(&e))?;
+        {
+            let mut meta = txn.open_table(META).map_err(|e| err(&e))?;
+            let current = meta
+                .get("schema")
+                .map_err(|e| err(&e))?
+                .map(|v| v.value().to_string());
+            match current {
+                None => {
+                    meta.insert("schema", SCHEMA_VERSION.to_string().as_str())
+                        .map_err(|e| err(&e))?;
+                }
+                Some(v) if v == SCHEMA_VERSION.to_string() => {}
+                Some(v) => {
+                    return Err(StoreError::Schema {
+                        path: path.to_path_buf(),
+                        found: v,
+                    })
+                }
+            }
+            txn.open_table(SANDBOXES).map_err(|e| err(&e))?;
+            txn.open_table(CONTAINERS).map_err(|e| err(&e))?;
+        }
+        txn.commit().map_err(|e| err(&e))?;
+        Ok(store)
+    }
+
+    fn db_err(&self, e: impl std::fmt::Display) -> StoreError {
+        StoreError::Db {
+            path: self.path.clone(),
+            message: e.to_string(),
+        }
+    }
+
+    pub fn put<T: Serialize>(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        id: &str,
+        value: &T,
+    ) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(value).map_err(|e| self.db_err(e))?;
+        let txn = self.db.begin_write().map_err(|e| self.db_err(e))?;
+        {
+            let mut t = txn.open_table(table).map_err(|e| self.db_err(e))?;
+            t.insert(id, bytes.as_slice()).map_err(|e| self.db_err(e))?;
+        }
+        txn.commit().map_err(|e| self.db_err(e))
+    }
+
+    pub fn delete(&self, table: TableDefinition<&str, &[u8]>, id: &str) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(|e| self.db_err(e))?;
+        {
+            let mut t = txn.open_table(table).map_err(|e| self.db_err(e))?;
+            t.remove(id).map_err(|e| self.db_err(e))?;
+        }
+        txn.commit().map_err(|e| self.db_err(e))
+    }
+
+    pub fn list<T: DeserializeOwned>(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+    ) -> Result<Vec<T>, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.db_err(e))?;
+        let t = txn.open_table(table).map_err(|e| self.db_err(e))?;
+        let mut out = Vec::new();
+        for entry in t.iter().map_err(|e| self.db_err(e))? {
+            let (k, v) = entry.map_err(|e| self.db_err(e))?;
+            let rec = serde_json::from_slice(v.value()).map_err(|source| StoreError::Corrupt {
+                path: self.path.clone(),
+                id: k.value().to_string(),
+                source,
+            })?;
+            out.push(rec);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn put_list_delete_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.redb");
+        {
+            let s = Store::open(&path).unwrap();
+            s.put(SANDBOXES, "a", &serde_json::json!({"id": "a"}))
+                .unwrap();
+            s.put(SANDBOXES, "b", &serde_json::json!({"id": "b"}))
+                .unwrap();
+            s.delete(SANDBOXES, "a").unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        let all: Vec<serde_json::Value> = s.list(SANDBOXES).unwrap();
+        assert_eq!(all, vec![serde_json::json!({"id": "b"})]);
+    }
+}

@@ -1,0 +1,399 @@
+//! Exec, attach and port-forward: the CRI requests are validated here (NotFound, FailedPrecondition,
+//! InvalidArgument) before the streaming server issues a URL, and this module is the server's backend:
+//! it runs exec'd processes through the OCI handler, attaches through the container's monitor, and
+//! dials ports inside the pod's network namespace.
+
+use std::net::SocketAddr;
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::sync::{Arc, Weak};
+
+use cri_api::v1 as cri;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::container::CtrState;
+use crate::error::{Error, Result};
+use crate::pod::PodState;
+use crate::runtime::Runtime;
+
+pub async fn start(rt: &Arc<Runtime>, address: SocketAddr) -> anyhow::Result<()> {
+    let backend = Arc::new(Backend {
+        rt: Arc::downgrade(rt),
+    });
+    let server = crius_streaming::Server::start(
+        crius_streaming::Config {
+            address,
+            ..Default::default()
+        },
+        backend,
+    )
+    .await?;
+    tracing::info!("streaming server on {}", server.base_url());
+    let _ = rt.streaming.set(server);
+    Ok(())
+}
+
+fn server(rt: &Runtime) -> Result<&crius_streaming::Server> {
+    rt.streaming
+        .get()
+        .ok_or_else(|| Error::Unavailable("the streaming server is not running".into()))
+}
+
+fn running_container(rt: &Runtime, id: &str) -> Result<String> {
+    let c = rt.container(id)?;
+    let rec = c.record();
+    if rec.state != CtrState::Running {
+        return Err(Error::FailedPrecondition(format!(
+            "container {} is not running (state {:?})",
+            c.id, rec.state
+        )));
+    }
+    Ok(c.id.clone())
+}
+
+pub fn exec_url(rt: &Runtime, req: cri::ExecRequest) -> Result<String> {
+    if req.cmd.is_empty() {
+        return Err(Error::invalid("cmd", "must not be empty"));
+    }
+    if req.tty && req.stderr {
+        return Err(Error::invalid(
+            "stderr",
+            "tty and stderr cannot both be true (a terminal has one output stream)",
+        ));
+    }
+    if !(req.stdin || req.stdout || req.stderr) {
+        return Err(Error::invalid(
+            "stdin/stdout/stderr",
+            "one of them must be true",
+        ));
+    }
+    let id = running_container(rt, &req.container_id)?;
+    Ok(server(rt)?.exec_url(crius_streaming::ExecRequest {
+        container_id: id,
+        cmd: req.cmd,
+        tty: req.tty,
+        stdin: req.stdin,
+        stdout: req.stdout,
+        stderr: req.stderr,
+    }))
+}
+
+pub fn attach_url(rt: &Runtime, req: cri::AttachRequest) -> Result<String> {
+    if req.tty && req.stderr {
+        return Err(Error::invalid(
+            "stderr",
+            "tty and stderr cannot both be true (a terminal has one output stream)",
+        ));
+    }
+    if !(req.stdin || req.stdout || req.stderr) {
+        return Err(Error::invalid(
+            "stdin/stdout/stderr",
+            "one of them must be true",
+        ));
+    }
+    let id = running_container(rt, &req.container_id)?;
+    let cfg = rt.container(&id)?.record().config();
+    if req.stdin && !cfg.stdin {
+        return Err(Error::FailedPrecondition(format!(
+            "container {id} was not created with stdin; cannot attach stdin"
+        )));
+    }
+    if req.tty != cfg.tty {
+        return Err(Error::invalid(
+            "tty",
+            format!(
+                "container {id} has tty={}, the request asks tty={}",
+                cfg.tty, req.tty
+            ),
+        ));
+    }
+    Ok(server(rt)?.attach_url(crius_streaming::AttachRequest {
+        container_id: id,
+        tty: req.tty,
+        stdin: req.stdin,
+        stdout: req.stdout,
+        stderr: req.stderr,
+    }))
+}
+
+pub fn port_forward_url(rt: &Runtime, req: cri::PortForwardRequest) -> Result<String> {
+    let pod = rt.pod(&req.pod_sandbox_id)?;
+    if pod.record().state != PodState::Ready {
+        return Err(Error::FailedPrecondition(format!(
+            "pod {} is not ready",
+            pod.id
+        )));
+    }
+    for (i, p) in req.port.iter().enumerate() {
+        if !(1..=65535).contains(p) {
+            return Err(Error::invalid(
+                format!("port[{i}]"),
+                format!("{p} is not a TCP port"),
+            ));
+        }
+    }
+    Ok(
+        server(rt)?.port_forward_url(crius_streaming::PortForwardRequest {
+            pod_sandbox_id: pod.id.clone(),
+            ports: req.port,
+        }),
+    )
+}
+
+struct Backend {
+    rt: Weak<Runtime>,
+}
+
+impl Backend {
+    fn rt(&self) -> std::result::Result<Arc<Runtime>, String> {
+        self.rt
+            .upgrade()
+            .ok_or_else(|| "crius is shutting down".to_string())
+    }
+}
+
+/// Connects to 127.0.0.1:`port` from inside the network namespace pinned at `netns` (None: the host's).
+/// The socket is created by a short-lived thread that joined the namespace; the socket stays in it.
+fn dial_in_netns(
+    netns: Option<PathBuf>,
+    port: u16,
+) -> std::result::Result<std::net::TcpStream, String> {
+    std::thread::spawn(move || {
+        if let Some(ns) = &netns {
+            let f = std::fs::File::open(ns)
+                .map_err(|e| format!("open network namespace {}: {e}", ns.display()))?;
+            nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(|e| format!("enter network namespace {}: {e}", ns.display()))?;
+        }
+        let s = std::net::TcpStream::connect(("127.0.0.1", port))
+            .map_err(|e| format!("connect to port {port} in the pod: {e}"))?;
+        s.set_nonblocking(true).map_err(|e| e.to_string())?;
+        Ok(s)
+    })
+    .join()
+    .map_err(|_| "port-forward thread panicked".to_string())?
+}
+
+#[async_trait::async_trait]
+impl crius_streaming::Backend for Backend {
+    async fn exec(
+        &self,
+        container_id: &str,
+        cmd: &[String],
+        streams: crius_streaming::Streams,
+    ) -> std::result::Result<i32, String> {
+        let rt = self.rt()?;
+        let (handler, cid, process) = rt
+            .exec_process(container_id, cmd, streams.tty)
+            .map_err(|e| e.to_string())?;
+        let proc = handler
+            .exec(&cid, &process)
+            .await
+            .map_err(|e| e.to_string())?;
+        pump_exec(proc, streams).await
+    }
+
+    async fn attach(
+        &self,
+        container_id: &str,
+        streams: crius_streaming::Streams,
+    ) -> std::result::Result<(), String> {
+        let rt = self.rt()?;
+        let id = running_container(&rt, container_id).map_err(|e| e.to_string())?;
+        let conn = crius_oci::attach(&rt.container_dir(&id))
+            .await
+            .map_err(|e| e.to_string())?;
+        pump_attach(conn, streams).await
+    }
+
+    async fn port_forward(
+        &self,
+        pod_sandbox_id: &str,
+        port: u16,
+    ) -> std::result::Result<tokio::net::TcpStream, String> {
+        let rt = self.rt()?;
+        let pod = rt.pod(pod_sandbox_id).map_err(|e| e.to_string())?;
+        let netns = pod.record().pins.net;
+        let std_stream = tokio::task::spawn_blocking(move || dial_in_netns(netns, port))
+            .await
+            .map_err(|e| e.to_string())??;
+        tokio::net::TcpStream::from_std(std_stream).map_err(|e| e.to_string())
+    }
+}
+
+/// Copies the client's stdin into `w` until EOF, then closes `w`.
+async fn copy_stdin(
+    mut r: crius_streaming::StreamReader,
+    mut w: impl tokio::io::AsyncWrite + Unpin,
+) {
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        match r.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if w.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = w.shutdown().await;
+}
+
+async fn copy_out(
+    mut r: impl tokio::io::AsyncRead + Unpin,
+    mut w: Option<crius_streaming::StreamWriter>,
+) {
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        match r.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if let Some(out) = w.as_mut() {
+                    if out.write_all(&buf[..n]).await.is_err() {
+                        w = None;
+                    }
+                }
+            }
+        }
+    }
+    if let Some(mut out) = w {
+        let _ = out.shutdown().await;
+    }
+}
+
+/// Kills the exec'd process unless it finished: the streaming server drops our future when the client
+/// goes away, and no exec'd process may outlive its client.
+struct KillOnDrop {
+    proc: crius_oci::ExecProcess,
+    finished: bool,
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = self.proc.kill();
+        }
+    }
+}
+
+/// How long output may keep flowing after the process exited (a grandchild may hold the pipes).
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
+
+async fn pump_exec(
+    proc: crius_oci::ExecProcess,
+    streams: crius_streaming::Streams,
+) -> std::result::Result<i32, String> {
+    let mut g = KillOnDrop {
+        proc,
+        finished: false,
+    };
+    let crius_streaming::Streams {
+        stdin,
+        stdout,
+        stderr,
+        resize,
+        ..
+    } = streams;
+    let mut inputs = Vec::new();
+    let mut outputs = Vec::new();
+    if let Some(pty) = g.proc.pty.take() {
+        if let Some(input) = stdin {
+            let w = pty.try_clone().map_err(|e| format!("pty: {e}"))?;
+            inputs.push(tokio::spawn(copy_stdin(input, w)));
+        }
+        if let Some(mut rx) = resize {
+            let p = pty.try_clone().map_err(|e| format!("pty: {e}"))?;
+            inputs.push(tokio::spawn(async move {
+                while let Some(sz) = rx.recv().await {
+                    let _ = p.resize(sz.width, sz.height);
+                }
+            }));
+        }
+        outputs.push(tokio::spawn(copy_out(pty, stdout)));
+    } else {
+        match (stdin, g.proc.stdin.take()) {
+            (Some(input), Some(pipe)) => inputs.push(tokio::spawn(copy_stdin(input, pipe))),
+            // No stdin requested: the process sees EOF at once.
+            (_, pipe) => drop(pipe),
+        }
+        if let Some(out) = g.proc.stdout.take() {
+            outputs.push(tokio::spawn(copy_out(out, stdout)));
+        }
+        if let Some(err) = g.proc.stderr.take() {
+            outputs.push(tokio::spawn(copy_out(err, stderr)));
+        }
+    }
+    let code = g.proc.wait().await.map_err(|e| e.to_string());
+    g.finished = true;
+    let _ = tokio::time::timeout(DRAIN, futures::future::join_all(outputs)).await;
+    for t in inputs {
+        t.abort();
+    }
+    code
+}
+
+async fn pump_attach(
+    conn: crius_oci::AttachStream,
+    streams: crius_streaming::Streams,
+) -> std::result::Result<(), String> {
+    let (mut reader, mut writer) = conn.into_split();
+    let crius_streaming::Streams {
+        stdin,
+        mut stdout,
+        mut stderr,
+        resize,
+        tty,
+    } = streams;
+    let input = tokio::spawn(async move {
+        let mut stdin = stdin;
+        let mut resize = resize;
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            tokio::select! {
+                n = async { match stdin.as_mut() { Some(r) => r.read(&mut buf).await, None => std::future::pending().await } } => {
+                    match n {
+                        Ok(0) | Err(_) => {
+                            let _ = writer.close_stdin().await;
+                            stdin = None;
+                            if resize.is_none() { break; }
+                        }
+                        Ok(n) => if writer.write_stdin(&buf[..n]).await.is_err() { break },
+                    }
+                }
+                sz = async { match resize.as_mut() { Some(r) => r.recv().await, None => std::future::pending().await } } => {
+                    match sz {
+                        Some(sz) => { let _ = writer.resize(sz.width, sz.height).await; }
+                        None => { resize = None; if stdin.is_none() { break; } }
+                    }
+                }
+            }
+        }
+    });
+    loop {
+        let frame = match reader.read_frame().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => {
+                input.abort();
+                return Err(e.to_string());
+            }
+        };
+        let out = match frame.kind {
+            crius_oci::FrameKind::Stdout => stdout.as_mut(),
+            crius_oci::FrameKind::Stderr if tty => stdout.as_mut(),
+            crius_oci::FrameKind::Stderr => stderr.as_mut(),
+            _ => None,
+        };
+        if let Some(w) = out {
+            if w.write_all(&frame.data).await.is_err() {
+                break;
+            }
+        }
+    }
+    input.abort();
+    for w in [stdout.as_mut(), stderr.as_mut()].into_iter().flatten() {
+        let _ = w.shutdown().await;
+    }
+    Ok(())
+}
