@@ -1,1 +1,998 @@
-fn main() {}
+//! crius-monitor: the per-container process that owns a container's stdio, writes its CRI log,
+//! serves attach and log-reopen requests, reaps it, and records its exit status on disk.
+//!
+//! Invocation (by `crius_oci::spawn_monitor`):
+//! `crius-monitor --id ID --bundle DIR --state-dir DIR --runtime BIN --runtime-root DIR
+//!   [--log-path FILE] [--tty] [--stdin] [--stdin-once] [--oom-file FILE] [--sync-fd N]
+//!   [--create-timeout-ms N]`
+//!
+//! Protocol (the library side lives in `crius-oci`; keep both in step):
+//! - The invoked process forks and exits at once; the grandchild calls `setsid` so nothing the
+//!   daemon's process group or session receives reaches it. It writes `<state>/monitor.pid`.
+//! - Sync fd: exactly one JSON line, then close:
+//!   `{"ok":true,"monitor_pid":N,"container_pid":N}` or
+//!   `{"ok":false,"monitor_pid":N,"exit_code":N,"error":"…"}` (the runtime's own error text).
+//! - `<state>/ctl` (unix stream): the client writes `reopen\n`; the monitor reopens `--log-path`
+//!   and answers `ok\n` or `error <text>\n`.
+//! - `<state>/attach.sock` (unix stream), frames both ways: `u8 kind, u32 BE length, payload`.
+//!   Monitor → client: kind 1 stdout, 2 stderr (with a tty everything is kind 1).
+//!   Client → monitor: kind 0 stdin bytes (length 0 = the client's stdin ended), kind 3 resize
+//!   (`u16 BE width, u16 BE height`). The monitor closes every attach connection when the
+//!   container's output has ended. With `--stdin-once` the container's stdin is closed when the
+//!   first client that used stdin ends it or disconnects.
+//! - `<state>/exit.json`, written atomically before the monitor exits:
+//!   `{"exit_code":i32,"signal":i32|null,"finished_at_ns":i64,"oom_killed":bool}`.
+
+mod crilog;
+mod sys;
+
+use std::ffi::OsString;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crilog::{LineSplitter, Stream, Tag};
+
+/// Longest attach frame accepted from a client; stdin comes in small pieces, so a bigger one
+/// means a confused peer.
+const MAX_FRAME: usize = 1 << 20;
+/// How long output may keep flowing after the container's init died (orphans in a shared pid
+/// namespace can hold the pipes open forever).
+const DRAIN_GRACE: Duration = Duration::from_secs(2);
+/// Stop reading attach clients while this much stdin is waiting for the container.
+const STDIN_HIGH_WATER: usize = 64 * 1024;
+
+struct Args {
+    id: String,
+    bundle: PathBuf,
+    state_dir: PathBuf,
+    runtime: PathBuf,
+    runtime_root: PathBuf,
+    log_path: Option<PathBuf>,
+    tty: bool,
+    stdin: bool,
+    stdin_once: bool,
+    oom_file: Option<PathBuf>,
+    sync_fd: Option<RawFd>,
+    create_timeout: Duration,
+}
+
+fn parse_args(mut it: impl Iterator<Item = OsString>) -> Result<Args, String> {
+    let mut id = None;
+    let mut bundle = None;
+    let mut state_dir = None;
+    let mut runtime = None;
+    let mut runtime_root = None;
+    let mut a = Args {
+        id: String::new(),
+        bundle: PathBuf::new(),
+        state_dir: PathBuf::new(),
+        runtime: PathBuf::new(),
+        runtime_root: PathBuf::new(),
+        log_path: None,
+        tty: false,
+        stdin: false,
+        stdin_once: false,
+        oom_file: None,
+        sync_fd: None,
+        create_timeout: Duration::from_secs(60),
+    };
+    while let Some(flag) = it.next() {
+        let flag = flag.to_string_lossy().into_owned();
+        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--id" => id = Some(value()?.to_string_lossy().into_owned()),
+            "--bundle" => bundle = Some(PathBuf::from(value()?)),
+            "--state-dir" => state_dir = Some(PathBuf::from(value()?)),
+            "--runtime" => runtime = Some(PathBuf::from(value()?)),
+            "--runtime-root" => runtime_root = Some(PathBuf::from(value()?)),
+            "--log-path" => a.log_path = Some(PathBuf::from(value()?)),
+            "--oom-file" => a.oom_file = Some(PathBuf::from(value()?)),
+            "--sync-fd" => {
+                let v = value()?;
+                a.sync_fd = Some(
+                    v.to_string_lossy()
+                        .parse()
+                        .map_err(|_| format!("bad --sync-fd {v:?}"))?,
+                )
+            }
+            "--create-timeout-ms" => {
+                let v = value()?;
+                let ms: u64 = v
+                    .to_string_lossy()
+                    .parse()
+                    .map_err(|_| format!("bad --create-timeout-ms {v:?}"))?;
+                a.create_timeout = Duration::from_millis(ms);
+            }
+            "--tty" => a.tty = true,
+            "--stdin" => a.stdin = true,
+            "--stdin-once" => a.stdin_once = true,
+            other => return Err(format!("unknown flag {other:?}")),
+        }
+    }
+    a.id = id.ok_or("--id is required")?;
+    a.bundle = bundle.ok_or("--bundle is required")?;
+    a.state_dir = state_dir.ok_or("--state-dir is required")?;
+    a.runtime = runtime.ok_or("--runtime is required")?;
+    a.runtime_root = runtime_root.ok_or("--runtime-root is required")?;
+    Ok(a)
+}
+
+fn now_ns() -> i128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0)
+}
+
+fn json_str(s: &str) -> String {
+    let mut o = String::with_capacity(s.len() + 2);
+    o.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            '\n' => o.push_str("\\n"),
+            '\r' => o.push_str("\\r"),
+            '\t' => o.push_str("\\t"),
+            c if (c as u32) < 0x20 => o.push_str(&format!("\\u{:04x}", c as u32)),
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+/// Reads the JSON string literal starting at `s[0] == '"'`; enough for runc's log lines.
+fn parse_json_str(s: &str) -> Option<String> {
+    let mut chars = s.strip_prefix('"')?.chars();
+    let mut out = String::new();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => return Some(out),
+            '\\' => match chars.next()? {
+                'n' => out.push('\n'),
+                't' => out.push('\t'),
+                'r' => out.push('\r'),
+                'u' => {
+                    let hex: String = chars.by_ref().take(4).collect();
+                    out.push(char::from_u32(u32::from_str_radix(&hex, 16).ok()?).unwrap_or('?'));
+                }
+                other => out.push(other),
+            },
+            c => out.push(c),
+        }
+    }
+    None
+}
+
+/// The `msg` of every error-level line of a runc/crun JSON log.
+fn runtime_errors(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains("\"level\":\"error\"") || l.contains("\"level\":\"fatal\""))
+        .filter_map(|l| {
+            l.find("\"msg\":")
+                .and_then(|i| parse_json_str(l[i + 6..].trim_start()))
+        })
+        .collect()
+}
+
+/// Writes `data` to `path` so that a reader sees either nothing or all of it, durably.
+fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .open(&tmp)?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Appends a diagnostic to `<state>/monitor.log`: after daemonizing there is no stderr.
+fn note(state_dir: &Path, msg: &str) {
+    if let Ok(mut f) = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(state_dir.join("monitor.log"))
+    {
+        let _ = writeln!(f, "{} {msg}", crilog::format_timestamp(now_ns()));
+    }
+}
+
+/// The OOM-kill counter: `oom_kill N` (cgroup v2 memory.events, v1 memory.oom_control on newer
+/// kernels), else the v1 `memory.failcnt` next to it (a weaker signal, used only with SIGKILL).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum OomCounter {
+    Kills(u64),
+    Failcnt(u64),
+}
+
+fn read_oom_counter(path: &Path) -> Option<OomCounter> {
+    let text = std::fs::read_to_string(path).ok()?;
+    for line in text.lines() {
+        if let Some(n) = line.strip_prefix("oom_kill ") {
+            return n.trim().parse().ok().map(OomCounter::Kills);
+        }
+    }
+    let failcnt = path.parent()?.join("memory.failcnt");
+    std::fs::read_to_string(failcnt)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+        .map(OomCounter::Failcnt)
+}
+
+fn oom_happened(
+    before: Option<OomCounter>,
+    after: Option<OomCounter>,
+    signal: Option<i32>,
+) -> bool {
+    match (before, after) {
+        (Some(OomCounter::Kills(b)), Some(OomCounter::Kills(a))) => a > b,
+        (None, Some(OomCounter::Kills(a))) => a > 0,
+        (Some(OomCounter::Failcnt(b)), Some(OomCounter::Failcnt(a))) => {
+            a > b && signal == Some(libc::SIGKILL)
+        }
+        _ => false,
+    }
+}
+
+struct Sync(Option<File>);
+
+impl Sync {
+    fn send(&mut self, line: &str) {
+        if let Some(mut f) = self.0.take() {
+            let _ = f.write_all(line.as_bytes());
+            let _ = f.write_all(b"\n");
+        }
+    }
+}
+
+fn main() {
+    let args = match parse_args(std::env::args_os().skip(1)) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("crius-monitor: {e}");
+            std::process::exit(2);
+        }
+    };
+    // SAFETY: single-threaded here; the child only continues with plain Rust code.
+    match unsafe { libc::fork() } {
+        -1 => {
+            eprintln!("crius-monitor: fork: {}", io::Error::last_os_error());
+            std::process::exit(1);
+        }
+        0 => {}
+        _ => std::process::exit(0),
+    }
+    unsafe {
+        libc::setsid();
+    }
+    if let Ok(null) = OpenOptions::new().read(true).write(true).open("/dev/null") {
+        for fd in 0..3 {
+            unsafe {
+                libc::dup2(null.as_raw_fd(), fd);
+            }
+        }
+    }
+    // SAFETY: the daemon handed us this fd for our exclusive use.
+    let mut sync = Sync(args.sync_fd.map(|fd| {
+        let _ = sys::set_cloexec(fd);
+        unsafe { File::from_raw_fd(fd) }
+    }));
+    let code = match Monitor::create(&args, &mut sync) {
+        Ok(mut m) => {
+            sync.send(&format!(
+                "{{\"ok\":true,\"monitor_pid\":{},\"container_pid\":{}}}",
+                std::process::id(),
+                m.container_pid
+            ));
+            drop(sync);
+            m.run(&args);
+            0
+        }
+        Err(f) => {
+            sync.send(&format!(
+                "{{\"ok\":false,\"monitor_pid\":{},\"exit_code\":{},\"error\":{}}}",
+                std::process::id(),
+                f.exit_code,
+                json_str(&f.error)
+            ));
+            note(&args.state_dir, &format!("create failed: {}", f.error));
+            // Leave nothing behind: a half-created container would pin its cgroup and mounts.
+            let _ = Command::new(&args.runtime)
+                .arg("--root")
+                .arg(&args.runtime_root)
+                .args(["delete", "--force", &args.id])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            let _ = std::fs::remove_file(args.state_dir.join("monitor.pid"));
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+struct CreateFailure {
+    exit_code: i32,
+    error: String,
+}
+
+impl CreateFailure {
+    fn io(what: &str, e: io::Error) -> Self {
+        CreateFailure {
+            exit_code: -1,
+            error: format!("{what}: {e}"),
+        }
+    }
+}
+
+struct Client {
+    fd: OwnedFd,
+    inbuf: Vec<u8>,
+    used_stdin: bool,
+    dead: bool,
+}
+
+struct Monitor {
+    container_pid: i32,
+    sigfd: OwnedFd,
+    /// stdout pipe or the pty master.
+    out: Option<OwnedFd>,
+    err: Option<OwnedFd>,
+    /// stdin pipe; with a tty, stdin goes to `out` (the master) and this stays None.
+    stdin: Option<OwnedFd>,
+    stdin_open: bool,
+    stdin_pending: Vec<u8>,
+    stdin_once: bool,
+    stdin_once_done: bool,
+    tty: bool,
+    splitters: [LineSplitter; 2],
+    log: Option<File>,
+    attach: Option<OwnedFd>,
+    ctl: Option<OwnedFd>,
+    clients: Vec<Client>,
+    oom_before: Option<OomCounter>,
+    exit: Option<(i32, Option<i32>, i128)>,
+}
+
+fn open_log(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o640)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
+}
+
+impl Monitor {
+    fn create(args: &Args, _sync: &mut Sync) -> Result<Monitor, CreateFailure> {
+        let state = &args.state_dir;
+        // Relative socket names keep us under the 108-byte sun_path limit however deep the state
+        // dir is.
+        std::env::set_current_dir(state)
+            .map_err(|e| CreateFailure::io(&format!("chdir {}", state.display()), e))?;
+        unsafe {
+            libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+            libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        }
+        write_atomic(
+            &state.join("monitor.pid"),
+            std::process::id().to_string().as_bytes(),
+        )
+        .map_err(|e| CreateFailure::io("write monitor.pid", e))?;
+        let sigfd =
+            sys::signalfd(&[libc::SIGCHLD]).map_err(|e| CreateFailure::io("signalfd", e))?;
+        let pid_file = state.join("container.pid");
+        let _ = std::fs::remove_file(&pid_file);
+        let runtime_log = state.join("runtime.log");
+        let _ = std::fs::remove_file(&runtime_log);
+        let log = match &args.log_path {
+            Some(p) => Some(
+                open_log(p)
+                    .map_err(|e| CreateFailure::io(&format!("open log {}", p.display()), e))?,
+            ),
+            None => None,
+        };
+
+        let mut cmd = Command::new(&args.runtime);
+        cmd.arg("--root")
+            .arg(&args.runtime_root)
+            .arg("--log")
+            .arg(&runtime_log)
+            .args(["--log-format", "json", "create", "--bundle"])
+            .arg(&args.bundle)
+            .arg("--pid-file")
+            .arg(&pid_file);
+        let mut console = None;
+        let (mut out, mut err, mut stdin) = (None, None, None);
+        if args.tty {
+            let sock = Path::new("console.sock");
+            console = Some(
+                sys::unix_listen(sock).map_err(|e| CreateFailure::io("listen console.sock", e))?,
+            );
+            let abs = state.join(sock);
+            let sock_arg = if abs.as_os_str().len() < 100 {
+                abs
+            } else {
+                sock.to_path_buf()
+            };
+            cmd.arg("--console-socket").arg(sock_arg);
+            cmd.stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+        } else {
+            let (r, w) = sys::pipe().map_err(|e| CreateFailure::io("pipe", e))?;
+            out = Some(r);
+            cmd.stdout(Stdio::from(w));
+            let (r, w) = sys::pipe().map_err(|e| CreateFailure::io("pipe", e))?;
+            err = Some(r);
+            cmd.stderr(Stdio::from(w));
+            if args.stdin {
+                let (r, w) = sys::pipe().map_err(|e| CreateFailure::io("pipe", e))?;
+                stdin = Some(w);
+                cmd.stdin(Stdio::from(r));
+            } else {
+                cmd.stdin(Stdio::null());
+            }
+        }
+        cmd.arg(&args.id);
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| CreateFailure::io(&format!("run {}", args.runtime.display()), e))?;
+        // The runtime's copies of the pipe ends must be the only ones, or we never see EOF.
+        drop(cmd);
+
+        let deadline = Instant::now() + args.create_timeout;
+        let mut master: Option<OwnedFd> = None;
+        let status = loop {
+            if let Ok(Some(st)) = child.try_wait() {
+                break st;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(CreateFailure {
+                    exit_code: -1,
+                    error: format!(
+                        "{} create timed out after {:?}",
+                        args.runtime.display(),
+                        args.create_timeout
+                    ),
+                });
+            }
+            let mut fds = vec![libc::pollfd {
+                fd: sigfd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            }];
+            if let Some(c) = &console {
+                fds.push(libc::pollfd {
+                    fd: c.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
+            }
+            // SIGCHLD of the runtime can race with the try_wait above; a bounded poll covers it.
+            let _ = sys::poll(&mut fds, left.as_millis().min(200) as i32);
+            sys::drain_signalfd(sigfd.as_raw_fd());
+            if fds.len() > 1 && fds[1].revents != 0 {
+                if let Some(c) = &console {
+                    if let Ok(Some(conn)) = sys::accept(c.as_raw_fd()) {
+                        let _ = sys::set_socket_timeouts(conn.as_raw_fd(), 5);
+                        match sys::recv_fd(conn.as_raw_fd()) {
+                            Ok(fd) => master = Some(fd),
+                            Err(e) => note(state, &format!("console socket: {e}")),
+                        }
+                    }
+                }
+            }
+        };
+        drop(console);
+        let _ = std::fs::remove_file(state.join("console.sock"));
+
+        if !status.success() {
+            let code = status.code().unwrap_or(-1);
+            let mut text =
+                runtime_errors(&std::fs::read_to_string(&runtime_log).unwrap_or_default())
+                    .join("; ");
+            if text.is_empty() {
+                if let Some(e) = &err {
+                    let _ = sys::set_nonblocking(e.as_raw_fd());
+                    let mut buf = [0u8; 4096];
+                    if let Ok(Some(n)) = sys::read(e.as_raw_fd(), &mut buf) {
+                        text = String::from_utf8_lossy(&buf[..n]).trim().to_string();
+                    }
+                }
+            }
+            if text.is_empty() {
+                text = format!("{} create exited with {status}", args.runtime.display());
+            }
+            return Err(CreateFailure {
+                exit_code: code,
+                error: text,
+            });
+        }
+        let pid_text = std::fs::read_to_string(&pid_file)
+            .map_err(|e| CreateFailure::io(&format!("read {}", pid_file.display()), e))?;
+        let container_pid: i32 = pid_text.trim().parse().map_err(|_| CreateFailure {
+            exit_code: -1,
+            error: format!("bad pid file content {pid_text:?}"),
+        })?;
+        if args.tty {
+            match master {
+                Some(m) => out = Some(m),
+                None => {
+                    return Err(CreateFailure {
+                        exit_code: -1,
+                        error: "runtime sent no pty master".into(),
+                    });
+                }
+            }
+        }
+        for fd in [&out, &err].into_iter().flatten() {
+            let _ = sys::set_nonblocking(fd.as_raw_fd());
+        }
+        if let Some(s) = &stdin {
+            let _ = sys::set_nonblocking(s.as_raw_fd());
+        }
+        let attach = sys::unix_listen(Path::new("attach.sock"))
+            .map_err(|e| CreateFailure::io("listen attach.sock", e))?;
+        let ctl =
+            sys::unix_listen(Path::new("ctl")).map_err(|e| CreateFailure::io("listen ctl", e))?;
+        // The cgroup exists only now; its counter at creation is the baseline.
+        let oom_before = args.oom_file.as_deref().and_then(read_oom_counter);
+        Ok(Monitor {
+            container_pid,
+            sigfd,
+            out,
+            err,
+            stdin_open: args.stdin,
+            stdin,
+            stdin_pending: Vec::new(),
+            stdin_once: args.stdin_once,
+            stdin_once_done: false,
+            tty: args.tty,
+            splitters: [LineSplitter::default(), LineSplitter::default()],
+            log,
+            attach: Some(attach),
+            ctl: Some(ctl),
+            clients: Vec::new(),
+            oom_before,
+            exit: None,
+        })
+    }
+
+    fn run(&mut self, args: &Args) {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            if let Some((_, _, at)) = self.exit {
+                let outputs_done = self.out.is_none() && self.err.is_none();
+                let waited = Duration::from_nanos((now_ns() - at).max(0) as u64);
+                if outputs_done || waited >= DRAIN_GRACE {
+                    break;
+                }
+            }
+            let mut fds: Vec<libc::pollfd> = Vec::with_capacity(8 + self.clients.len());
+            let pfd = |fd: RawFd, events: i16| libc::pollfd {
+                fd,
+                events,
+                revents: 0,
+            };
+            fds.push(pfd(self.sigfd.as_raw_fd(), libc::POLLIN));
+            fds.push(pfd(
+                self.out.as_ref().map_or(-1, |f| f.as_raw_fd()),
+                libc::POLLIN,
+            ));
+            fds.push(pfd(
+                self.err.as_ref().map_or(-1, |f| f.as_raw_fd()),
+                libc::POLLIN,
+            ));
+            fds.push(pfd(
+                self.attach.as_ref().map_or(-1, |f| f.as_raw_fd()),
+                libc::POLLIN,
+            ));
+            fds.push(pfd(
+                self.ctl.as_ref().map_or(-1, |f| f.as_raw_fd()),
+                libc::POLLIN,
+            ));
+            let stdin_fd = self.stdin_fd();
+            let want_out = !self.stdin_pending.is_empty() && stdin_fd >= 0;
+            fds.push(pfd(if want_out { stdin_fd } else { -1 }, libc::POLLOUT));
+            let read_clients = self.stdin_pending.len() < STDIN_HIGH_WATER;
+            for c in &self.clients {
+                fds.push(pfd(
+                    if read_clients { c.fd.as_raw_fd() } else { -1 },
+                    libc::POLLIN,
+                ));
+            }
+            let timeout = match self.exit {
+                Some(_) => 100,
+                // A periodic wake-up also catches a container pid that is somehow not our child.
+                None => 1000,
+            };
+            if let Err(e) = sys::poll(&mut fds, timeout) {
+                note(&args.state_dir, &format!("poll: {e}"));
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+            if fds[0].revents != 0 {
+                sys::drain_signalfd(self.sigfd.as_raw_fd());
+            }
+            self.reap();
+            if fds[1].revents != 0 {
+                self.read_output(Stream::Stdout, &mut buf);
+            }
+            if fds[2].revents != 0 {
+                self.read_output(Stream::Stderr, &mut buf);
+            }
+            if fds[3].revents != 0 {
+                self.accept_clients();
+            }
+            if fds[4].revents != 0 {
+                self.serve_ctl(args);
+            }
+            if fds[5].revents != 0 {
+                self.flush_stdin();
+            }
+            let n = self.clients.len();
+            for i in 0..n {
+                if fds[6 + i].revents != 0 {
+                    self.read_client(i, &mut buf);
+                }
+            }
+            self.clients.retain(|c| !c.dead);
+        }
+        self.finish(args);
+    }
+
+    fn stdin_fd(&self) -> RawFd {
+        if !self.stdin_open {
+            return -1;
+        }
+        if self.tty {
+            self.out.as_ref().map_or(-1, |f| f.as_raw_fd())
+        } else {
+            self.stdin.as_ref().map_or(-1, |f| f.as_raw_fd())
+        }
+    }
+
+    fn reap(&mut self) {
+        loop {
+            match sys::try_wait(-1) {
+                Ok(Some((pid, status))) => {
+                    if pid == self.container_pid && self.exit.is_none() {
+                        let (code, sig) = sys::decode_status(status);
+                        self.exit = Some((code, sig, now_ns()));
+                    }
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    // ECHILD: nothing left to reap. If the container is gone without our seeing
+                    // its status (not our child after all), record an unknown exit.
+                    if self.exit.is_none() && unsafe { libc::kill(self.container_pid, 0) } != 0 {
+                        self.exit = Some((255, None, now_ns()));
+                    }
+                    break;
+                }
+            }
+        }
+    }
+
+    fn read_output(&mut self, stream: Stream, buf: &mut [u8]) {
+        let slot = match stream {
+            Stream::Stdout => &mut self.out,
+            Stream::Stderr => &mut self.err,
+        };
+        let Some(fd) = slot.as_ref().map(|f| f.as_raw_fd()) else {
+            return;
+        };
+        let n = match sys::read(fd, buf) {
+            Ok(Some(n)) => n,
+            Ok(None) => return,
+            // EIO is how a pty master reports that every slave end is closed.
+            Err(_) => 0,
+        };
+        let idx = stream as usize;
+        let ts = crilog::format_timestamp(now_ns());
+        let mut records = Vec::new();
+        {
+            let mut emit = |tag: Tag, content: &[u8]| {
+                crilog::format_record(&ts, stream, tag, content, &mut records)
+            };
+            if n == 0 {
+                self.splitters[idx].finish(&mut emit);
+            } else {
+                self.splitters[idx].push(&buf[..n], &mut emit);
+            }
+        }
+        if let (Some(log), false) = (self.log.as_mut(), records.is_empty()) {
+            // A full disk must not stop the container: the bytes are lost, the monitor goes on.
+            let _ = log.write_all(&records);
+        }
+        if n == 0 {
+            *slot = None;
+            if self.tty {
+                self.stdin_open = false;
+            }
+            return;
+        }
+        let kind = match stream {
+            Stream::Stdout => 1u8,
+            Stream::Stderr => 2u8,
+        };
+        let mut frame = Vec::with_capacity(5 + n);
+        frame.push(kind);
+        frame.extend_from_slice(&(n as u32).to_be_bytes());
+        frame.extend_from_slice(&buf[..n]);
+        for c in &mut self.clients {
+            if !c.dead && write_all_fd(c.fd.as_raw_fd(), &frame).is_err() {
+                c.dead = true;
+            }
+        }
+    }
+
+    fn accept_clients(&mut self) {
+        let Some(l) = &self.attach else { return };
+        while let Ok(Some(fd)) = sys::accept(l.as_raw_fd()) {
+            // A stalled client may delay the others by at most this much, then it is dropped.
+            let _ = sys::set_socket_timeouts(fd.as_raw_fd(), 5);
+            self.clients.push(Client {
+                fd,
+                inbuf: Vec::new(),
+                used_stdin: false,
+                dead: false,
+            });
+        }
+    }
+
+    fn read_client(&mut self, i: usize, buf: &mut [u8]) {
+        let fd = self.clients[i].fd.as_raw_fd();
+        let n = match sys::read(fd, buf) {
+            Ok(Some(n)) => n,
+            Ok(None) => return,
+            Err(_) => 0,
+        };
+        if n == 0 {
+            self.clients[i].dead = true;
+            if self.clients[i].used_stdin {
+                self.stdin_ended();
+            }
+            return;
+        }
+        self.clients[i].inbuf.extend_from_slice(&buf[..n]);
+        loop {
+            let c = &mut self.clients[i];
+            if c.inbuf.len() < 5 {
+                break;
+            }
+            let kind = c.inbuf[0];
+            let len = u32::from_be_bytes([c.inbuf[1], c.inbuf[2], c.inbuf[3], c.inbuf[4]]) as usize;
+            if len > MAX_FRAME {
+                c.dead = true;
+                return;
+            }
+            if c.inbuf.len() < 5 + len {
+                break;
+            }
+            let payload: Vec<u8> = c.inbuf[5..5 + len].to_vec();
+            c.inbuf.drain(..5 + len);
+            match kind {
+                0 => {
+                    c.used_stdin = true;
+                    if len == 0 {
+                        self.stdin_ended();
+                    } else if self.stdin_open {
+                        self.stdin_pending.extend_from_slice(&payload);
+                        self.flush_stdin();
+                    }
+                }
+                3 if len == 4 => {
+                    let w = u16::from_be_bytes([payload[0], payload[1]]);
+                    let h = u16::from_be_bytes([payload[2], payload[3]]);
+                    if let (true, Some(m)) = (self.tty, self.out.as_ref()) {
+                        let _ = sys::set_winsize(m.as_raw_fd(), w, h);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// A client's stdin ended; only `--stdin-once` turns that into closing the container's stdin.
+    fn stdin_ended(&mut self) {
+        if !self.stdin_once || self.stdin_once_done {
+            return;
+        }
+        self.stdin_once_done = true;
+        // Whatever was typed before the end still belongs to the container.
+        self.flush_stdin_blocking();
+        if self.tty {
+            // Closing the master would hang the whole terminal up; ^D is end-of-input for it.
+            if let Some(m) = &self.out {
+                let _ = sys::write(m.as_raw_fd(), &[4]);
+            }
+        } else {
+            self.stdin = None;
+        }
+        self.stdin_open = false;
+        self.stdin_pending.clear();
+    }
+
+    fn flush_stdin(&mut self) {
+        let fd = self.stdin_fd();
+        if fd < 0 {
+            self.stdin_pending.clear();
+            return;
+        }
+        while !self.stdin_pending.is_empty() {
+            match sys::write(fd, &self.stdin_pending) {
+                Ok(0) => break,
+                Ok(n) => {
+                    self.stdin_pending.drain(..n);
+                }
+                Err(_) => {
+                    // EPIPE: the container closed its stdin; drop what cannot be delivered.
+                    self.stdin_pending.clear();
+                    self.stdin_open = false;
+                    if !self.tty {
+                        self.stdin = None;
+                    }
+                }
+            }
+        }
+    }
+
+    fn flush_stdin_blocking(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while !self.stdin_pending.is_empty() && Instant::now() < deadline {
+            self.flush_stdin();
+            if !self.stdin_pending.is_empty() {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+
+    fn serve_ctl(&mut self, args: &Args) {
+        let Some(l) = &self.ctl else { return };
+        while let Ok(Some(fd)) = sys::accept(l.as_raw_fd()) {
+            let _ = sys::set_socket_timeouts(fd.as_raw_fd(), 1);
+            let mut conn = File::from(fd);
+            let mut req = [0u8; 64];
+            let n = conn.read(&mut req).unwrap_or(0);
+            let cmd = String::from_utf8_lossy(&req[..n]);
+            let reply = match cmd.trim() {
+                "reopen" => match &args.log_path {
+                    Some(p) => match open_log(p) {
+                        Ok(f) => {
+                            self.log = Some(f);
+                            "ok\n".to_string()
+                        }
+                        Err(e) => format!("error reopen {}: {e}\n", p.display()),
+                    },
+                    None => "ok\n".to_string(),
+                },
+                "ping" => "ok\n".to_string(),
+                other => format!("error unknown command {other:?}\n"),
+            };
+            let _ = conn.write_all(reply.as_bytes());
+        }
+    }
+
+    fn finish(&mut self, args: &Args) {
+        // Flush held partial lines even if an orphan kept a pipe open past the grace period.
+        let mut buf = Vec::new();
+        let ts = crilog::format_timestamp(now_ns());
+        for (i, stream) in [Stream::Stdout, Stream::Stderr].into_iter().enumerate() {
+            self.splitters[i]
+                .finish(&mut |tag, c| crilog::format_record(&ts, stream, tag, c, &mut buf));
+        }
+        if let (Some(log), false) = (self.log.as_mut(), buf.is_empty()) {
+            let _ = log.write_all(&buf);
+        }
+        if let Some(log) = &self.log {
+            let _ = log.sync_data();
+        }
+        let _ = std::fs::remove_file(args.state_dir.join("attach.sock"));
+        let _ = std::fs::remove_file(args.state_dir.join("ctl"));
+        self.clients.clear();
+        let (code, signal, at) = self.exit.unwrap_or((255, None, now_ns()));
+        let oom_after = args.oom_file.as_deref().and_then(read_oom_counter);
+        let oom = oom_happened(self.oom_before, oom_after, signal);
+        let json = format!(
+            "{{\"exit_code\":{code},\"signal\":{},\"finished_at_ns\":{at},\"oom_killed\":{oom}}}\n",
+            signal.map_or("null".to_string(), |s| s.to_string())
+        );
+        if let Err(e) = write_atomic(&args.state_dir.join("exit.json"), json.as_bytes()) {
+            note(&args.state_dir, &format!("writing exit.json: {e}"));
+        }
+    }
+}
+
+/// Writes all of `data` to a blocking socket whose send timeout bounds the wait; a timeout
+/// (reported as 0 bytes written) counts as failure.
+fn write_all_fd(fd: RawFd, mut data: &[u8]) -> io::Result<()> {
+    while !data.is_empty() {
+        match sys::write(fd, data)? {
+            0 => return Err(io::Error::from(io::ErrorKind::TimedOut)),
+            n => data = &data[n..],
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runtime_error_lines() {
+        let log = "{\"level\":\"info\",\"msg\":\"x\"}\n{\"level\":\"error\",\"msg\":\"container \\\"a\\\" does not exist\",\"time\":\"t\"}\n";
+        assert_eq!(
+            runtime_errors(log),
+            vec!["container \"a\" does not exist".to_string()]
+        );
+    }
+
+    #[test]
+    fn json_escaping_round_trips() {
+        let s = "a\"b\\c\nd\u{1}";
+        assert_eq!(parse_json_str(&json_str(s)).as_deref(), Some(s));
+    }
+
+    #[test]
+    fn oom_decision() {
+        use OomCounter::*;
+        assert!(oom_happened(Some(Kills(0)), Some(Kills(1)), None));
+        assert!(!oom_happened(Some(Kills(2)), Some(Kills(2)), Some(9)));
+        assert!(oom_happened(Some(Failcnt(0)), Some(Failcnt(3)), Some(9)));
+        assert!(!oom_happened(Some(Failcnt(0)), Some(Failcnt(3)), None));
+        assert!(!oom_happened(None, None, Some(9)));
+    }
+
+    #[test]
+    fn args_parse() {
+        let a = parse_args(
+            [
+                "--id",
+                "c1",
+                "--bundle",
+                "/b",
+                "--state-dir",
+                "/s",
+                "--runtime",
+                "runc",
+                "--runtime-root",
+                "/r",
+                "--tty",
+                "--sync-fd",
+                "3",
+            ]
+            .iter()
+            .map(OsString::from),
+        )
+        .map_err(|e| e.to_string());
+        let a = match a {
+            Ok(a) => a,
+            Err(e) => panic!("{e}"),
+        };
+        assert!(a.tty && !a.stdin);
+        assert_eq!(a.sync_fd, Some(3));
+        assert!(parse_args(["--id", "x"].iter().map(OsString::from)).is_err());
+    }
+}

@@ -1,1 +1,22 @@
-//! placeholder
+//! crius-oci: everything crius does through an OCI runtime binary (runc, crun) and through the
+//! per-container `crius-monitor`: probing handlers, create (via the monitor), start, kill,
+//! delete, state, update, exec, attach, log reopen, and reading exit records.
+
+mod attach;
+mod error;
+mod exec;
+mod handler;
+mod monitor;
+mod probe;
+
+pub use attach::{
+    attach, encode_frame, resize_payload, AttachReader, AttachStream, AttachWriter, Frame,
+    FrameKind,
+};
+pub use error::OciError;
+pub use exec::{ExecOutput, ExecProcess, Pty};
+pub use handler::{ContainerState, Handler, HandlerStatus, KillOutcome, RuntimeFeatures};
+pub use monitor::{
+    monitor_alive, pid_alive, read_exit, reopen_log, spawn_monitor, wait_pid_exit, ExitInfo,
+    MonitorConfig, MonitorHandle,
+};

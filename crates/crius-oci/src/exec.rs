@@ -1,0 +1,518 @@
+//! Running extra processes in a container through `<runtime> exec`: to completion with captured
+//! output ([`Handler::exec_sync`]) or interactively with pipes or a pty ([`Handler::exec`]).
+//!
+//! The runtime writes the exec'd process's host pid to a pid file; timeouts and `kill` signal that
+//! pid, because killing only the runtime would leave the process running in the container.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::task::{ready, Context, Poll};
+use std::time::{Duration, Instant};
+
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
+
+use crate::handler::json_log_errors;
+use crate::{Handler, OciError};
+
+/// After the exec'd process exits, how long we keep collecting output that orphans (background
+/// children) may still hold pipes for.
+const OUTPUT_GRACE: Duration = Duration::from_secs(2);
+/// How long an interactive exec may take to get its process running.
+const EXEC_START_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecOutput {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    /// The process's exit status (128 + signal if a signal ended it).
+    pub exit_code: i32,
+    /// The timeout expired and the process was killed.
+    pub timed_out: bool,
+}
+
+/// Scratch files of one exec: the process document, the pid file, the runtime's own log.
+struct ExecFiles {
+    dir: tempfile::TempDir,
+}
+
+impl ExecFiles {
+    fn new(id: &str, process: &oci_spec::runtime::Process) -> Result<ExecFiles, OciError> {
+        let dir = tempfile::Builder::new()
+            .prefix("crius-exec-")
+            .tempdir()
+            .map_err(|e| {
+                OciError::io(
+                    format!("temp dir for exec in {id}"),
+                    std::env::temp_dir(),
+                    e,
+                )
+            })?;
+        let body = serde_json::to_vec(process).map_err(|e| OciError::Protocol {
+            id: id.to_string(),
+            what: format!("encode exec process: {e}"),
+        })?;
+        let path = dir.path().join("process.json");
+        std::fs::write(&path, body).map_err(|e| OciError::io("write", &path, e))?;
+        Ok(ExecFiles { dir })
+    }
+    fn process(&self) -> PathBuf {
+        self.dir.path().join("process.json")
+    }
+    fn pid_file(&self) -> PathBuf {
+        self.dir.path().join("exec.pid")
+    }
+    fn log(&self) -> PathBuf {
+        self.dir.path().join("runtime.log")
+    }
+    fn console(&self) -> PathBuf {
+        self.dir.path().join("console.sock")
+    }
+    fn pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.pid_file())
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+            .filter(|p: &i32| *p > 0)
+    }
+    fn runtime_errors(&self) -> String {
+        json_log_errors(&std::fs::read_to_string(self.log()).unwrap_or_default()).join("; ")
+    }
+}
+
+impl Handler {
+    fn exec_command(&self, id: &str, files: &ExecFiles, console: bool) -> Command {
+        let mut cmd = Command::new(&self.binary);
+        cmd.arg("--root")
+            .arg(&self.root)
+            .arg("--log")
+            .arg(files.log())
+            .args(["--log-format", "json", "exec", "--process"])
+            .arg(files.process())
+            .arg("--pid-file")
+            .arg(files.pid_file());
+        if console {
+            cmd.arg("--console-socket").arg(files.console());
+        }
+        cmd.arg(id).kill_on_drop(true);
+        cmd
+    }
+
+    /// Runs `process` in container `id` to completion, capturing at most `max_output` bytes of
+    /// each stream (the rest is read and dropped). On timeout the process is killed and
+    /// `timed_out` is set. A process that cannot be started at all (no such executable, container
+    /// not running) is an [`OciError::Exec`].
+    pub async fn exec_sync(
+        &self,
+        id: &str,
+        process: &oci_spec::runtime::Process,
+        timeout: Option<Duration>,
+        max_output: usize,
+    ) -> Result<ExecOutput, OciError> {
+        let mut process = process.clone();
+        process.set_terminal(Some(false));
+        let files = ExecFiles::new(id, &process)?;
+        let mut child = self
+            .exec_command(id, &files, false)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| OciError::io(format!("run exec in {id} with"), &self.binary, e))?;
+        let out_buf = Arc::new(Mutex::new(Vec::new()));
+        let err_buf = Arc::new(Mutex::new(Vec::new()));
+        let out_task = child
+            .stdout
+            .take()
+            .map(|s| tokio::spawn(read_capped(s, out_buf.clone(), max_output)));
+        let err_task = child
+            .stderr
+            .take()
+            .map(|s| tokio::spawn(read_capped(s, err_buf.clone(), max_output)));
+
+        let mut timed_out = false;
+        let status = match timeout {
+            None => child.wait().await,
+            Some(t) => match tokio::time::timeout(t, child.wait()).await {
+                Ok(s) => s,
+                Err(_) => {
+                    timed_out = true;
+                    kill_exec(&files, &mut child);
+                    match tokio::time::timeout(Duration::from_secs(10), child.wait()).await {
+                        Ok(s) => s,
+                        Err(_) => {
+                            return Err(OciError::Timeout {
+                                op: "exec",
+                                id: id.to_string(),
+                                binary: self.binary.clone(),
+                                after: t,
+                            })
+                        }
+                    }
+                }
+            },
+        }
+        .map_err(|e| OciError::io(format!("wait for exec in {id} of"), &self.binary, e))?;
+        let grace = Instant::now() + OUTPUT_GRACE;
+        for task in [out_task, err_task].into_iter().flatten() {
+            let left = grace.saturating_duration_since(Instant::now());
+            if tokio::time::timeout(left, task).await.is_err() {
+                // An orphan holds the pipe; what was read so far is what we report.
+            }
+        }
+        let exit_code = status.code().unwrap_or_else(|| {
+            use std::os::unix::process::ExitStatusExt;
+            128 + status.signal().unwrap_or(0)
+        });
+        if !status.success() && !timed_out && files.pid().is_none() {
+            let errors = files.runtime_errors();
+            if !errors.is_empty() {
+                return Err(OciError::Exec {
+                    id: id.to_string(),
+                    binary: self.binary.clone(),
+                    stderr: errors,
+                });
+            }
+        }
+        let take = |b: &Arc<Mutex<Vec<u8>>>| {
+            std::mem::take(&mut *b.lock().unwrap_or_else(|p| p.into_inner()))
+        };
+        Ok(ExecOutput {
+            stdout: take(&out_buf),
+            stderr: take(&err_buf),
+            exit_code,
+            timed_out,
+        })
+    }
+
+    /// Starts `process` in container `id` and returns it running. With `process.terminal` the
+    /// process gets a pty whose master is [`ExecProcess::pty`]; otherwise it has pipes.
+    pub async fn exec(
+        &self,
+        id: &str,
+        process: &oci_spec::runtime::Process,
+    ) -> Result<ExecProcess, OciError> {
+        let tty = process.terminal().unwrap_or(false);
+        let files = ExecFiles::new(id, process)?;
+        let listener = if tty {
+            let p = files.console();
+            Some(tokio::net::UnixListener::bind(&p).map_err(|e| OciError::io("listen", &p, e))?)
+        } else {
+            None
+        };
+        let mut cmd = self.exec_command(id, &files, tty);
+        if tty {
+            cmd.stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+        } else {
+            cmd.stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+        }
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| OciError::io(format!("run exec in {id} with"), &self.binary, e))?;
+        let exec_err = |files: &ExecFiles, fallback: String| {
+            let errors = files.runtime_errors();
+            OciError::Exec {
+                id: id.to_string(),
+                binary: self.binary.clone(),
+                stderr: if errors.is_empty() { fallback } else { errors },
+            }
+        };
+        let started = async {
+            let mut pty = None;
+            if let Some(l) = &listener {
+                let conn = tokio::select! {
+                    c = l.accept() => c.map_err(|e| OciError::io("accept on", files.console(), e))?.0,
+                    st = child.wait() => return Err(exec_err(&files, format!("runtime exited ({:?}) before sending the pty", st.ok()))),
+                };
+                let fd = recv_fd(&conn)
+                    .await
+                    .map_err(|e| OciError::io("receive pty master on", files.console(), e))?;
+                pty =
+                    Some(Pty::new(fd).map_err(|e| OciError::io("register pty of exec in", id, e))?);
+            }
+            // The pid file appears once the process runs; the runtime exiting first means failure.
+            loop {
+                if files.pid().is_some() {
+                    return Ok(pty);
+                }
+                if let Ok(Some(st)) = child.try_wait() {
+                    if files.pid().is_some() {
+                        return Ok(pty);
+                    }
+                    return Err(exec_err(&files, format!("runtime exited with {st}")));
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        let pty = match tokio::time::timeout(EXEC_START_TIMEOUT, started).await {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(OciError::Timeout {
+                    op: "exec",
+                    id: id.to_string(),
+                    binary: self.binary.clone(),
+                    after: EXEC_START_TIMEOUT,
+                })
+            }
+        };
+        drop(listener);
+        Ok(ExecProcess {
+            stdin: child.stdin.take(),
+            stdout: child.stdout.take(),
+            stderr: child.stderr.take(),
+            pty,
+            pid: files.pid(),
+            child,
+            files,
+        })
+    }
+}
+
+fn kill_exec(files: &ExecFiles, child: &mut Child) {
+    if let Some(pid) = files.pid() {
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+        }
+    }
+    // The runtime exits by itself once its process is gone; killing it too covers an exec that
+    // never got as far as writing the pid file.
+    let _ = child.start_kill();
+}
+
+async fn read_capped<R: AsyncRead + Unpin>(mut r: R, buf: Arc<Mutex<Vec<u8>>>, cap: usize) {
+    let mut chunk = [0u8; 8192];
+    while let Ok(n) = r.read(&mut chunk).await {
+        if n == 0 {
+            break;
+        }
+        let mut b = buf.lock().unwrap_or_else(|p| p.into_inner());
+        let room = cap.saturating_sub(b.len());
+        b.extend_from_slice(&chunk[..n.min(room)]);
+    }
+}
+
+/// A process started with [`Handler::exec`].
+pub struct ExecProcess {
+    /// Pipes (non-terminal exec). Drop `stdin` to close the process's stdin.
+    pub stdin: Option<ChildStdin>,
+    pub stdout: Option<ChildStdout>,
+    pub stderr: Option<ChildStderr>,
+    /// The pty master (terminal exec): read output from it, write input to it.
+    pub pty: Option<Pty>,
+    pid: Option<i32>,
+    child: Child,
+    files: ExecFiles,
+}
+
+impl ExecProcess {
+    /// Host pid of the exec'd process.
+    pub fn pid(&self) -> Option<i32> {
+        self.pid
+    }
+
+    pub fn resize(&self, width: u16, height: u16) -> Result<(), OciError> {
+        match &self.pty {
+            Some(p) => p.resize(width, height),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits for the process to end and returns its exit code (128 + signal for signals).
+    pub async fn wait(&mut self) -> Result<i32, OciError> {
+        let st = self
+            .child
+            .wait()
+            .await
+            .map_err(|e| OciError::io("wait for exec runtime", self.files.dir.path(), e))?;
+        use std::os::unix::process::ExitStatusExt;
+        Ok(st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0)))
+    }
+
+    /// Kills the exec'd process inside the container (and the runtime waiting for it).
+    pub fn kill(&mut self) -> Result<(), OciError> {
+        if let Some(pid) = self.pid {
+            if unsafe { libc::kill(pid, libc::SIGKILL) } < 0 {
+                let e = io::Error::last_os_error();
+                if e.raw_os_error() != Some(libc::ESRCH) {
+                    return Err(OciError::io(
+                        "kill exec'd process",
+                        format!("/proc/{pid}"),
+                        e,
+                    ));
+                }
+            }
+            return Ok(());
+        }
+        self.child
+            .start_kill()
+            .map_err(|e| OciError::io("kill exec runtime", self.files.dir.path(), e))
+    }
+}
+
+/// Receives one fd sent with SCM_RIGHTS over a connected tokio unix stream.
+async fn recv_fd(conn: &tokio::net::UnixStream) -> io::Result<OwnedFd> {
+    loop {
+        conn.readable().await?;
+        match conn.try_io(tokio::io::Interest::READABLE, || {
+            recv_fd_raw(conn.as_raw_fd())
+        }) {
+            Ok(fd) => return Ok(fd),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn recv_fd_raw(sock: RawFd) -> io::Result<OwnedFd> {
+    let mut data = [0u8; 256];
+    let mut iov = libc::iovec {
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: data.len(),
+    };
+    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
+    let mut cbuf = vec![0u8; space];
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr().cast();
+    msg.msg_controllen = space as _;
+    let r = unsafe { libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC | libc::MSG_DONTWAIT) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        if !cmsg.is_null()
+            && (*cmsg).cmsg_level == libc::SOL_SOCKET
+            && (*cmsg).cmsg_type == libc::SCM_RIGHTS
+        {
+            let fd = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const RawFd);
+            return Ok(OwnedFd::from_raw_fd(fd));
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::InvalidData,
+        "console socket message carried no fd",
+    ))
+}
+
+/// A pty master as an async byte stream. Reading returns EOF once every slave end is closed
+/// (the kernel reports that as EIO).
+pub struct Pty {
+    fd: AsyncFd<OwnedFd>,
+}
+
+impl Pty {
+    pub fn new(fd: OwnedFd) -> io::Result<Pty> {
+        let raw = fd.as_raw_fd();
+        let flags = unsafe { libc::fcntl(raw, libc::F_GETFL) };
+        if flags < 0 || unsafe { libc::fcntl(raw, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: the AsyncFd owns the OwnedFd, so the fd stays open and unchanged while registered.
+        Ok(Pty {
+            fd: unsafe { AsyncFd::register(fd) }?,
+        })
+    }
+
+    /// A second handle on the same master, e.g. one for a reader task and one for a writer.
+    pub fn try_clone(&self) -> io::Result<Pty> {
+        let fd = unsafe { libc::fcntl(self.fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fresh fd from F_DUPFD_CLOEXEC.
+        Pty::new(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+
+    pub fn resize(&self, width: u16, height: u16) -> Result<(), OciError> {
+        let ws = libc::winsize {
+            ws_row: height,
+            ws_col: width,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        if unsafe { libc::ioctl(self.fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) } < 0 {
+            return Err(OciError::io(
+                "resize pty",
+                Path::new("/dev/ptmx"),
+                io::Error::last_os_error(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl AsyncRead for Pty {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            let mut guard = ready!(self.fd.poll_read_ready(cx))?;
+            let unfilled = buf.initialize_unfilled();
+            let res = guard.try_io(|fd| {
+                let r = unsafe {
+                    libc::read(fd.as_raw_fd(), unfilled.as_mut_ptr().cast(), unfilled.len())
+                };
+                if r < 0 {
+                    Err(io::Error::last_os_error())
+                } else {
+                    Ok(r as usize)
+                }
+            });
+            match res {
+                Ok(Ok(n)) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Ok(Err(e)) if e.raw_os_error() == Some(libc::EIO) => return Poll::Ready(Ok(())),
+                Ok(Err(e)) => return Poll::Ready(Err(e)),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+}
+
+impl AsyncWrite for Pty {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            let mut guard = ready!(self.fd.poll_write_ready(cx))?;
+            let res = guard.try_io(|fd| {
+                let r = unsafe { libc::write(fd.as_raw_fd(), data.as_ptr().cast(), data.len()) };
+                if r < 0 {
+                    Err(io::Error::last_os_error())
+                } else {
+                    Ok(r as usize)
+                }
+            });
+            match res {
+                Ok(r) => return Poll::Ready(r),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}

@@ -1,0 +1,149 @@
+//! The trial container behind [`crate::Handler::probe`]: a runtime that answers `--version` may
+//! still be unable to create containers on this host (crun 1.8.1 rejects a hybrid cgroup v1
+//! layout), and the only reliable test is to create, start and delete one.
+//!
+//! The rootfs is an empty directory with the host's /usr (and friends) bound read-only, so no
+//! image is needed; the process is `/bin/true`.
+
+use std::ffi::OsString;
+use std::os::unix::fs::symlink;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::handler::{json_log_errors, Handler};
+
+pub(crate) async fn trial_container(h: &Handler, step_timeout: Duration) -> Result<(), String> {
+    let dir = tempfile::Builder::new()
+        .prefix("crius-probe-")
+        .tempdir()
+        .map_err(|e| format!("temp dir: {e}"))?;
+    let id = format!("crius-probe-{}-{}", std::process::id(), rand_suffix());
+    build_bundle(dir.path(), &id)
+        .map_err(|e| format!("bundle in {}: {e}", dir.path().display()))?;
+    let log = dir.path().join("runtime.log");
+    let global = |cmd: &[&str]| -> Vec<OsString> {
+        let mut v: Vec<OsString> = vec![
+            "--log".into(),
+            log.clone().into(),
+            "--log-format".into(),
+            "json".into(),
+        ];
+        v.extend(cmd.iter().map(OsString::from));
+        v
+    };
+    let why = |out: &crate::handler::RunOutput| -> String {
+        let from_log =
+            json_log_errors(&std::fs::read_to_string(&log).unwrap_or_default()).join("; ");
+        if from_log.is_empty() {
+            let e = crate::handler::error_text(&out.stderr);
+            if e.is_empty() {
+                format!("exit status {}", out.status)
+            } else {
+                e
+            }
+        } else {
+            from_log
+        }
+    };
+    let bundle = dir.path().to_string_lossy().into_owned();
+    let result = async {
+        let out = h
+            .run(
+                "create",
+                &id,
+                &global(&["create", "--bundle", &bundle, &id]),
+                None,
+                step_timeout,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(why(&out));
+        }
+        let out = h
+            .run("start", &id, &global(&["start", &id]), None, step_timeout)
+            .await
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(why(&out));
+        }
+        // /bin/true exits at once; wait (bounded) for the runtime to see it stopped.
+        let deadline = Instant::now() + step_timeout;
+        loop {
+            match h.state(&id).await {
+                Ok(Some(s)) if s.status == "stopped" => break,
+                Ok(None) => break,
+                Ok(Some(_)) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await
+                }
+                Ok(Some(s)) => {
+                    return Err(format!(
+                        "trial container still {} after {step_timeout:?}",
+                        s.status
+                    ))
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Ok(())
+    }
+    .await;
+    let deleted = h.delete(&id, true).await;
+    result?;
+    deleted.map_err(|e| e.to_string())
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64 ^ d.as_secs())
+        .unwrap_or(0)
+}
+
+fn build_bundle(dir: &Path, id: &str) -> std::io::Result<()> {
+    let rootfs = dir.join("rootfs");
+    std::fs::create_dir_all(&rootfs)?;
+    let mut mounts = vec![
+        serde_json::json!({"destination": "/proc", "type": "proc", "source": "proc"}),
+        serde_json::json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+                           "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
+    ];
+    std::fs::create_dir_all(rootfs.join("proc"))?;
+    std::fs::create_dir_all(rootfs.join("dev"))?;
+    for top in ["usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"] {
+        let host = Path::new("/").join(top);
+        let Ok(meta) = std::fs::symlink_metadata(&host) else {
+            continue;
+        };
+        if meta.file_type().is_symlink() {
+            // merged-/usr hosts: mirror the link, the target is bound below
+            symlink(std::fs::read_link(&host)?, rootfs.join(top))?;
+        } else if meta.is_dir() {
+            std::fs::create_dir_all(rootfs.join(top))?;
+            mounts.push(
+                serde_json::json!({"destination": format!("/{top}"), "type": "bind",
+                "source": host, "options": ["rbind", "ro", "nosuid", "nodev"]}),
+            );
+        }
+    }
+    let config = serde_json::json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": false,
+            "user": {"uid": 0, "gid": 0},
+            "args": ["/bin/true"],
+            "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
+            "cwd": "/",
+            "noNewPrivileges": true
+        },
+        "root": {"path": "rootfs", "readonly": true},
+        "hostname": "crius-probe",
+        "mounts": mounts,
+        "linux": {
+            "cgroupsPath": format!("/crius-probe/{id}"),
+            "namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "ipc"}, {"type": "uts"}]
+        }
+    });
+    std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&config)?)?;
+    Ok(())
+}
