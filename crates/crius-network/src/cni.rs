@@ -11,8 +11,8 @@ use crate::cache::{self, CacheEntry};
 use crate::config::{self, find_plugin, version_at_least, ConfigSource, DirKey, NetworkList};
 use crate::error::NetworkError;
 use crate::exec::{run_plugin, Invocation};
-use crate::netns::{is_netns, ScratchNetns};
-use crate::result::parse_result;
+use crate::netns::{has_link, is_netns, ScratchNetns};
+use crate::result::{parse_result, sandbox_addresses};
 use crate::runtime_config::{capability_args, cni_args, format_cni_args, plugin_stdin};
 use crate::{CniConfig, NetworkStatus, PodNetwork, PodNetworkStatus};
 
@@ -270,25 +270,13 @@ impl Cni {
             Vec::new()
         };
 
-        // Plugins must see a namespace to do their host-side cleanup; when the pin is gone an empty
-        // scratch namespace stands in for it.
-        let mut scratch = None;
-        let netns = if !pod.netns.as_os_str().is_empty() && is_netns(&pod.netns) {
-            pod.netns.display().to_string()
-        } else if is_netns(&entry.netns) {
-            entry.netns.display().to_string()
-        } else {
-            match ScratchNetns::new() {
-                Ok(ns) => {
-                    let p = ns.path().display().to_string();
-                    scratch = Some(ns);
-                    p
-                }
-                Err(err) => {
-                    tracing::warn!(pod = %pod.id, %err, "no scratch netns; DEL without CNI_NETNS");
-                    String::new()
-                }
+        let (_scratch, netns) = match self.del_netns(pod, &entry) {
+            DelNetns::Live(p) => (None, p),
+            DelNetns::Scratch(ns) => {
+                let p = ns.path().display().to_string();
+                (Some(ns), p)
             }
+            DelNetns::None => (None, String::new()),
         };
         let call = Call {
             container_id: &entry.id,
@@ -305,10 +293,34 @@ impl Cni {
                 first_err.get_or_insert(e);
             }
         }
-        drop(scratch);
         match first_err {
             Some(e) => Err(e),
             None => cache::remove(dir, &entry.id),
+        }
+    }
+
+    /// The namespace DEL runs against: the pod's own while it still has its interface, otherwise a
+    /// scratch one holding a stand-in interface with the cached addresses (see `netns`).
+    fn del_netns(&self, pod: &PodNetwork, entry: &CacheEntry) -> DelNetns {
+        let live = [pod.netns.as_path(), entry.netns.as_path()]
+            .into_iter()
+            .find(|p| !p.as_os_str().is_empty() && is_netns(p));
+        if let Some(p) = live {
+            if has_link(p, &entry.ifname) != Some(false) {
+                return DelNetns::Live(p.display().to_string());
+            }
+        }
+        let addrs = entry
+            .result
+            .as_ref()
+            .map(|r| sandbox_addresses(r, &entry.ifname))
+            .unwrap_or_default();
+        match ScratchNetns::new(&entry.ifname, &addrs) {
+            Ok(ns) => DelNetns::Scratch(ns),
+            Err(err) => {
+                tracing::warn!(pod = %entry.id, %err, "no scratch netns; DEL without CNI_NETNS");
+                DelNetns::None
+            }
         }
     }
 
@@ -497,6 +509,13 @@ impl Cni {
             .lock()
             .await
     }
+}
+
+/// Where a DEL runs; a scratch namespace lives until the DELs are done.
+enum DelNetns {
+    Live(String),
+    Scratch(ScratchNetns),
+    None,
 }
 
 fn loopback_list() -> NetworkList {

@@ -70,6 +70,39 @@ pub(crate) fn parse_result(v: &Value) -> Result<(Vec<IpAddr>, Vec<String>), Stri
     Ok((ips, names))
 }
 
+/// The addresses (CIDR form, as the result has them) assigned to the sandbox interface `ifname`, or all
+/// addresses when the result does not say which interface they belong to.
+pub(crate) fn sandbox_addresses(v: &Value, ifname: &str) -> Vec<String> {
+    let interfaces = v.get("interfaces").and_then(Value::as_array);
+    let mut out = Vec::new();
+    if let Some(list) = v.get("ips").and_then(Value::as_array) {
+        for ip in list {
+            let Some(addr) = ip.get("address").and_then(Value::as_str) else {
+                continue;
+            };
+            let on_ifname = match (ip.get("interface").and_then(Value::as_u64), interfaces) {
+                (Some(i), Some(ifs)) => {
+                    ifs.get(i as usize)
+                        .and_then(|f| f.get("name"))
+                        .and_then(Value::as_str)
+                        == Some(ifname)
+                }
+                _ => true,
+            };
+            if on_ifname {
+                out.push(addr.to_string());
+            }
+        }
+    } else {
+        for key in ["ip4", "ip6"] {
+            if let Some(addr) = v.get(key).and_then(|c| c.get("ip")).and_then(Value::as_str) {
+                out.push(addr.to_string());
+            }
+        }
+    }
+    out
+}
+
 fn parse_cidr_ip(s: &str) -> Result<IpAddr, String> {
     let addr = s.split('/').next().unwrap_or(s);
     addr.parse().map_err(|e| format!("bad address {s:?}: {e}"))
@@ -104,6 +137,11 @@ mod tests {
             let (ips, ifs) = parse_result(&r).unwrap();
             assert_eq!(ips, vec![ip("10.85.0.5"), ip("fd00::5")], "{version}");
             assert_eq!(ifs, vec!["eth0"]);
+            assert_eq!(
+                sandbox_addresses(&r, "eth0"),
+                vec!["fd00::5/64", "10.85.0.5/16"]
+            );
+            assert!(sandbox_addresses(&r, "veth1").is_empty());
         }
     }
 

@@ -50,3 +50,395 @@ async fn setup_gives_ip_and_teardown_cleans_up() {
     // Idempotent.
     cni.teardown(&pod).await.unwrap();
 }
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use crius_network::{ConfigSource, NetworkError, PortMapping};
+
+const T: Duration = Duration::from_secs(60);
+
+async fn bounded<F: std::future::Future>(f: F) -> F::Output {
+    tokio::time::timeout(T, f)
+        .await
+        .expect("CNI call timed out")
+}
+
+fn v4(ip: IpAddr) -> std::net::Ipv4Addr {
+    match ip {
+        IpAddr::V4(v) => v,
+        other => panic!("not IPv4: {other}"),
+    }
+}
+
+/// Per-pod artifacts on the host that a teardown must remove.
+#[derive(Debug, PartialEq, Eq)]
+struct Footprint {
+    veths: usize,
+    ipam: usize,
+    portmap: usize,
+    masq: usize,
+}
+
+fn footprint(net: &TestNet) -> Footprint {
+    Footprint {
+        veths: leakcheck::count_veths(&net.bridge).unwrap(),
+        ipam: leakcheck::count_ipam(&net.ipam_dir()).unwrap(),
+        portmap: leakcheck::count_portmap_rules_matching(&format!("\\\"{}\\\"", net.name)).unwrap(),
+        masq: leakcheck::count_masq_rules_matching(&format!("\\\"{}\\\"", net.name)).unwrap(),
+    }
+}
+
+const EMPTY: Footprint = Footprint {
+    veths: 0,
+    ipam: 0,
+    portmap: 0,
+    masq: 0,
+};
+
+#[tokio::test]
+async fn two_pods_talk_tcp_over_the_bridge() {
+    if !is_root() {
+        return eprintln!("skipped: needs root");
+    }
+    let net = TestNet::new();
+    let cni = net.cni();
+    let (ns_a, ns_b) = (Netns::new(), Netns::new());
+    let (pa, pb) = (pod(&pod_id(), &ns_a), pod(&pod_id(), &ns_b));
+    let a = bounded(cni.setup(&pa)).await.unwrap();
+    let b = bounded(cni.setup(&pb)).await.unwrap();
+    assert_ne!(a.ips[0], b.ips[0]);
+    let echo = echo_once(ns_a.listen("0.0.0.0:8080"));
+    roundtrip(
+        ns_b.connect(SocketAddr::new(a.ips[0], 8080)).unwrap(),
+        b"hello over crtest",
+    );
+    echo.join().unwrap().unwrap();
+    // The host reaches a pod through the bridge too.
+    let echo = echo_once(ns_b.listen("0.0.0.0:8081"));
+    roundtrip(
+        std::net::TcpStream::connect_timeout(
+            &SocketAddr::new(b.ips[0], 8081),
+            Duration::from_secs(5),
+        )
+        .unwrap(),
+        b"host",
+    );
+    echo.join().unwrap().unwrap();
+    bounded(cni.teardown(&pa)).await.unwrap();
+    bounded(cni.teardown(&pb)).await.unwrap();
+    assert_eq!(footprint(&net), EMPTY);
+}
+
+#[tokio::test]
+async fn host_port_reaches_the_pod_and_teardown_removes_rules() {
+    if !is_root() {
+        return eprintln!("skipped: needs root");
+    }
+    let net = TestNet::new();
+    let cni = net.cni();
+    let ns = Netns::new();
+    let mut p = pod(&pod_id(), &ns);
+    let host_port = 20000 + (unique() % 20000) as u16;
+    p.port_mappings = vec![PortMapping {
+        host_port,
+        container_port: 80,
+        protocol: "TCP".into(),
+        host_ip: String::new(),
+    }];
+    let before = footprint(&net);
+    bounded(cni.setup(&p)).await.unwrap();
+    let during = footprint(&net);
+    assert_eq!((during.veths, during.ipam), (1, 1));
+    assert!(during.portmap >= 3, "portmap rules: {during:?}");
+    assert!(during.masq >= 2, "masq rules: {during:?}");
+    assert!(leakcheck::count_portmap_rules_matching(&p.id).unwrap() >= 3);
+
+    let echo = echo_once(ns.listen("0.0.0.0:80"));
+    let s = std::net::TcpStream::connect_timeout(
+        &SocketAddr::new(net.gateway().into(), host_port),
+        Duration::from_secs(5),
+    )
+    .expect("hostPort via the bridge gateway address");
+    roundtrip(s, b"via hostPort");
+    echo.join().unwrap().unwrap();
+
+    bounded(cni.teardown(&p)).await.unwrap();
+    assert_eq!(footprint(&net), before);
+    assert_eq!(leakcheck::count_portmap_rules_matching(&p.id).unwrap(), 0);
+}
+
+#[tokio::test]
+async fn failed_add_in_the_middle_of_the_chain_leaks_nothing() {
+    if !is_root() {
+        return eprintln!("skipped: needs root");
+    }
+    let net = TestNet::new();
+    // bridge and portmap succeed, then tuning fails on a sysctl that does not exist.
+    let conf = net.conflist().replace(
+        r#""snat": true }"#,
+        r#""snat": true }, { "type": "tuning", "sysctl": { "net.ipv4.conf.eth0.no_such_knob": "1" } }"#,
+    );
+    assert!(conf.contains("tuning"));
+    net.write_conf("10-test.conflist", &conf);
+    let cni = net.cni();
+    let ns = Netns::new();
+    let mut p = pod(&pod_id(), &ns);
+    p.port_mappings = vec![PortMapping {
+        host_port: 20000 + (unique() % 20000) as u16,
+        container_port: 80,
+        protocol: "tcp".into(),
+        host_ip: String::new(),
+    }];
+    let err = bounded(cni.setup(&p)).await.unwrap_err();
+    match &err {
+        NetworkError::Plugin {
+            plugin, command, ..
+        } => assert_eq!(
+            (plugin.as_str(), command.as_str()),
+            ("tuning", "ADD"),
+            "{err}"
+        ),
+        other => panic!("unexpected error {other}"),
+    }
+    assert_eq!(footprint(&net), EMPTY);
+    assert_eq!(leakcheck::count_portmap_rules_matching(&p.id).unwrap(), 0);
+    assert!(cni.cached_pods().is_empty());
+    assert!(cni.cached(&p.id).is_none());
+    // eth0 is gone from the pod too.
+    let out = std::process::Command::new("ip")
+        .args(["-n", &ns.name, "-o", "link"])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("eth0"));
+}
+
+#[tokio::test]
+async fn teardown_uses_the_cache_after_config_change_and_restart() {
+    if !is_root() {
+        return eprintln!("skipped: needs root");
+    }
+    let net = TestNet::new();
+    let ns = Netns::new();
+    let mut p = pod(&pod_id(), &ns);
+    p.port_mappings = vec![PortMapping {
+        host_port: 20000 + (unique() % 20000) as u16,
+        container_port: 80,
+        protocol: "tcp".into(),
+        host_ip: String::new(),
+    }];
+    let res = bounded(net.cni().setup(&p)).await.unwrap();
+    // The network config changes under us and the daemon restarts (a new Cni on the same cache dir).
+    net.write_conf("05-other.conflist", r#"{"cniVersion":"1.0.0","name":"other","plugins":[{"type":"bridge","bridge":"crtest-none","ipam":{"type":"host-local","subnet":"10.98.0.0/24"}}]}"#);
+    let cni = net.cni();
+    assert_eq!(cni.status().unwrap().name, "other");
+    assert_eq!(cni.cached(&p.id), Some(res));
+    assert_eq!(cni.cached_pods(), vec![p.id.clone()]);
+    bounded(cni.teardown(&p)).await.unwrap();
+    assert_eq!(footprint(&net), EMPTY);
+    assert!(!link_exists("crtest-none"));
+    assert!(cni.cached_pods().is_empty());
+}
+
+#[tokio::test]
+async fn teardown_after_the_netns_is_gone_still_cleans_the_host() {
+    if !is_root() {
+        return eprintln!("skipped: needs root");
+    }
+    let net = TestNet::new();
+    let cni = net.cni();
+    let ns = Netns::new();
+    let mut p = pod(&pod_id(), &ns);
+    p.port_mappings = vec![PortMapping {
+        host_port: 20000 + (unique() % 20000) as u16,
+        container_port: 80,
+        protocol: "tcp".into(),
+        host_ip: String::new(),
+    }];
+    bounded(cni.setup(&p)).await.unwrap();
+    drop(ns);
+    bounded(cni.teardown(&p)).await.unwrap();
+    assert_eq!(footprint(&net), EMPTY);
+    assert!(cni.cached_pods().is_empty());
+}
+
+#[tokio::test]
+async fn check_detects_a_missing_interface() {
+    if !is_root() {
+        return eprintln!("skipped: needs root");
+    }
+    let net = TestNet::new();
+    let cni = net.cni();
+    let ns = Netns::new();
+    let p = pod(&pod_id(), &ns);
+    bounded(cni.setup(&p)).await.unwrap();
+    bounded(cni.check(&p)).await.unwrap();
+    let out = std::process::Command::new("ip")
+        .args(["-n", &ns.name, "link", "del", "eth0"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let err = bounded(cni.check(&p)).await.unwrap_err();
+    assert!(
+        matches!(err, NetworkError::Plugin { ref command, .. } if command == "CHECK"),
+        "{err}"
+    );
+    bounded(cni.teardown(&p)).await.unwrap();
+    assert_eq!(footprint(&net), EMPTY);
+}
+
+#[tokio::test]
+async fn status_reports_invalid_json_and_missing_plugins() {
+    let net = TestNet::new();
+    net.write_conf("10-test.conflist", "{ not json");
+    let err = net.cni().status().unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, NetworkError::NoConfig { .. }), "{msg}");
+    assert!(
+        msg.contains("10-test.conflist") && msg.contains("invalid JSON"),
+        "{msg}"
+    );
+
+    net.write_conf("20-missing.conflist", r#"{"cniVersion":"1.0.0","name":"m","plugins":[{"type":"bridge"},{"type":"crius-no-such-plugin"}]}"#);
+    let cni = net.cni();
+    let err = cni.status().unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        matches!(err, NetworkError::PluginNotFound { ref plugin, .. } if plugin == "crius-no-such-plugin"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("/opt/cni/bin") && msg.contains("/usr/lib/cni"),
+        "{msg}"
+    );
+    // setup refuses before touching anything.
+    let p = crius_network::PodNetwork {
+        id: pod_id(),
+        netns: "/nonexistent".into(),
+        ..Default::default()
+    };
+    assert!(matches!(
+        bounded(cni.setup(&p)).await,
+        Err(NetworkError::PluginNotFound { .. })
+    ));
+    assert!(cni.cached_pods().is_empty());
+
+    // Fixing the file is picked up without a new Cni.
+    net.write_conf("10-test.conflist", &net.conflist());
+    assert_eq!(
+        cni.status().unwrap().source,
+        ConfigSource::File(net.conf_dir.join("10-test.conflist"))
+    );
+}
+
+#[tokio::test]
+async fn embedded_default_gives_an_address_in_10_85() {
+    if !is_root() {
+        return eprintln!("skipped: needs root");
+    }
+    // Shares crius0 and /var/lib/cni/networks/crius with a daemon on this host: only our own
+    // reservation is looked at, and the bridge is left in place.
+    let tmp = tempfile::tempdir().unwrap();
+    let cni = crius_network::Cni::new(crius_network::CniConfig {
+        conf_dir: tmp.path().join("no-such-dir"),
+        bin_dirs: vec![BIN_DIR.into()],
+        cache_dir: tmp.path().join("cache"),
+    });
+    let st = cni.status().unwrap();
+    assert_eq!(
+        (st.source.clone(), st.name.as_str(), st.cni_version.as_str()),
+        (ConfigSource::Embedded, "crius", "1.0.0")
+    );
+    let ns = Netns::new();
+    let p = pod(&pod_id(), &ns);
+    let res = bounded(cni.setup(&p)).await.unwrap();
+    let ip = v4(res.ips[0]);
+    assert_eq!(&ip.octets()[..2], &[10, 85], "{ip}");
+    let reservation = std::path::Path::new("/var/lib/cni/networks/crius").join(ip.to_string());
+    assert!(std::fs::read_to_string(&reservation)
+        .unwrap()
+        .contains(&p.id));
+    assert!(link_exists("crius0"));
+    bounded(cni.teardown(&p)).await.unwrap();
+    assert!(!reservation.exists());
+}
+
+#[tokio::test]
+async fn bandwidth_and_dns_reach_plugins_that_declare_them() {
+    if !is_root() {
+        return eprintln!("skipped: needs root");
+    }
+    let net = TestNet::new();
+    let conf = net.conflist().replace(
+        r#""snat": true }"#,
+        r#""snat": true }, { "type": "bandwidth", "capabilities": { "bandwidth": true } }"#,
+    );
+    net.write_conf("10-test.conflist", &conf);
+    let cni = net.cni();
+    let ns = Netns::new();
+    let mut p = pod(&pod_id(), &ns);
+    let mut ann = BTreeMap::new();
+    ann.insert(
+        "kubernetes.io/egress-bandwidth".to_string(),
+        "10M".to_string(),
+    );
+    ann.insert(
+        "kubernetes.io/ingress-bandwidth".to_string(),
+        "20M".to_string(),
+    );
+    p.bandwidth = crius_network::bandwidth_from_annotations(&ann).unwrap();
+    p.annotations = ann;
+    bounded(cni.setup(&p)).await.unwrap();
+    // Ingress shaping sits on the host side of the pod's veth as a tbf qdisc.
+    let out = std::process::Command::new("tc")
+        .args(["qdisc", "show"])
+        .output()
+        .unwrap();
+    let qdiscs = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        qdiscs.contains("tbf") && qdiscs.contains("20Mbit"),
+        "{qdiscs}"
+    );
+    bounded(cni.teardown(&p)).await.unwrap();
+    assert_eq!(footprint(&net), EMPTY);
+}
+
+#[tokio::test]
+async fn leak_loop_50_cycles() {
+    if !is_root() {
+        return eprintln!("skipped: needs root");
+    }
+    let net = TestNet::new();
+    let cni = net.cni();
+    let ns = Netns::new();
+    let base_port = 20000 + (unique() % 20000) as u16;
+    let global_before = leakcheck::count_portmap_rules().unwrap();
+    let before = footprint(&net);
+    let started = Instant::now();
+    let mut ids = Vec::new();
+    for i in 0..50u16 {
+        let mut p = pod(&pod_id(), &ns);
+        p.port_mappings = vec![PortMapping {
+            host_port: base_port,
+            container_port: 80 + i,
+            protocol: "tcp".into(),
+            host_ip: String::new(),
+        }];
+        let res = bounded(cni.setup(&p)).await.unwrap();
+        assert_eq!(&v4(res.ips[0]).octets()[..3], &[10, 99, net.n]);
+        bounded(cni.teardown(&p)).await.unwrap();
+        ids.push(p.id);
+    }
+    let per_cycle = started.elapsed() / 50;
+    assert_eq!(footprint(&net), before);
+    for id in &ids {
+        assert_eq!(
+            leakcheck::count_portmap_rules_matching(id).unwrap(),
+            0,
+            "{id}"
+        );
+    }
+    assert!(cni.cached_pods().is_empty());
+    eprintln!("leak loop: 50 setup+teardown cycles, {per_cycle:?} per cycle; global portmap lines {global_before} -> {}", leakcheck::count_portmap_rules().unwrap());
+}

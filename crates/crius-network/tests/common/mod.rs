@@ -45,7 +45,10 @@ impl TestNet {
         let mut n = 0u8;
         for attempt in 0..200u64 {
             let cand = (100 + (unique().wrapping_add(attempt * 7919) % 150)) as u8;
-            if !Path::new(&format!("/sys/class/net/crtest{cand}")).exists() && claim(cand) {
+            if !Path::new(&format!("/sys/class/net/crtest{cand}")).exists()
+                && !in_nat_table(cand)
+                && claim(cand)
+            {
                 n = cand;
                 break;
             }
@@ -109,8 +112,40 @@ impl TestNet {
     }
 }
 
+/// Whether some earlier run left NAT rules for network `crtest<n>` (then that number is not fresh).
+fn in_nat_table(n: u8) -> bool {
+    let out = Command::new("iptables-save")
+        .args(["-t", "nat"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).contains(&format!("\\\"crtest{n}\\\""))
+}
+
 impl Drop for TestNet {
     fn drop(&mut self) {
+        // A test that failed half-way still tears its pods down (from the cache, like a restarted
+        // daemon would), so one failure does not leave rules behind for later runs.
+        let cni = self.cni();
+        let ids = cni.cached_pods();
+        if !ids.is_empty() {
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    for id in ids {
+                        let p = PodNetwork {
+                            id,
+                            ..Default::default()
+                        };
+                        let _ =
+                            tokio::time::timeout(Duration::from_secs(30), cni.teardown(&p)).await;
+                    }
+                })
+            })
+            .join();
+        }
         let _ = Command::new("ip")
             .args(["link", "del", &self.bridge])
             .output();
