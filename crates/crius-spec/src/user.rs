@@ -237,10 +237,7 @@ pub fn resolve_user(rootfs: &Path, user: &str) -> Result<ResolvedUser, SpecError
 
     let mut additional_gids = vec![gid];
     if let Some(e) = &entry {
-        for g in groups
-            .iter()
-            .filter(|g| g.members.contains(&e.name))
-        {
+        for g in groups.iter().filter(|g| g.members.contains(&e.name)) {
             if !additional_gids.contains(&g.gid) {
                 additional_gids.push(g.gid);
             }
