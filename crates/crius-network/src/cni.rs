@@ -258,8 +258,27 @@ impl Cni {
 
     async fn teardown_locked(&self, pod: &PodNetwork) -> Result<(), NetworkError> {
         let dir = &self.inner.cfg.cache_dir;
-        let Some(entry) = cache::read(dir, &pod.id)? else {
-            return Ok(());
+        let entry = match cache::read(dir, &pod.id) {
+            Ok(Some(entry)) => entry,
+            Ok(None) => return Ok(()),
+            // A damaged entry would otherwise block this pod's cleanup forever: delete with what the
+            // current configuration and the pod's own arguments say, as a runtime without a cache would.
+            Err(err @ NetworkError::InvalidConfig { .. }) => {
+                let Ok(list) = self.current() else {
+                    return Err(err);
+                };
+                tracing::warn!(pod = %pod.id, %err, "CNI cache entry unusable; DEL with the current config");
+                cache::new_entry(
+                    &pod.id,
+                    &pod.netns,
+                    POD_IFNAME,
+                    cni_args(pod),
+                    capability_args(pod),
+                    list.to_value(),
+                    list.source.clone(),
+                )
+            }
+            Err(err) => return Err(err),
         };
         let list = cached_list(dir, &entry)?;
         let bins = self.resolve(&list)?;

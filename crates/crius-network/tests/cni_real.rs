@@ -163,6 +163,15 @@ async fn host_port_reaches_the_pod_and_teardown_removes_rules() {
     .expect("hostPort via the bridge gateway address");
     roundtrip(s, b"via hostPort");
     echo.join().unwrap().unwrap();
+    // portmap's snat mode also makes the port answer on 127.0.0.1 (it sets route_localnet).
+    let echo = echo_once(ns.listen("0.0.0.0:80"));
+    let s = std::net::TcpStream::connect_timeout(
+        &SocketAddr::from(([127, 0, 0, 1], host_port)),
+        Duration::from_secs(5),
+    )
+    .expect("hostPort via 127.0.0.1");
+    roundtrip(s, b"via localhost");
+    echo.join().unwrap().unwrap();
 
     bounded(cni.teardown(&p)).await.unwrap();
     assert_eq!(footprint(&net), before);
@@ -441,4 +450,136 @@ async fn leak_loop_50_cycles() {
     }
     assert!(cni.cached_pods().is_empty());
     eprintln!("leak loop: 50 setup+teardown cycles, {per_cycle:?} per cycle; global portmap lines {global_before} -> {}", leakcheck::count_portmap_rules().unwrap());
+}
+
+#[tokio::test]
+async fn concurrent_pods_get_distinct_addresses_and_leave_nothing() {
+    if !is_root() {
+        return eprintln!("skipped: needs root");
+    }
+    let net = TestNet::new();
+    let cni = net.cni();
+    let namespaces: Vec<Netns> = (0..6).map(|_| Netns::new()).collect();
+    let pods: Vec<_> = namespaces.iter().map(|ns| pod(&pod_id(), ns)).collect();
+    let results = futures_join(pods.iter().map(|p| {
+        let cni = cni.clone();
+        let p = p.clone();
+        tokio::spawn(async move { bounded(cni.setup(&p)).await })
+    }))
+    .await;
+    let mut ips: Vec<IpAddr> = results.into_iter().map(|r| r.unwrap().ips[0]).collect();
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), 6);
+    assert_eq!(leakcheck::count_veths(&net.bridge).unwrap(), 6);
+    assert_eq!(leakcheck::count_ipam(&net.ipam_dir()).unwrap(), 6);
+    let done = futures_join(pods.iter().map(|p| {
+        let cni = cni.clone();
+        let p = p.clone();
+        tokio::spawn(async move { bounded(cni.teardown(&p)).await })
+    }))
+    .await;
+    for d in done {
+        d.unwrap();
+    }
+    assert_eq!(footprint(&net), EMPTY);
+}
+
+async fn futures_join<T: Send + 'static>(
+    handles: impl Iterator<Item = tokio::task::JoinHandle<T>>,
+) -> Vec<T> {
+    let mut out = Vec::new();
+    for h in handles.collect::<Vec<_>>() {
+        out.push(h.await.unwrap());
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_hanging_plugin_times_out_and_the_add_is_undone() {
+    if !is_root() {
+        return eprintln!("skipped: needs root");
+    }
+    let net = TestNet::new();
+    // After the real bridge/portmap, a plugin that never answers ADD (and deletes fine).
+    let bin = net.tmp.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let hang = bin.join("crius-hang");
+    std::fs::write(
+        &hang,
+        "#!/bin/sh\ncat >/dev/null\n[ \"$CNI_COMMAND\" = ADD ] && exec sleep 30\nexit 0\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&hang, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    net.write_conf(
+        "10-test.conflist",
+        &net.conflist().replace(
+            r#""snat": true }"#,
+            r#""snat": true }, { "type": "crius-hang" }"#,
+        ),
+    );
+    let cni = crius_network::Cni::with_plugin_timeout(
+        crius_network::CniConfig {
+            conf_dir: net.conf_dir.clone(),
+            bin_dirs: vec![bin, BIN_DIR.into()],
+            cache_dir: net.cache_dir.clone(),
+        },
+        Duration::from_secs(2),
+    );
+    let ns = Netns::new();
+    let mut p = pod(&pod_id(), &ns);
+    p.port_mappings = vec![PortMapping {
+        host_port: 20000 + (unique() % 20000) as u16,
+        container_port: 80,
+        protocol: "tcp".into(),
+        host_ip: String::new(),
+    }];
+    let started = Instant::now();
+    let err = bounded(cni.setup(&p)).await.unwrap_err();
+    assert!(
+        matches!(err, NetworkError::Timeout { ref plugin, .. } if plugin == "crius-hang"),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(footprint(&net), EMPTY);
+    assert!(cni.cached_pods().is_empty());
+}
+
+#[tokio::test]
+async fn retried_setup_replaces_the_first_attempt() {
+    if !is_root() {
+        return eprintln!("skipped: needs root");
+    }
+    let net = TestNet::new();
+    let cni = net.cni();
+    let ns = Netns::new();
+    let p = pod(&pod_id(), &ns);
+    bounded(cni.setup(&p)).await.unwrap();
+    let second = bounded(cni.setup(&p)).await.unwrap();
+    assert_eq!(leakcheck::count_veths(&net.bridge).unwrap(), 1);
+    assert_eq!(leakcheck::count_ipam(&net.ipam_dir()).unwrap(), 1);
+    assert_eq!(cni.cached(&p.id), Some(second));
+    bounded(cni.teardown(&p)).await.unwrap();
+    assert_eq!(footprint(&net), EMPTY);
+}
+
+#[tokio::test]
+async fn a_damaged_cache_entry_still_gets_a_delete() {
+    if !is_root() {
+        return eprintln!("skipped: needs root");
+    }
+    let net = TestNet::new();
+    let cni = net.cni();
+    let ns = Netns::new();
+    let p = pod(&pod_id(), &ns);
+    bounded(cni.setup(&p)).await.unwrap();
+    std::fs::write(net.cache_dir.join(format!("{}.json", p.id)), "{ torn").unwrap();
+    assert!(cni.cached(&p.id).is_none());
+    bounded(cni.teardown(&p)).await.unwrap();
+    assert_eq!(footprint(&net), EMPTY);
+    assert!(cni.cached_pods().is_empty());
 }
