@@ -58,6 +58,7 @@ use std::path::PathBuf;
 pub mod caps;
 mod container;
 pub mod devices;
+mod host;
 pub mod mounts;
 mod namespaces;
 mod resources;
@@ -65,7 +66,11 @@ pub mod seccomp;
 mod signal;
 mod user;
 
-pub use container::{container_spec, pause_spec, validate_sandbox_config, SANDBOX_OOM_SCORE_ADJ};
+pub use container::{
+    container_spec, pause_spec, validate_sandbox_config, DEFAULT_APPARMOR_PROFILE, DEFAULT_PATH,
+    SANDBOX_OOM_SCORE_ADJ,
+};
+pub use host::{cap_names_from_mask, CAP_NAMES};
 pub use resources::{linux_resources, oom_score_adj};
 pub use seccomp::default_seccomp_profile;
 pub use signal::{parse_signal, stop_signal, SIGTERM};
