@@ -287,6 +287,10 @@ fn main() {
             }
         }
     }
+    let state_dir = args.state_dir.clone();
+    std::panic::set_hook(Box::new(move |info| {
+        note(&state_dir, &format!("panic: {info}"))
+    }));
     // SAFETY: the daemon handed us this fd for our exclusive use.
     let mut sync = Sync(args.sync_fd.map(|fd| {
         let _ = sys::set_cloexec(fd);
@@ -615,6 +619,8 @@ impl Monitor {
             let want_out = !self.stdin_pending.is_empty() && stdin_fd >= 0;
             fds.push(pfd(if want_out { stdin_fd } else { -1 }, libc::POLLOUT));
             let read_clients = self.stdin_pending.len() < STDIN_HIGH_WATER;
+            // Clients accepted below join the poll set on the next round.
+            let polled_clients = self.clients.len();
             for c in &self.clients {
                 fds.push(pfd(
                     if read_clients { c.fd.as_raw_fd() } else { -1 },
@@ -650,8 +656,7 @@ impl Monitor {
             if fds[5].revents != 0 {
                 self.flush_stdin();
             }
-            let n = self.clients.len();
-            for i in 0..n {
+            for i in 0..polled_clients {
                 if fds[6 + i].revents != 0 {
                     self.read_client(i, &mut buf);
                 }

@@ -5,7 +5,7 @@
 //! pid, because killing only the runtime would leave the process running in the container.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::process::Stdio;
@@ -70,9 +70,6 @@ impl ExecFiles {
     fn log(&self) -> PathBuf {
         self.dir.path().join("runtime.log")
     }
-    fn console(&self) -> PathBuf {
-        self.dir.path().join("console.sock")
-    }
     fn pid(&self) -> Option<i32> {
         std::fs::read_to_string(self.pid_file())
             .ok()?
@@ -87,7 +84,7 @@ impl ExecFiles {
 }
 
 impl Handler {
-    fn exec_command(&self, id: &str, files: &ExecFiles, console: bool) -> Command {
+    fn exec_command(&self, id: &str, files: &ExecFiles) -> Command {
         let mut cmd = Command::new(&self.binary);
         cmd.arg("--root")
             .arg(&self.root)
@@ -97,9 +94,6 @@ impl Handler {
             .arg(files.process())
             .arg("--pid-file")
             .arg(files.pid_file());
-        if console {
-            cmd.arg("--console-socket").arg(files.console());
-        }
         cmd.arg(id).kill_on_drop(true);
         cmd
     }
@@ -119,7 +113,7 @@ impl Handler {
         process.set_terminal(Some(false));
         let files = ExecFiles::new(id, &process)?;
         let mut child = self
-            .exec_command(id, &files, false)
+            .exec_command(id, &files)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -200,17 +194,23 @@ impl Handler {
     ) -> Result<ExecProcess, OciError> {
         let tty = process.terminal().unwrap_or(false);
         let files = ExecFiles::new(id, process)?;
-        let listener = if tty {
-            let p = files.console();
-            Some(tokio::net::UnixListener::bind(&p).map_err(|e| OciError::io("listen", &p, e))?)
-        } else {
-            None
-        };
-        let mut cmd = self.exec_command(id, &files, tty);
+        let mut cmd = self.exec_command(id, &files);
+        // runc only hands a pty master to a console socket when it detaches, and a detached
+        // exec's exit status is lost to us. So runc stays in the foreground with a pty of ours
+        // as its stdio: it relays between that and the container's pty, copies our terminal
+        // size on start and on SIGWINCH (see Pty::resize).
+        let mut master = None;
         if tty {
-            cmd.stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null());
+            let (m, slave) =
+                open_pty(process).map_err(|e| OciError::io("openpty for exec in", id, e))?;
+            let dup = |f: &OwnedFd| {
+                f.try_clone()
+                    .map_err(|e| OciError::io("dup pty for exec in", id, e))
+            };
+            cmd.stdin(Stdio::from(dup(&slave)?))
+                .stdout(Stdio::from(dup(&slave)?))
+                .stderr(Stdio::from(slave));
+            master = Some(m);
         } else {
             cmd.stdin(Stdio::piped())
                 .stdout(Stdio::piped())
@@ -219,6 +219,18 @@ impl Handler {
         let mut child = cmd
             .spawn()
             .map_err(|e| OciError::io(format!("run exec in {id} with"), &self.binary, e))?;
+        // Our copies of the slave went with `cmd`'s Stdio; only runc holds it now, so reading the
+        // master ends (EIO) when runc exits.
+        drop(cmd);
+        let pty = match master {
+            Some(m) => {
+                let mut p =
+                    Pty::new(m).map_err(|e| OciError::io("register pty of exec in", id, e))?;
+                p.notify_pid = child.id().map(|p| p as i32);
+                Some(p)
+            }
+            None => None,
+        };
         let exec_err = |files: &ExecFiles, fallback: String| {
             let errors = files.runtime_errors();
             OciError::Exec {
@@ -228,33 +240,21 @@ impl Handler {
             }
         };
         let started = async {
-            let mut pty = None;
-            if let Some(l) = &listener {
-                let conn = tokio::select! {
-                    c = l.accept() => c.map_err(|e| OciError::io("accept on", files.console(), e))?.0,
-                    st = child.wait() => return Err(exec_err(&files, format!("runtime exited ({:?}) before sending the pty", st.ok()))),
-                };
-                let fd = recv_fd(&conn)
-                    .await
-                    .map_err(|e| OciError::io("receive pty master on", files.console(), e))?;
-                pty =
-                    Some(Pty::new(fd).map_err(|e| OciError::io("register pty of exec in", id, e))?);
-            }
             // The pid file appears once the process runs; the runtime exiting first means failure.
             loop {
                 if files.pid().is_some() {
-                    return Ok(pty);
+                    return Ok(());
                 }
                 if let Ok(Some(st)) = child.try_wait() {
                     if files.pid().is_some() {
-                        return Ok(pty);
+                        return Ok(());
                     }
                     return Err(exec_err(&files, format!("runtime exited with {st}")));
                 }
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         };
-        let pty = match tokio::time::timeout(EXEC_START_TIMEOUT, started).await {
+        match tokio::time::timeout(EXEC_START_TIMEOUT, started).await {
             Ok(r) => r?,
             Err(_) => {
                 return Err(OciError::Timeout {
@@ -264,8 +264,7 @@ impl Handler {
                     after: EXEC_START_TIMEOUT,
                 })
             }
-        };
-        drop(listener);
+        }
         Ok(ExecProcess {
             stdin: child.stdin.take(),
             stdout: child.stdout.take(),
@@ -338,7 +337,7 @@ impl ExecProcess {
         Ok(st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0)))
     }
 
-    /// Kills the exec'd process inside the container (and the runtime waiting for it).
+    /// Kills the exec'd process inside the container; the runtime waiting for it then exits.
     pub fn kill(&mut self) -> Result<(), OciError> {
         if let Some(pid) = self.pid {
             if unsafe { libc::kill(pid, libc::SIGKILL) } < 0 {
@@ -359,57 +358,39 @@ impl ExecProcess {
     }
 }
 
-/// Receives one fd sent with SCM_RIGHTS over a connected tokio unix stream.
-async fn recv_fd(conn: &tokio::net::UnixStream) -> io::Result<OwnedFd> {
-    loop {
-        conn.readable().await?;
-        match conn.try_io(tokio::io::Interest::READABLE, || {
-            recv_fd_raw(conn.as_raw_fd())
-        }) {
-            Ok(fd) => return Ok(fd),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-fn recv_fd_raw(sock: RawFd) -> io::Result<OwnedFd> {
-    let mut data = [0u8; 256];
-    let mut iov = libc::iovec {
-        iov_base: data.as_mut_ptr().cast(),
-        iov_len: data.len(),
+/// A pty pair sized like the process's `consoleSize` (80x24 without one).
+fn open_pty(process: &oci_spec::runtime::Process) -> io::Result<(OwnedFd, OwnedFd)> {
+    let (w, h) = process
+        .console_size()
+        .as_ref()
+        .map(|b| (b.width() as u16, b.height() as u16))
+        .unwrap_or((80, 24));
+    let ws = libc::winsize {
+        ws_row: h,
+        ws_col: w,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
     };
-    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
-    let mut cbuf = vec![0u8; space];
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cbuf.as_mut_ptr().cast();
-    msg.msg_controllen = space as _;
-    let r = unsafe { libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC | libc::MSG_DONTWAIT) };
-    if r < 0 {
+    let (mut m, mut s) = (-1, -1);
+    if unsafe { libc::openpty(&mut m, &mut s, std::ptr::null_mut(), std::ptr::null(), &ws) } < 0 {
         return Err(io::Error::last_os_error());
     }
-    unsafe {
-        let cmsg = libc::CMSG_FIRSTHDR(&msg);
-        if !cmsg.is_null()
-            && (*cmsg).cmsg_level == libc::SOL_SOCKET
-            && (*cmsg).cmsg_type == libc::SCM_RIGHTS
-        {
-            let fd = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const RawFd);
-            return Ok(OwnedFd::from_raw_fd(fd));
+    // SAFETY: fresh fds from openpty.
+    let (m, s) = unsafe { (OwnedFd::from_raw_fd(m), OwnedFd::from_raw_fd(s)) };
+    for fd in [&m, &s] {
+        if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
+            return Err(io::Error::last_os_error());
         }
     }
-    Err(io::Error::new(
-        io::ErrorKind::InvalidData,
-        "console socket message carried no fd",
-    ))
+    Ok((m, s))
 }
 
 /// A pty master as an async byte stream. Reading returns EOF once every slave end is closed
 /// (the kernel reports that as EIO).
 pub struct Pty {
     fd: AsyncFd<OwnedFd>,
+    /// The process relaying this pty (runc exec) to notify of size changes.
+    notify_pid: Option<i32>,
 }
 
 impl Pty {
@@ -422,6 +403,7 @@ impl Pty {
         // SAFETY: the AsyncFd owns the OwnedFd, so the fd stays open and unchanged while registered.
         Ok(Pty {
             fd: unsafe { AsyncFd::register(fd) }?,
+            notify_pid: None,
         })
     }
 
@@ -432,7 +414,9 @@ impl Pty {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: fresh fd from F_DUPFD_CLOEXEC.
-        Pty::new(unsafe { OwnedFd::from_raw_fd(fd) })
+        let mut p = Pty::new(unsafe { OwnedFd::from_raw_fd(fd) })?;
+        p.notify_pid = self.notify_pid;
+        Ok(p)
     }
 
     pub fn resize(&self, width: u16, height: u16) -> Result<(), OciError> {
@@ -448,6 +432,12 @@ impl Pty {
                 Path::new("/dev/ptmx"),
                 io::Error::last_os_error(),
             ));
+        }
+        // Our pty is not the relay's controlling terminal, so the kernel does not signal it.
+        if let Some(pid) = self.notify_pid {
+            unsafe {
+                libc::kill(pid, libc::SIGWINCH);
+            }
         }
         Ok(())
     }

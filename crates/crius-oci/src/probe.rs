@@ -47,17 +47,36 @@ pub(crate) async fn trial_container(h: &Handler, step_timeout: Duration) -> Resu
     };
     let bundle = dir.path().to_string_lossy().into_owned();
     let result = async {
-        let out = h
-            .run(
-                "create",
-                &id,
-                &global(&["create", "--bundle", &bundle, &id]),
-                None,
-                step_timeout,
-            )
+        // Not through `run`: a non-terminal container inherits the runtime's stdio, so piped
+        // stdout/stderr would stay open (held by the trial's init) until it is started.
+        let errfile = dir.path().join("create.stderr");
+        let stderr =
+            std::fs::File::create(&errfile).map_err(|e| format!("{}: {e}", errfile.display()))?;
+        let mut child = tokio::process::Command::new(&h.binary)
+            .arg("--root")
+            .arg(&h.root)
+            .args(global(&["create", "--bundle", &bundle, &id]))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(stderr)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("run {} create: {e}", h.binary.display()))?;
+        let status = tokio::time::timeout(step_timeout, child.wait())
             .await
-            .map_err(|e| e.to_string())?;
-        if !out.status.success() {
+            .map_err(|_| {
+                format!(
+                    "{} create: timed out after {step_timeout:?}",
+                    h.binary.display()
+                )
+            })?
+            .map_err(|e| format!("wait for {} create: {e}", h.binary.display()))?;
+        if !status.success() {
+            let out = crate::handler::RunOutput {
+                status,
+                stdout: Vec::new(),
+                stderr: std::fs::read(&errfile).unwrap_or_default(),
+            };
             return Err(why(&out));
         }
         let out = h
