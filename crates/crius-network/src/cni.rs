@@ -14,6 +14,7 @@ use crate::exec::{run_plugin, Invocation};
 use crate::netns::{has_link, is_netns, ScratchNetns};
 use crate::result::{parse_result, sandbox_addresses};
 use crate::runtime_config::{capability_args, cni_args, format_cni_args, plugin_stdin};
+use crate::version::VersionCache;
 use crate::{CniConfig, NetworkStatus, PodNetwork, PodNetworkStatus};
 
 /// Bound on one plugin execution; a bridge ADD takes tens of milliseconds, so this only catches hangs.
@@ -43,6 +44,7 @@ struct Inner {
     /// Last selection, keyed by the conf dir's candidate files and their mtimes.
     selected: Mutex<Option<Selection>>,
     locks: Vec<tokio::sync::Mutex<()>>,
+    versions: VersionCache,
 }
 
 /// A conf dir scan and what was selected from it (the error is the list of rejection reasons).
@@ -74,6 +76,7 @@ impl Cni {
                 timeout,
                 cni_path,
                 selected: Mutex::new(None),
+                versions: VersionCache::default(),
                 locks: (0..LOCK_STRIPES)
                     .map(|_| tokio::sync::Mutex::new(()))
                     .collect(),
@@ -88,8 +91,15 @@ impl Cni {
     /// The configuration that a setup would use now and whether all its plugins are installed.
     pub fn status(&self) -> Result<NetworkStatus, NetworkError> {
         let list = self.current()?;
-        self.resolve(&list)?;
-        self.resolve(&loopback_list())?;
+        let bins = self.resolve(&list)?;
+        let lo = loopback_list();
+        let lo_bins = self.resolve(&lo)?;
+        self.inner
+            .versions
+            .check(&list, &bins, &self.inner.cni_path)?;
+        self.inner
+            .versions
+            .check(&lo, &lo_bins, &self.inner.cni_path)?;
         Ok(NetworkStatus {
             source: list.source.clone(),
             name: list.name.clone(),
@@ -107,6 +117,12 @@ impl Cni {
         let bins = self.resolve(&list)?;
         let lo = loopback_list();
         let lo_bins = self.resolve(&lo)?;
+        self.inner
+            .versions
+            .check(&list, &bins, &self.inner.cni_path)?;
+        self.inner
+            .versions
+            .check(&lo, &lo_bins, &self.inner.cni_path)?;
 
         // A previous attempt for this id (a retried RunPodSandbox, a crash mid-ADD) is undone first so
         // that its addresses and rules do not linger next to the new ones.

@@ -35,6 +35,15 @@ pub enum NetworkError {
         details: String,
     },
 
+    /// A plugin that does not speak the configuration's CNI version.
+    #[error("CNI plugin {plugin} ({}) does not support cniVersion {version} (it supports {})", path.display(), supported.join(", "))]
+    IncompatiblePlugin {
+        plugin: String,
+        path: PathBuf,
+        version: String,
+        supported: Vec<String>,
+    },
+
     /// A plugin did not finish in time and was killed.
     #[error("CNI plugin {plugin} {command} timed out after {after:?}")]
     Timeout {

@@ -15,6 +15,7 @@ pub mod leakcheck;
 mod netns;
 mod result;
 mod runtime_config;
+mod version;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

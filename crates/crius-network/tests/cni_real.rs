@@ -418,6 +418,13 @@ async fn leak_loop_50_cycles() {
     if !is_root() {
         return eprintln!("skipped: needs root");
     }
+    // CRIUS_TEST_TRACE=debug shows each plugin run with its duration.
+    if let Ok(filter) = std::env::var("CRIUS_TEST_TRACE") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    }
     let net = TestNet::new();
     let cni = net.cni();
     let ns = Netns::new();
@@ -426,6 +433,7 @@ async fn leak_loop_50_cycles() {
     let before = footprint(&net);
     let started = Instant::now();
     let mut ids = Vec::new();
+    let (mut setup_time, mut teardown_time) = (Duration::ZERO, Duration::ZERO);
     for i in 0..50u16 {
         let mut p = pod(&pod_id(), &ns);
         p.port_mappings = vec![PortMapping {
@@ -434,9 +442,13 @@ async fn leak_loop_50_cycles() {
             protocol: "tcp".into(),
             host_ip: String::new(),
         }];
+        let t0 = Instant::now();
         let res = bounded(cni.setup(&p)).await.unwrap();
+        setup_time += t0.elapsed();
         assert_eq!(&v4(res.ips[0]).octets()[..3], &[10, 99, net.n]);
+        let t1 = Instant::now();
         bounded(cni.teardown(&p)).await.unwrap();
+        teardown_time += t1.elapsed();
         ids.push(p.id);
     }
     let per_cycle = started.elapsed() / 50;
@@ -449,7 +461,12 @@ async fn leak_loop_50_cycles() {
         );
     }
     assert!(cni.cached_pods().is_empty());
-    eprintln!("leak loop: 50 setup+teardown cycles, {per_cycle:?} per cycle; global portmap lines {global_before} -> {}", leakcheck::count_portmap_rules().unwrap());
+    eprintln!(
+        "leak loop: 50 setup+teardown cycles, {per_cycle:?} per cycle (setup {:?}, teardown {:?}); global portmap lines {global_before} -> {}",
+        setup_time / 50,
+        teardown_time / 50,
+        leakcheck::count_portmap_rules().unwrap()
+    );
 }
 
 #[tokio::test]
