@@ -276,10 +276,8 @@ pub(crate) async fn serve_remotecommand<IO>(
                         }
                     }
                 }
-                CHANNEL_CLOSE if v5 => {
-                    if data.first() == Some(&CHANNEL_STDIN) {
-                        stdin_tx = None;
-                    }
+                CHANNEL_CLOSE if v5 && data.first() == Some(&CHANNEL_STDIN) => {
+                    stdin_tx = None;
                 }
                 _ => {}
             }
@@ -462,7 +460,7 @@ mod tests {
         assert_eq!(decode_channel(&p, false), Ok((1, b"hi".to_vec())));
         // v5 close of stdin as a masked client frame, built by hand.
         let wire = frame::encode(true, frame::OP_BINARY, &[255, 0], Some([1, 2, 3, 4]));
-        assert_eq!(wire, [0x82, 0x82, 1, 2, 3, 4, 255 ^ 1, 0 ^ 2]);
+        assert_eq!(wire, [0x82, 0x82, 1, 2, 3, 4, 255 ^ 1, 2]);
     }
 
     #[test]

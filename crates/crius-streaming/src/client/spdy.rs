@@ -1,0 +1,401 @@
+//! SPDY/3.1 client for remotecommand (exec/attach) and port forwarding, in the manner of
+//! client-go: the client opens every stream (SYN_STREAM with a `streamType` header) and waits
+//! for the server's SYN_REPLY before opening the next.
+
+use std::collections::HashMap;
+use std::io::Cursor;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use super::{upgrade, ClientError, ExecIo, ExecOutput, ExitStatus};
+use crate::spdy::frame::{self, Frame, HeaderCompressor, HeaderDecompressor, Setting};
+use crate::spdy::{
+    HEADER_PORT, HEADER_REQUEST_ID, HEADER_STREAM_TYPE, STREAM_DATA, STREAM_ERROR, STREAM_RESIZE,
+    STREAM_STDERR, STREAM_STDIN, STREAM_STDOUT,
+};
+
+const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+
+struct StreamSlot {
+    reply: Option<oneshot::Sender<bool>>,
+    data: Option<mpsc::UnboundedSender<Vec<u8>>>,
+}
+
+struct Inner {
+    addr: String,
+    writer: tokio::sync::Mutex<(OwnedWriteHalf, HeaderCompressor)>,
+    streams: Mutex<HashMap<u32, StreamSlot>>,
+    next_id: AtomicU32,
+    flow_control: bool,
+}
+
+impl Inner {
+    fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<u32, StreamSlot>> {
+        self.streams.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn write(&self, f: &Frame) -> Result<(), ClientError> {
+        let mut w = self.writer.lock().await;
+        let (wr, comp) = &mut *w;
+        let bytes = frame::encode(f, comp).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        wr.write_all(&bytes)
+            .await
+            .map_err(|source| ClientError::Io {
+                addr: self.addr.clone(),
+                source,
+            })
+    }
+}
+
+/// A connected SPDY client.
+pub struct SpdyClient {
+    inner: Arc<Inner>,
+    reader: JoinHandle<()>,
+    /// The `X-Stream-Protocol-Version` the server chose.
+    pub protocol: Option<String>,
+}
+
+impl Drop for SpdyClient {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+/// One client-opened stream.
+pub struct SpdyStream {
+    pub id: u32,
+    inner: Arc<Inner>,
+    rx: mpsc::UnboundedReceiver<Vec<u8>>,
+}
+
+impl SpdyStream {
+    pub async fn write(&self, data: &[u8]) -> Result<(), ClientError> {
+        for chunk in data.chunks(16 * 1024) {
+            self.inner
+                .write(&Frame::Data {
+                    stream_id: self.id,
+                    flags: 0,
+                    data: chunk.to_vec(),
+                })
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Half-closes our side (FIN).
+    pub async fn close(&self) -> Result<(), ClientError> {
+        self.inner
+            .write(&Frame::Data {
+                stream_id: self.id,
+                flags: frame::FLAG_FIN,
+                data: Vec::new(),
+            })
+            .await
+    }
+
+    /// Aborts the stream (RST_STREAM CANCEL).
+    pub async fn reset(&self) -> Result<(), ClientError> {
+        self.inner
+            .write(&Frame::RstStream {
+                stream_id: self.id,
+                status: frame::RST_CANCEL,
+            })
+            .await
+    }
+
+    /// The next chunk, or `None` once the server half-closed or reset the stream.
+    pub async fn read(&mut self) -> Option<Vec<u8>> {
+        self.rx.recv().await
+    }
+
+    pub async fn read_to_end(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        while let Some(c) = self.rx.recv().await {
+            out.extend_from_slice(&c);
+        }
+        out
+    }
+}
+
+impl SpdyClient {
+    /// Connects and upgrades to SPDY/3.1 offering `protocols` (in preference order). With
+    /// `flow_control` the client announces its window and returns WINDOW_UPDATEs, which makes
+    /// the server enforce send windows; without it the client behaves like Go's spdystream.
+    pub async fn connect(
+        url: &str,
+        protocols: &[&str],
+        flow_control: bool,
+    ) -> Result<SpdyClient, ClientError> {
+        let mut headers = vec![
+            ("Connection", "Upgrade".to_string()),
+            ("Upgrade", crate::spdy::UPGRADE_TOKEN.to_string()),
+        ];
+        for p in protocols {
+            headers.push(("X-Stream-Protocol-Version", (*p).to_string()));
+        }
+        let up = upgrade(url, &headers).await?;
+        let protocol = up.header(crate::spdy::PROTOCOL_HEADER).map(str::to_string);
+        let addr = up.addr.clone();
+        let (rd, wr) = up.tcp.into_split();
+        let inner = Arc::new(Inner {
+            addr,
+            writer: tokio::sync::Mutex::new((wr, HeaderCompressor::new())),
+            streams: Mutex::new(HashMap::new()),
+            next_id: AtomicU32::new(1),
+            flow_control,
+        });
+        if flow_control {
+            inner
+                .write(&Frame::Settings {
+                    flags: 0,
+                    entries: vec![Setting {
+                        flags: 0,
+                        id: frame::SETTINGS_INITIAL_WINDOW_SIZE,
+                        value: frame::INITIAL_WINDOW,
+                    }],
+                })
+                .await?;
+        }
+        let reader = tokio::spawn(read_loop(Cursor::new(up.leftover).chain(rd), inner.clone()));
+        Ok(SpdyClient {
+            inner,
+            reader,
+            protocol,
+        })
+    }
+
+    /// Opens a stream with `headers` and waits for the server to accept it.
+    pub async fn open(&self, headers: &[(&str, &str)]) -> Result<SpdyStream, ClientError> {
+        let id = self.inner.next_id.fetch_add(2, Ordering::SeqCst);
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let (data_tx, data_rx) = mpsc::unbounded_channel();
+        self.inner.slots().insert(
+            id,
+            StreamSlot {
+                reply: Some(reply_tx),
+                data: Some(data_tx),
+            },
+        );
+        self.inner
+            .write(&Frame::SynStream {
+                stream_id: id,
+                associated_to: 0,
+                priority: 0,
+                slot: 0,
+                flags: 0,
+                headers: headers
+                    .iter()
+                    .map(|(n, v)| ((*n).to_string(), (*v).to_string()))
+                    .collect(),
+            })
+            .await?;
+        match tokio::time::timeout(REPLY_TIMEOUT, reply_rx).await {
+            Ok(Ok(true)) => Ok(SpdyStream {
+                id,
+                inner: self.inner.clone(),
+                rx: data_rx,
+            }),
+            Ok(Ok(false)) => Err(ClientError::Protocol(format!("stream {id} was reset"))),
+            Ok(Err(_)) => Err(ClientError::Protocol(format!(
+                "connection closed before stream {id} was accepted"
+            ))),
+            Err(_) => Err(ClientError::Timeout("waiting for SYN_REPLY")),
+        }
+    }
+
+    /// Opens the error and data stream of one port-forward connection, as kubectl does (the
+    /// error stream first, half-closed at once since the client never writes to it).
+    pub async fn port_forward_streams(
+        &self,
+        port: u16,
+        request_id: u32,
+    ) -> Result<(SpdyStream, SpdyStream), ClientError> {
+        let port = port.to_string();
+        let rid = request_id.to_string();
+        let error = self
+            .open(&[
+                (HEADER_STREAM_TYPE, STREAM_ERROR),
+                (HEADER_PORT, &port),
+                (HEADER_REQUEST_ID, &rid),
+            ])
+            .await?;
+        error.close().await?;
+        let data = self
+            .open(&[
+                (HEADER_STREAM_TYPE, STREAM_DATA),
+                (HEADER_PORT, &port),
+                (HEADER_REQUEST_ID, &rid),
+            ])
+            .await?;
+        Ok((data, error))
+    }
+}
+
+async fn read_loop<R: AsyncRead + Unpin>(mut rd: R, inner: Arc<Inner>) {
+    let mut decomp = HeaderDecompressor::new();
+    let mut buf = Vec::with_capacity(64 * 1024);
+    let mut chunk = vec![0u8; 64 * 1024];
+    'outer: loop {
+        loop {
+            let (f, used) = match frame::decode(&buf, &mut decomp) {
+                Ok(Some(x)) => x,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::debug!(error = %e, "client: SPDY decode failed");
+                    break 'outer;
+                }
+            };
+            buf.drain(..used);
+            match f {
+                Frame::SynReply { stream_id, .. } => {
+                    if let Some(tx) = inner
+                        .slots()
+                        .get_mut(&stream_id)
+                        .and_then(|s| s.reply.take())
+                    {
+                        let _ = tx.send(true);
+                    }
+                }
+                Frame::Data {
+                    stream_id,
+                    flags,
+                    data,
+                } => {
+                    let len = data.len() as u32;
+                    {
+                        let mut slots = inner.slots();
+                        if let Some(s) = slots.get_mut(&stream_id) {
+                            if let Some(tx) = &s.data {
+                                if !data.is_empty() {
+                                    let _ = tx.send(data);
+                                }
+                            }
+                            if flags & frame::FLAG_FIN != 0 {
+                                s.data = None;
+                            }
+                        }
+                    }
+                    if inner.flow_control && len > 0 {
+                        for stream_id in [stream_id, 0] {
+                            let _ = inner
+                                .write(&Frame::WindowUpdate {
+                                    stream_id,
+                                    delta: len,
+                                })
+                                .await;
+                        }
+                    }
+                }
+                Frame::RstStream { stream_id, .. } => {
+                    if let Some(mut s) = inner.slots().remove(&stream_id) {
+                        if let Some(tx) = s.reply.take() {
+                            let _ = tx.send(false);
+                        }
+                    }
+                }
+                Frame::Ping { id } if id % 2 == 0 => {
+                    let _ = inner.write(&Frame::Ping { id }).await;
+                }
+                // The server is done; streams already half-closed stay readable until EOF.
+                Frame::GoAway { .. } => {}
+                _ => {}
+            }
+        }
+        match rd.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    inner.slots().clear();
+}
+
+/// Runs one exec/attach over SPDY to completion: opens the streams client-go would open for
+/// `io`, sends resize and stdin, collects stdout/stderr and decodes the error stream.
+pub async fn exec(
+    url: &str,
+    protocols: &[&str],
+    io: ExecIo,
+    flow_control: bool,
+) -> Result<ExecOutput, ClientError> {
+    let client = SpdyClient::connect(url, protocols, flow_control).await?;
+    let version = client.protocol.clone().unwrap_or_default();
+    let v4 = version == crate::spdy::REMOTECOMMAND_V4;
+    let resize_ok = v4 || version == crate::spdy::REMOTECOMMAND_V3;
+
+    let mut error = client.open(&[(HEADER_STREAM_TYPE, STREAM_ERROR)]).await?;
+    let stdin = match io.stdin {
+        Some(_) => Some(client.open(&[(HEADER_STREAM_TYPE, STREAM_STDIN)]).await?),
+        None => None,
+    };
+    let stdout = match io.stdout {
+        true => Some(client.open(&[(HEADER_STREAM_TYPE, STREAM_STDOUT)]).await?),
+        false => None,
+    };
+    let stderr = match io.stderr && !io.tty {
+        true => Some(client.open(&[(HEADER_STREAM_TYPE, STREAM_STDERR)]).await?),
+        false => None,
+    };
+    let resize = match io.tty && resize_ok {
+        true => Some(client.open(&[(HEADER_STREAM_TYPE, STREAM_RESIZE)]).await?),
+        false => None,
+    };
+
+    if let (Some(r), Some(size)) = (&resize, io.resize) {
+        let json = format!("{{\"Width\":{},\"Height\":{}}}\n", size.width, size.height);
+        r.write(json.as_bytes()).await?;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if let (Some(s), Some(data)) = (&stdin, &io.stdin) {
+        s.write(data).await?;
+        if io.close_stdin {
+            s.close().await?;
+        }
+    }
+    let read_out = async {
+        match stdout {
+            Some(mut s) => s.read_to_end().await,
+            None => Vec::new(),
+        }
+    };
+    let read_err = async {
+        match stderr {
+            Some(mut s) => s.read_to_end().await,
+            None => Vec::new(),
+        }
+    };
+    let (out, err) = tokio::join!(read_out, read_err);
+    let status_bytes = error.read_to_end().await;
+    drop(resize);
+    drop(stdin);
+    Ok(ExecOutput {
+        stdout: out,
+        stderr: err,
+        status: ExitStatus::decode(&status_bytes, v4),
+    })
+}
+
+/// Forwards one connection to `port`: writes `payload`, half-closes, and returns what the pod
+/// sent until it closed. Text on the error stream is returned as an error.
+pub async fn port_forward_once(
+    client: &SpdyClient,
+    port: u16,
+    request_id: u32,
+    payload: &[u8],
+) -> Result<Vec<u8>, ClientError> {
+    let (mut data, mut error) = client.port_forward_streams(port, request_id).await?;
+    data.write(payload).await?;
+    data.close().await?;
+    let (got, err) = tokio::join!(data.read_to_end(), error.read_to_end());
+    if !err.is_empty() {
+        return Err(ClientError::Protocol(
+            String::from_utf8_lossy(&err).into_owned(),
+        ));
+    }
+    Ok(got)
+}

@@ -1,0 +1,487 @@
+//! The server side of one SPDY/3.1 connection: a reader task that decodes frames and routes
+//! stream data, a writer task that owns the outbound compression context (so header blocks are
+//! compressed in wire order), and flow-control bookkeeping.
+//!
+//! Flow control: we advertise the default 64 KiB windows and send WINDOW_UPDATE (per stream and
+//! for the session) as the backend/pod consumes data. For sending we honour the peer's windows
+//! only once the peer has shown it does flow control (a SETTINGS initial window or any
+//! WINDOW_UPDATE): Go's spdystream, which kubectl uses, never grants window, so enforcing the
+//! window against it would stall every stream after 64 KiB.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf};
+use tokio::sync::{mpsc, Notify};
+use tokio::task::JoinHandle;
+
+use super::frame::{self, Frame, HeaderCompressor, HeaderDecompressor, Headers};
+
+/// Largest DATA payload we send in one frame.
+const MAX_DATA: usize = 32 * 1024;
+
+pub(crate) enum WriterMsg {
+    Frame(Frame),
+    /// Flush, half-close the socket and stop.
+    Close,
+}
+
+/// A stream the client opened.
+pub(crate) struct NewStream {
+    pub(crate) id: u32,
+    pub(crate) headers: Headers,
+    /// Data the client sends on it; ends on FIN, RST_STREAM or connection loss.
+    pub(crate) data: mpsc::UnboundedReceiver<Vec<u8>>,
+}
+
+impl NewStream {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        frame::header(&self.headers, name)
+    }
+}
+
+struct Entry {
+    inbound: Option<mpsc::UnboundedSender<Vec<u8>>>,
+    send_window: i64,
+    unacked: u32,
+    reset: bool,
+    local_fin: bool,
+}
+
+struct State {
+    streams: HashMap<u32, Entry>,
+    last_peer_stream: u32,
+    peer_initial_window: i64,
+    session_send_window: i64,
+    session_unacked: u32,
+    enforce: bool,
+    closed: bool,
+}
+
+pub(crate) struct Conn {
+    out: mpsc::Sender<WriterMsg>,
+    state: Mutex<State>,
+    window: Notify,
+}
+
+impl Conn {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Bookkeeping only; a panic mid-update cannot corrupt memory, so keep going.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn send(&self, f: Frame) -> io::Result<()> {
+        self.out
+            .send(WriterMsg::Frame(f))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "SPDY connection closed"))
+    }
+
+    /// Takes up to `want` bytes of send window for `id`, waiting if the peer enforces flow
+    /// control and has none left.
+    async fn reserve(&self, id: u32, want: usize) -> io::Result<usize> {
+        loop {
+            let notified = self.window.notified();
+            {
+                let mut st = self.lock();
+                if st.closed {
+                    return Err(io::Error::new(
+                        io::ErrorKind::BrokenPipe,
+                        "SPDY connection closed",
+                    ));
+                }
+                let enforce = st.enforce;
+                let session = st.session_send_window;
+                let Some(e) = st.streams.get_mut(&id) else {
+                    return Err(io::Error::new(
+                        io::ErrorKind::BrokenPipe,
+                        format!("SPDY stream {id} is gone"),
+                    ));
+                };
+                if e.reset {
+                    return Err(io::Error::new(
+                        io::ErrorKind::ConnectionReset,
+                        format!("SPDY stream {id} was reset"),
+                    ));
+                }
+                let want = want.min(MAX_DATA);
+                if !enforce {
+                    return Ok(want);
+                }
+                let avail = e.send_window.min(session);
+                if avail > 0 {
+                    let n = want.min(avail as usize);
+                    e.send_window -= n as i64;
+                    st.session_send_window -= n as i64;
+                    return Ok(n);
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// Sends `data` on stream `id`, split to fit frames and windows.
+    pub(crate) async fn send_data(&self, id: u32, data: &[u8]) -> io::Result<()> {
+        let mut off = 0;
+        while off < data.len() {
+            let n = self.reserve(id, data.len() - off).await?;
+            self.send(Frame::Data {
+                stream_id: id,
+                flags: 0,
+                data: data[off..off + n].to_vec(),
+            })
+            .await?;
+            off += n;
+        }
+        Ok(())
+    }
+
+    /// Half-closes our side of stream `id`.
+    pub(crate) async fn send_fin(&self, id: u32) -> io::Result<()> {
+        {
+            let mut st = self.lock();
+            match st.streams.get_mut(&id) {
+                Some(e) if !e.local_fin && !e.reset => e.local_fin = true,
+                _ => return Ok(()),
+            }
+            Self::maybe_forget(&mut st, id);
+        }
+        self.send(Frame::Data {
+            stream_id: id,
+            flags: frame::FLAG_FIN,
+            data: Vec::new(),
+        })
+        .await
+    }
+
+    /// Aborts stream `id`.
+    pub(crate) async fn reset(&self, id: u32, status: u32) {
+        {
+            let mut st = self.lock();
+            if let Some(mut e) = st.streams.remove(&id) {
+                e.inbound = None;
+            }
+        }
+        let _ = self
+            .send(Frame::RstStream {
+                stream_id: id,
+                status,
+            })
+            .await;
+    }
+
+    /// Records that `n` received bytes of stream `id` were consumed and grants the window back
+    /// once half of it has been used, so a flow-controlled peer never stalls.
+    pub(crate) async fn consumed(&self, id: u32, n: usize) {
+        let mut updates = Vec::new();
+        {
+            let mut st = self.lock();
+            let threshold = frame::INITIAL_WINDOW / 2;
+            if let Some(e) = st.streams.get_mut(&id) {
+                e.unacked = e.unacked.saturating_add(n as u32);
+                if e.unacked >= threshold {
+                    updates.push((id, e.unacked));
+                    e.unacked = 0;
+                }
+            }
+            st.session_unacked = st.session_unacked.saturating_add(n as u32);
+            if st.session_unacked >= threshold {
+                updates.push((0, st.session_unacked));
+                st.session_unacked = 0;
+            }
+        }
+        for (stream_id, delta) in updates {
+            let _ = self.send(Frame::WindowUpdate { stream_id, delta }).await;
+        }
+    }
+
+    fn maybe_forget(st: &mut State, id: u32) {
+        if let Some(e) = st.streams.get(&id) {
+            if e.local_fin && e.inbound.is_none() {
+                st.streams.remove(&id);
+            }
+        }
+    }
+
+    /// Sends GOAWAY and asks the writer to flush and half-close the socket.
+    pub(crate) async fn go_away(&self) {
+        let last = self.lock().last_peer_stream;
+        let _ = self
+            .send(Frame::GoAway {
+                last_good_stream_id: last,
+                status: 0,
+            })
+            .await;
+        let _ = self.out.send(WriterMsg::Close).await;
+    }
+}
+
+/// A running server-side connection.
+pub(crate) struct Running {
+    pub(crate) conn: Arc<Conn>,
+    pub(crate) streams: mpsc::Receiver<NewStream>,
+    pub(crate) reader: JoinHandle<()>,
+    pub(crate) writer: JoinHandle<()>,
+}
+
+pub(crate) fn start<IO>(io: IO) -> Running
+where
+    IO: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (rd, wr) = tokio::io::split(io);
+    let (out_tx, out_rx) = mpsc::channel(256);
+    let conn = Arc::new(Conn {
+        out: out_tx,
+        state: Mutex::new(State {
+            streams: HashMap::new(),
+            last_peer_stream: 0,
+            peer_initial_window: frame::INITIAL_WINDOW as i64,
+            session_send_window: frame::INITIAL_WINDOW as i64,
+            session_unacked: 0,
+            enforce: false,
+            closed: false,
+        }),
+        window: Notify::new(),
+    });
+    let writer = tokio::spawn(write_loop(wr, out_rx));
+    let (new_tx, new_rx) = mpsc::channel(64);
+    let reader = tokio::spawn(read_loop(rd, conn.clone(), new_tx));
+    Running {
+        conn,
+        streams: new_rx,
+        reader,
+        writer,
+    }
+}
+
+async fn write_loop<W: AsyncWrite + Unpin>(mut wr: W, mut rx: mpsc::Receiver<WriterMsg>) {
+    let mut comp = HeaderCompressor::new();
+    let mut buf = Vec::with_capacity(64 * 1024);
+    loop {
+        let Some(first) = rx.recv().await else { break };
+        let mut msg = Some(first);
+        let mut close = false;
+        // Coalesce whatever is queued into one write.
+        while let Some(m) = msg.take() {
+            match m {
+                WriterMsg::Frame(f) => match frame::encode(&f, &mut comp) {
+                    Ok(b) => buf.extend_from_slice(&b),
+                    Err(e) => tracing::warn!(error = %e, "dropping unencodable SPDY frame"),
+                },
+                WriterMsg::Close => {
+                    close = true;
+                    break;
+                }
+            }
+            if buf.len() < 256 * 1024 {
+                msg = rx.try_recv().ok();
+            }
+        }
+        if !buf.is_empty() {
+            if let Err(e) = wr.write_all(&buf).await {
+                tracing::debug!(error = %e, "SPDY write failed");
+                return;
+            }
+            buf.clear();
+        }
+        if close {
+            break;
+        }
+    }
+    let _ = wr.flush().await;
+    let _ = wr.shutdown().await;
+}
+
+async fn read_loop<R: AsyncRead + Send>(
+    mut rd: ReadHalf<R>,
+    conn: Arc<Conn>,
+    new_streams: mpsc::Sender<NewStream>,
+) {
+    let mut decomp = HeaderDecompressor::new();
+    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut chunk = vec![0u8; 64 * 1024];
+    'outer: loop {
+        loop {
+            let (f, used) = match frame::decode(&buf, &mut decomp) {
+                Ok(Some(fu)) => fu,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::debug!(error = %e, "SPDY protocol error; closing");
+                    let last = conn.lock().last_peer_stream;
+                    let _ = conn
+                        .send(Frame::GoAway {
+                            last_good_stream_id: last,
+                            status: 1,
+                        })
+                        .await;
+                    break 'outer;
+                }
+            };
+            buf.drain(..used);
+            if !handle(&conn, f, &new_streams).await {
+                break 'outer;
+            }
+        }
+        match rd.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    // Every stream sees EOF; writers fail fast from now on.
+    let mut st = conn.lock();
+    st.closed = true;
+    for e in st.streams.values_mut() {
+        e.inbound = None;
+    }
+    drop(st);
+    conn.window.notify_waiters();
+}
+
+/// Applies one received frame; `false` ends the connection.
+async fn handle(conn: &Arc<Conn>, f: Frame, new_streams: &mpsc::Sender<NewStream>) -> bool {
+    match f {
+        Frame::SynStream {
+            stream_id,
+            flags,
+            headers,
+            ..
+        } => {
+            let valid = {
+                let st = conn.lock();
+                stream_id % 2 == 1 && stream_id > st.last_peer_stream
+            };
+            if !valid {
+                let _ = conn
+                    .send(Frame::RstStream {
+                        stream_id,
+                        status: frame::RST_PROTOCOL_ERROR,
+                    })
+                    .await;
+                return true;
+            }
+            let (tx, rx) = mpsc::unbounded_channel();
+            {
+                let mut st = conn.lock();
+                st.last_peer_stream = stream_id;
+                let window = st.peer_initial_window;
+                st.streams.insert(
+                    stream_id,
+                    Entry {
+                        inbound: (flags & frame::FLAG_FIN == 0).then_some(tx),
+                        send_window: window,
+                        unacked: 0,
+                        reset: false,
+                        local_fin: flags & frame::FLAG_UNIDIRECTIONAL != 0,
+                    },
+                );
+            }
+            // Accept every stream at once: client-go waits for the reply before it opens the
+            // next one, and the session decides later what to do with it.
+            let _ = conn
+                .send(Frame::SynReply {
+                    stream_id,
+                    flags: 0,
+                    headers: Vec::new(),
+                })
+                .await;
+            if new_streams
+                .send(NewStream {
+                    id: stream_id,
+                    headers,
+                    data: rx,
+                })
+                .await
+                .is_err()
+            {
+                return false;
+            }
+        }
+        Frame::Data {
+            stream_id,
+            flags,
+            data,
+        } => {
+            let mut st = conn.lock();
+            if let Some(e) = st.streams.get_mut(&stream_id) {
+                if let Some(tx) = &e.inbound {
+                    if !data.is_empty() {
+                        let _ = tx.send(data);
+                    }
+                }
+                if flags & frame::FLAG_FIN != 0 {
+                    e.inbound = None;
+                    Conn::maybe_forget(&mut st, stream_id);
+                }
+            }
+        }
+        Frame::RstStream { stream_id, .. } => {
+            let mut st = conn.lock();
+            if let Some(e) = st.streams.get_mut(&stream_id) {
+                e.inbound = None;
+                e.reset = true;
+            }
+            drop(st);
+            conn.window.notify_waiters();
+        }
+        Frame::Settings { entries, .. } => {
+            let mut st = conn.lock();
+            for s in entries {
+                if s.id == frame::SETTINGS_INITIAL_WINDOW_SIZE {
+                    let delta = s.value as i64 - st.peer_initial_window;
+                    st.peer_initial_window = s.value as i64;
+                    st.enforce = true;
+                    for e in st.streams.values_mut() {
+                        e.send_window += delta;
+                    }
+                }
+            }
+            drop(st);
+            conn.window.notify_waiters();
+        }
+        Frame::WindowUpdate { stream_id, delta } => {
+            let mut st = conn.lock();
+            st.enforce = true;
+            if stream_id == 0 {
+                st.session_send_window += delta as i64;
+            } else if let Some(e) = st.streams.get_mut(&stream_id) {
+                e.send_window += delta as i64;
+            }
+            drop(st);
+            conn.window.notify_waiters();
+        }
+        Frame::Ping { id } => {
+            // Client pings are odd; answer them. Our own pings (even) need no action.
+            if id % 2 == 1 {
+                let _ = conn.send(Frame::Ping { id }).await;
+            }
+        }
+        Frame::GoAway { .. } => return false,
+        Frame::SynReply { .. } | Frame::Headers { .. } | Frame::Unknown { .. } => {}
+    }
+    true
+}
+
+/// After the session is over: let the writer flush and half-close, then read until the client
+/// closes (bounded), so unread client bytes do not turn our close into a RST that could destroy
+/// output the client has not read yet.
+pub(crate) async fn finish(running: Running) {
+    running.conn.go_away().await;
+    let Running {
+        conn,
+        streams,
+        reader,
+        writer,
+    } = running;
+    drop(streams);
+    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    let mut reader = reader;
+    if tokio::time::timeout(Duration::from_secs(2), &mut reader)
+        .await
+        .is_err()
+    {
+        reader.abort();
+    }
+    drop(conn);
+}
