@@ -4,6 +4,39 @@
 //!
 //! The daemon owns the network namespace (it creates and pins it, and removes the pin after
 //! [`Cni::teardown`]); this crate only ever receives its path.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), crius_network::NetworkError> {
+//! use crius_network::{bandwidth_from_annotations, Cni, CniConfig, PodNetwork};
+//! let cni = Cni::new(CniConfig {
+//!     conf_dir: "/etc/cni/net.d".into(),
+//!     bin_dirs: vec!["/opt/cni/bin".into(), "/usr/lib/cni".into()],
+//!     cache_dir: "/var/lib/crius/cni-cache".into(),
+//! });
+//! // CRI Status: NetworkReady = cni.status().is_ok(), the error text is the reason.
+//! let _ready = cni.status();
+//! // Startup: pods with a cache entry but no live sandbox get their DEL retried.
+//! for id in cni.cached_pods() {
+//!     let _ = cni.teardown(&PodNetwork { id, ..Default::default() }).await;
+//! }
+//! // RunPodSandbox, after the netns is pinned:
+//! let annotations = Default::default();
+//! let pod = PodNetwork {
+//!     id: "0123abcd".into(),
+//!     name: "web".into(),
+//!     namespace: "default".into(),
+//!     uid: "4f0c…".into(),
+//!     netns: "/var/lib/crius/pods/0123abcd/netns".into(),
+//!     bandwidth: bandwidth_from_annotations(&annotations)?,
+//!     annotations,
+//!     ..Default::default()
+//! };
+//! let status = cni.setup(&pod).await?; // status.ips[0] is the primary pod IP
+//! # let _ = status;
+//! // StopPodSandbox (idempotent, works after restarts and config changes), then unpin the netns:
+//! cni.teardown(&pod).await?;
+//! # Ok(()) }
+//! ```
 
 mod bandwidth;
 mod cache;

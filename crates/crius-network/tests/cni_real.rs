@@ -374,7 +374,7 @@ async fn embedded_default_gives_an_address_in_10_85() {
 }
 
 #[tokio::test]
-async fn bandwidth_and_dns_reach_plugins_that_declare_them() {
+async fn bandwidth_reaches_the_plugin_that_declares_it() {
     if !is_root() {
         return eprintln!("skipped: needs root");
     }
@@ -599,4 +599,37 @@ async fn a_damaged_cache_entry_still_gets_a_delete() {
     bounded(cni.teardown(&p)).await.unwrap();
     assert_eq!(footprint(&net), EMPTY);
     assert!(cni.cached_pods().is_empty());
+}
+
+#[tokio::test]
+async fn dual_stack_lists_ipv4_first() {
+    if !is_root() {
+        return eprintln!("skipped: needs root");
+    }
+    let net = TestNet::new();
+    // The IPv6 range comes first in the config; the pod's primary IP must still be the IPv4 one.
+    let conf = net.conflist().replace(
+        &format!(r#""ranges": [[{{ "subnet": "10.99.{}.0/24" }}]]"#, net.n),
+        &format!(
+            r#""ranges": [[{{ "subnet": "fd99:{0}::/64" }}], [{{ "subnet": "10.99.{0}.0/24" }}]]"#,
+            net.n
+        ),
+    );
+    assert!(conf.contains("fd99:"));
+    net.write_conf("10-test.conflist", &conf);
+    let cni = net.cni();
+    let ns = Netns::new();
+    let p = pod(&pod_id(), &ns);
+    let res = bounded(cni.setup(&p)).await.unwrap();
+    assert_eq!(res.ips.len(), 2, "{res:?}");
+    assert!(res.ips[0].is_ipv4() && res.ips[1].is_ipv6(), "{res:?}");
+    assert_eq!(
+        res.raw_result["ips"][0]["address"]
+            .as_str()
+            .map(|a| a.starts_with("fd99:")),
+        Some(true)
+    );
+    bounded(cni.teardown(&p)).await.unwrap();
+    assert_eq!(footprint(&net), EMPTY);
+    assert_eq!(leakcheck::count_ipam(&net.ipam_dir()).unwrap(), 0);
 }
