@@ -388,7 +388,10 @@ fn container_user(
 enum Profile {
     RuntimeDefault,
     Unconfined,
+    /// The structured `localhost_ref`.
     Localhost(String),
+    /// The deprecated `localhost/<path>` string form.
+    LegacyLocalhost(String),
 }
 
 /// The structured field wins over the deprecated string; both absent yields `absent`.
@@ -421,7 +424,7 @@ fn pick_profile(
         return Ok(Profile::Unconfined);
     }
     if let Some(path) = legacy.strip_prefix("localhost/") {
-        return Ok(Profile::Localhost(path.to_string()));
+        return Ok(Profile::LegacyLocalhost(path.to_string()));
     }
     Err(SpecError::invalid(
         legacy_field,
@@ -441,12 +444,15 @@ fn seccomp_for(
         // What containerd does when the kernel has no seccomp: run without it.
         Profile::RuntimeDefault if !host.seccomp => Ok(None),
         Profile::RuntimeDefault => Ok(Some(default_seccomp_profile_for(host, caps))),
-        Profile::Localhost(_) if !host.seccomp => Err(SpecError::unsupported(
-            field,
-            "the host kernel has no seccomp support",
-        )),
+        Profile::Localhost(_) | Profile::LegacyLocalhost(_) if !host.seccomp => Err(
+            SpecError::unsupported(field, "the host kernel has no seccomp support"),
+        ),
         Profile::Localhost(r) => {
-            let path = localhost_profile_path(field, &r, profile_root)?;
+            let path = localhost_profile_path(field, &r, None)?;
+            load_profile(field, &path, caps).map(Some)
+        }
+        Profile::LegacyLocalhost(r) => {
+            let path = localhost_profile_path(field, &r, Some(profile_root))?;
             load_profile(field, &path, caps).map(Some)
         }
     }
@@ -508,6 +514,9 @@ fn apparmor_for(
         Profile::Unconfined => Ok(None),
         Profile::RuntimeDefault if !host.apparmor || privileged => Ok(None),
         Profile::RuntimeDefault => Ok(Some(DEFAULT_APPARMOR_PROFILE.into())),
+        Profile::LegacyLocalhost(name) => {
+            apparmor_for(field, Profile::Localhost(name), host, privileged)
+        }
         Profile::Localhost(_) if !host.apparmor => Err(SpecError::unsupported(
             field,
             "AppArmor is not enabled on this host",
@@ -515,7 +524,10 @@ fn apparmor_for(
         Profile::Localhost(name) if name.is_empty() => {
             Err(SpecError::invalid(field, "localhost profile needs a name"))
         }
-        Profile::Localhost(name) => Ok(Some(name)),
+        // Some clients repeat the legacy prefix in the structured field.
+        Profile::Localhost(name) => Ok(Some(
+            name.strip_prefix("localhost/").unwrap_or(&name).to_string(),
+        )),
     }
 }
 
@@ -685,8 +697,7 @@ pub fn pause_spec(
             Profile::Unconfined,
             &["runtime/default", "docker/default"],
         )?;
-        // Localhost profiles for the pause process: relative refs have no root here, so
-        // they must be absolute (the kubelet sends absolute paths).
+        // pause_spec has no profile root: a relative legacy `localhost/` path is read from /.
         seccomp_for(
             "linux.security_context.seccomp",
             profile,
@@ -827,14 +838,14 @@ pub fn validate_sandbox_config(cfg: &PodSandboxConfig, host: &HostInfo) -> Resul
         Profile::Unconfined,
         &["runtime/default", "docker/default"],
     )?;
-    if let Profile::Localhost(r) = seccomp {
+    if let Profile::Localhost(r) | Profile::LegacyLocalhost(r) = seccomp {
         if !host.seccomp {
             return Err(SpecError::unsupported(
                 format!("{P}.seccomp"),
                 "the host kernel has no seccomp support",
             ));
         }
-        localhost_profile_path(&format!("{P}.seccomp"), &r, Path::new("/"))?;
+        localhost_profile_path(&format!("{P}.seccomp"), &r, None)?;
     }
     let apparmor = pick_profile(
         &format!("{P}.apparmor"),

@@ -536,12 +536,13 @@ pub fn default_seccomp_profile_for(_host: &HostInfo, caps: &BTreeSet<String>) ->
     serde_json::from_value(profile).unwrap_or_default()
 }
 
-/// Where a localhost profile lives: an absolute `localhost_ref` is used as is (the kubelet
-/// sends absolute paths); a relative one is resolved under `profile_root`. `..` is refused.
+/// Where a localhost profile lives. The structured `localhost_ref` must be absolute (CRI says
+/// so); for the deprecated `localhost/<path>` form a relative path is resolved under
+/// `profile_root` (pass `Some`). `..` is refused in both.
 pub fn localhost_profile_path(
     field: &str,
     reference: &str,
-    profile_root: &Path,
+    profile_root: Option<&Path>,
 ) -> Result<PathBuf, SpecError> {
     let p = Path::new(reference);
     if reference.is_empty() {
@@ -553,11 +554,16 @@ pub fn localhost_profile_path(
             format!("{reference:?} must not contain '..'"),
         ));
     }
-    Ok(if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        profile_root.join(p)
-    })
+    if p.is_absolute() {
+        return Ok(p.to_path_buf());
+    }
+    match profile_root {
+        Some(root) => Ok(root.join(p)),
+        None => Err(SpecError::invalid(
+            field,
+            format!("{reference:?} must be an absolute path"),
+        )),
+    }
 }
 
 /// Loads and converts a localhost profile (OCI or Docker format).
@@ -855,15 +861,21 @@ mod tests {
     fn localhost_paths() {
         let root = Path::new("/var/lib/kubelet/seccomp");
         assert_eq!(
-            localhost_profile_path("f", "/abs/p.json", root).unwrap(),
+            localhost_profile_path("f", "/abs/p.json", Some(root)).unwrap(),
             PathBuf::from("/abs/p.json")
         );
         assert_eq!(
-            localhost_profile_path("f", "profiles/p.json", root).unwrap(),
+            localhost_profile_path("f", "/abs/p.json", None).unwrap(),
+            PathBuf::from("/abs/p.json")
+        );
+        assert_eq!(
+            localhost_profile_path("f", "profiles/p.json", Some(root)).unwrap(),
             root.join("profiles/p.json")
         );
-        let err = localhost_profile_path("x.seccomp", "../p.json", root).unwrap_err();
+        let err = localhost_profile_path("x.seccomp", "profiles/p.json", None).unwrap_err();
         assert_eq!(err.field(), Some("x.seccomp"));
-        assert!(localhost_profile_path("f", "", root).is_err());
+        let err = localhost_profile_path("x.seccomp", "../p.json", Some(root)).unwrap_err();
+        assert_eq!(err.field(), Some("x.seccomp"));
+        assert!(localhost_profile_path("f", "", Some(root)).is_err());
     }
 }

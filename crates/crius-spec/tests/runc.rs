@@ -144,6 +144,7 @@ fn unprivileged_container_under_runc() {
         if busybox touch /data/x 2>/dev/null; then echo data=rw; else echo data=ro; fi; \
         if busybox cat /proc/kcore >/dev/null 2>&1; then echo kcore=open; else echo kcore=masked; fi; \
         echo null=$(busybox stat -c %t:%T /dev/mynull); \
+        if [ -c /dev/kmsg ]; then echo kmsg=yes; else echo kmsg=no; fi; \
         echo done";
     let data = tempfile::tempdir().expect("data dir");
     let config = ContainerConfig {
@@ -261,6 +262,7 @@ fn unprivileged_container_under_runc() {
     assert_eq!(value(&out, "data="), "ro");
     assert_eq!(value(&out, "kcore="), "masked");
     assert_eq!(value(&out, "null="), "1:3");
+    assert_eq!(value(&out, "kmsg="), "no");
     assert_eq!(value(&out, "done"), "");
 }
 
@@ -336,4 +338,132 @@ fn seccomp_runtime_default_filters_by_capability() {
     assert_eq!(run(ProfileType::Unconfined, &[]), "allowed");
     assert_eq!(run(ProfileType::RuntimeDefault, &[]), "denied");
     assert_eq!(run(ProfileType::RuntimeDefault, &["SYS_ADMIN"]), "allowed");
+}
+
+/// The pause process spec: pid 1 of a new pid namespace, no capabilities at all, read-only
+/// rootfs, OOM score clamped to what the daemon may set.
+#[test]
+fn pause_spec_under_runc() {
+    if skip() {
+        return;
+    }
+    let bundle = Bundle::new("pause");
+    let host = HostInfo::probe().expect("probe host");
+    let pod = PodContext {
+        sandbox_id: "sb".into(),
+        hostname: "h".into(),
+        cgroup_parent: format!("/{}", bundle.id),
+        ..Default::default()
+    };
+    let script = "echo pid=$$; \
+        echo capbnd=$(busybox grep CapBnd /proc/self/status | busybox cut -f2); \
+        echo nnp=$(busybox grep NoNewPrivs /proc/self/status | busybox cut -f2); \
+        echo oom=$(busybox cat /proc/self/oom_score_adj); \
+        if busybox touch /x 2>/dev/null; then echo root=rw; else echo root=ro; fi";
+    let spec = crius_spec::pause_spec(
+        &pod,
+        &PodSandboxConfig::default(),
+        &host,
+        &bundle.rootfs(),
+        vec![
+            "/bin/busybox".into(),
+            "sh".into(),
+            "-c".into(),
+            script.into(),
+        ],
+    )
+    .expect("pause_spec");
+    let (ok, out, err) = bundle.run(&spec);
+    assert!(ok, "runc run failed:\nstdout:\n{out}\nstderr:\n{err}");
+    assert_eq!(value(&out, "pid="), "1");
+    assert_eq!(u64::from_str_radix(value(&out, "capbnd="), 16).unwrap(), 0);
+    assert_eq!(value(&out, "nnp="), "1");
+    let want = if host.has_cap_sys_resource {
+        crius_spec::SANDBOX_OOM_SCORE_ADJ
+    } else {
+        crius_spec::SANDBOX_OOM_SCORE_ADJ.max(host.current_oom_score_adj)
+    };
+    assert_eq!(value(&out, "oom="), want.to_string());
+    assert_eq!(value(&out, "root="), "ro");
+}
+
+/// A privileged container gets the daemon's bounding set, writable /sys and the host's
+/// devices; runc must accept the (large) device list.
+#[test]
+fn privileged_container_under_runc() {
+    if skip() {
+        return;
+    }
+    let bundle = Bundle::new("priv");
+    let host = HostInfo::probe().expect("probe host");
+    let script = "\
+        echo capbnd=$(busybox grep CapBnd /proc/self/status | busybox cut -f2); \
+        echo sys=$(busybox awk '$2==\"/sys\" {print $4}' /proc/self/mounts | busybox cut -d, -f1); \
+        if [ -c /dev/kmsg ]; then echo kmsg=yes; else echo kmsg=no; fi; \
+        echo seccomp=$(busybox grep '^Seccomp:' /proc/self/status | busybox cut -f2)";
+    let config = ContainerConfig {
+        command: vec![
+            "/bin/busybox".into(),
+            "sh".into(),
+            "-c".into(),
+            script.into(),
+        ],
+        linux: Some(LinuxContainerConfig {
+            resources: None,
+            security_context: Some(LinuxContainerSecurityContext {
+                privileged: true,
+                seccomp: Some(SecurityProfile::default()),
+                namespace_options: Some(NamespaceOption {
+                    network: NamespaceMode::Node as i32,
+                    pid: NamespaceMode::Container as i32,
+                    ipc: NamespaceMode::Container as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        }),
+        ..Default::default()
+    };
+    let sandbox = PodSandboxConfig {
+        linux: Some(cri_api::v1::LinuxPodSandboxConfig {
+            security_context: Some(cri_api::v1::LinuxSandboxSecurityContext {
+                privileged: true,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let pod = PodContext {
+        sandbox_id: "sb".into(),
+        hostname: "h".into(),
+        cgroup_parent: format!("/{}", bundle.id),
+        ..Default::default()
+    };
+    let rootfs = bundle.rootfs();
+    let spec = container_spec(&SpecInput {
+        container_id: "c",
+        config: &config,
+        sandbox: &sandbox,
+        image: &ImageDefaults::default(),
+        rootfs: &rootfs,
+        pod: &pod,
+        host: &host,
+        target_pid_ns: None,
+        seccomp_profile_root: Path::new("/nonexistent"),
+        handler: HandlerCaps::default(),
+    })
+    .expect("container_spec");
+    let (ok, out, err) = bundle.run(&spec);
+    assert!(ok, "runc run failed:\nstdout:\n{out}\nstderr:\n{err}");
+    let bnd = u64::from_str_radix(value(&out, "capbnd="), 16).expect("CapBnd hex");
+    let got: BTreeSet<String> = cap_names_from_mask(bnd).into_iter().collect();
+    let want: BTreeSet<String> = host.bounding_caps.iter().cloned().collect();
+    assert_eq!(got, want);
+    assert_eq!(value(&out, "sys="), "rw");
+    // runc creates only the standard nodes itself; kmsg comes from the host device list.
+    if Path::new("/dev/kmsg").exists() {
+        assert_eq!(value(&out, "kmsg="), "yes");
+    }
+    assert_eq!(value(&out, "seccomp="), "0", "privileged is never filtered");
 }

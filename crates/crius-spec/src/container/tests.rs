@@ -687,6 +687,12 @@ fn seccomp_profiles() {
         dir.path().join("bad.json").to_string_lossy().into_owned();
     expect_field(f.spec(), "security_context.seccomp");
 
+    // The structured reference must be absolute, even when the file exists under the root.
+    f.profiles = dir.path().to_path_buf();
+    f.sc().seccomp.as_mut().unwrap().localhost_ref = "audit.json".into();
+    let err = expect_field(f.spec(), "security_context.seccomp");
+    assert!(err.to_string().contains("absolute"), "{err}");
+
     // Unconfined.
     f.sc().seccomp = Some(SecurityProfile {
         profile_type: ProfileType::Unconfined as i32,
