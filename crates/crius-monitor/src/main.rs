@@ -324,6 +324,9 @@ fn main() {
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status();
+            // As subreaper we inherited whatever the runtime left running (a killed `create`
+            // leaves `runc init` and hooks behind); those die with us.
+            kill_children();
             let _ = std::fs::remove_file(args.state_dir.join("monitor.pid"));
             1
         }
@@ -926,6 +929,41 @@ impl Monitor {
         if let Err(e) = write_atomic(&args.state_dir.join("exit.json"), json.as_bytes()) {
             note(&args.state_dir, &format!("writing exit.json: {e}"));
         }
+    }
+}
+
+/// SIGKILLs and reaps every child of ours, including orphans reparented to us.
+fn kill_children() {
+    let me = std::process::id() as i32;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut found = false;
+        if let Ok(dir) = std::fs::read_dir("/proc") {
+            for e in dir.flatten() {
+                let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+                    continue;
+                };
+                let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                    continue;
+                };
+                // the comm field may contain spaces; ppid is the second field after its ')'
+                let ppid = stat
+                    .rfind(')')
+                    .and_then(|i| stat[i + 1..].split_whitespace().nth(1))
+                    .and_then(|p| p.parse::<i32>().ok());
+                if ppid == Some(me) {
+                    found = true;
+                    unsafe {
+                        libc::kill(pid, libc::SIGKILL);
+                    }
+                }
+            }
+        }
+        while let Ok(Some(_)) = sys::try_wait(-1) {}
+        if !found || Instant::now() >= deadline {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
