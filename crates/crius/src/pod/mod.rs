@@ -179,9 +179,6 @@ impl Runtime {
         }
 
         let id = new_id();
-        if let Err(owner) = self.reserve(&key, &id) {
-            return self.existing_pod_for_retry(&key, &owner, &cfg).await;
-        }
         let cgroup_parent = cfg
             .linux
             .as_ref()
@@ -204,21 +201,30 @@ impl Runtime {
             resolv_file: None,
             cgroup_parent,
         };
-        if let Err(e) = self.store.put(SANDBOXES, &id, &rec) {
-            self.release(&key, &id);
-            return Err(e.into());
-        }
         let pod = Arc::new(Pod {
             id: id.clone(),
-            rec: SyncMutex::new(rec),
+            rec: SyncMutex::new(rec.clone()),
             op: tokio::sync::Mutex::new(()),
             name_key: key.clone(),
         });
+        // The pod is in the table, locked, before its name is reserved: a concurrent retry that finds
+        // the reservation always finds the pod and waits on its lock.
         let guard = pod.op.lock().await;
         self.pods
             .write()
             .map_err(|_| Error::Internal("pod table lock poisoned".into()))?
             .insert(id.clone(), pod.clone());
+        if let Err(owner) = self.reserve(&key, &id) {
+            if let Ok(mut pods) = self.pods.write() {
+                pods.remove(&id);
+            }
+            drop(guard);
+            return self.existing_pod_for_retry(&key, &owner, &cfg).await;
+        }
+        if let Err(e) = self.store.put(SANDBOXES, &id, &rec) {
+            self.forget_pod(&pod);
+            return Err(e.into());
+        }
 
         match self.setup_pod(&pod, &cfg).await {
             Ok(()) => {

@@ -1,0 +1,1065 @@
+//! E2E: the CRI ImageService of the real daemon against the real test registries (plain, basic-auth, a
+//! hosts.toml mirror), the `crius image import` CLI, and hostile or corrupted registry content.
+//! Every digest and id comes from the image builder's manifest.json, never from this file.
+
+mod common;
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use cri_api::v1 as cri;
+use serde_json::Value;
+use tonic::Code;
+
+/// Fails the test instead of hanging it when the daemon or the registry stops answering.
+async fn within<F: Future<Output = ()>>(secs: u64, f: F) {
+    if tokio::time::timeout(Duration::from_secs(secs), f)
+        .await
+        .is_err()
+    {
+        panic!("test did not finish within {secs}s");
+    }
+}
+
+/// The manifest.json entry of a pushed test image, e.g. `entry("busybox:latest")`.
+fn entry(name: &str) -> Value {
+    let m = images_manifest();
+    let e = m["images"][format!("crius-test/{name}")].clone();
+    assert!(
+        e.is_object(),
+        "crius-test/{name} missing from the images manifest"
+    );
+    e
+}
+
+fn s(v: &Value) -> String {
+    v.as_str()
+        .unwrap_or_else(|| panic!("expected a string, got {v}"))
+        .to_string()
+}
+
+fn spec(reference: &str) -> Option<cri::ImageSpec> {
+    Some(cri::ImageSpec {
+        image: reference.to_string(),
+        ..Default::default()
+    })
+}
+
+async fn pull_with(
+    d: &mut Daemon,
+    reference: &str,
+    auth: Option<cri::AuthConfig>,
+) -> Result<String, tonic::Status> {
+    d.img
+        .pull_image(cri::PullImageRequest {
+            image: spec(reference),
+            auth,
+            sandbox_config: None,
+        })
+        .await
+        .map(|r| r.into_inner().image_ref)
+}
+
+async fn image_status(d: &mut Daemon, reference: &str, verbose: bool) -> cri::ImageStatusResponse {
+    d.img
+        .image_status(cri::ImageStatusRequest {
+            image: spec(reference),
+            verbose,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("ImageStatus {reference}: {e}"))
+        .into_inner()
+}
+
+async fn status_of(d: &mut Daemon, reference: &str) -> Option<cri::Image> {
+    image_status(d, reference, false).await.image
+}
+
+async fn list(d: &mut Daemon, filter: Option<&str>) -> Vec<cri::Image> {
+    d.img
+        .list_images(cri::ListImagesRequest {
+            filter: filter.map(|f| cri::ImageFilter { image: spec(f) }),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("ListImages {filter:?}: {e}"))
+        .into_inner()
+        .images
+}
+
+async fn remove(d: &mut Daemon, reference: &str) -> Result<(), tonic::Status> {
+    d.img
+        .remove_image(cri::RemoveImageRequest {
+            image: spec(reference),
+        })
+        .await
+        .map(|_| ())
+}
+
+async fn fs_info(d: &mut Daemon) -> cri::ImageFsInfoResponse {
+    d.img
+        .image_fs_info(cri::ImageFsInfoRequest {})
+        .await
+        .unwrap_or_else(|e| panic!("ImageFsInfo: {e}"))
+        .into_inner()
+}
+
+fn used(u: &cri::FilesystemUsage) -> u64 {
+    u.used_bytes.as_ref().map(|v| v.value).unwrap_or(0)
+}
+
+/// Layer snapshots in the daemon's image store (in-progress `tmp-*` dirs excluded).
+fn snapshots(d: &Daemon) -> Vec<String> {
+    let dir = d.dir.join("root/images/snapshots");
+    let mut v: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with("tmp-"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Runs `args` in a new container of `image` in a new host-network pod; returns the container id.
+async fn run_on(d: &mut Daemon, pod_name: &str, image: &str, args: &[&str]) -> String {
+    let (pod, pod_cfg) = d.run_pod(pod_name, true).await;
+    let cfg = container_config(&format!("{pod_name}-ctr"), image, args);
+    let id = d
+        .create(&pod, &pod_cfg, cfg)
+        .await
+        .unwrap_or_else(|e| panic!("CreateContainer on {image}: {e}\n{}", d.log()));
+    d.start_ctr(&id).await;
+    id
+}
+
+/// ExecSync that must succeed; returns stdout.
+async fn sh(d: &mut Daemon, ctr: &str, cmd: &[&str]) -> String {
+    let r = d
+        .exec(ctr, cmd, 10)
+        .await
+        .unwrap_or_else(|e| panic!("exec {cmd:?}: {e}"));
+    assert_eq!(
+        r.exit_code,
+        0,
+        "exec {cmd:?}: exit {} stdout {:?} stderr {:?}",
+        r.exit_code,
+        String::from_utf8_lossy(&r.stdout),
+        String::from_utf8_lossy(&r.stderr)
+    );
+    String::from_utf8_lossy(&r.stdout).into_owned()
+}
+
+fn has_id(images: &[cri::Image], id: &str) -> bool {
+    images.iter().any(|i| i.id == id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_by_tag_reports_ids_digests_size_user_and_config() {
+    within(90, async {
+        let mut d = Daemon::start().await;
+        for (name, want_uid, want_user) in [
+            ("busybox:latest", Some(0), ""),
+            ("busybox-user:latest", None, "crius"),
+        ] {
+            let e = entry(name);
+            let reference = image(name);
+            let id = d.pull(&reference).await;
+            assert_eq!(id, s(&e["image_id"]), "{name}: PullImage image_ref");
+
+            let st = image_status(&mut d, &reference, true).await;
+            let img = st
+                .image
+                .unwrap_or_else(|| panic!("{name}: ImageStatus has no image after the pull"));
+            assert_eq!(img.id, id, "{name}");
+            assert!(
+                img.repo_tags.contains(&reference),
+                "{name}: repo_tags {:?}",
+                img.repo_tags
+            );
+            let repo = reference
+                .rsplit_once(':')
+                .map(|(r, _)| r.to_string())
+                .unwrap_or_default();
+            let want_digest = format!("{repo}@{}", s(&e["manifest_digest"]));
+            assert!(
+                img.repo_digests.contains(&want_digest),
+                "{name}: repo_digests {:?} lacks {want_digest}",
+                img.repo_digests
+            );
+            let layer_bytes: u64 = e["layers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| l["size"].as_u64().unwrap())
+                .sum();
+            assert!(
+                img.size >= layer_bytes,
+                "{name}: size {} < layers {layer_bytes}",
+                img.size
+            );
+            assert_eq!(img.uid.as_ref().map(|u| u.value), want_uid, "{name}: uid");
+            assert_eq!(img.username, want_user, "{name}: username");
+
+            // Verbose: the image config, as pushed.
+            let info = st
+                .info
+                .get("info")
+                .unwrap_or_else(|| panic!("{name}: verbose info {:?}", st.info));
+            let info: Value = serde_json::from_str(info)
+                .unwrap_or_else(|e| panic!("{name}: info not JSON: {e}: {info}"));
+            let text = info.to_string();
+            let want = &e["config"];
+            for key in ["Env", "Cmd", "Labels", "User", "Entrypoint", "WorkingDir"] {
+                if let Some(v) = want.get(key) {
+                    assert!(
+                        text.contains(&v.to_string()),
+                        "{name}: verbose info lacks config {key}={v}: {text}"
+                    );
+                }
+            }
+        }
+        d.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_by_digest_and_two_tags_share_one_image() {
+    within(90, async {
+        let mut d = Daemon::start().await;
+        let e = entry("busybox:latest");
+        let id = s(&e["image_id"]);
+        let by_digest = format!("{}@{}", image("busybox"), s(&e["manifest_digest"]));
+        assert_eq!(d.pull(&by_digest).await, id);
+        let img = status_of(&mut d, &by_digest)
+            .await
+            .expect("image by digest");
+        assert_eq!(img.id, id);
+        assert!(
+            img.repo_digests.contains(&by_digest),
+            "{:?}",
+            img.repo_digests
+        );
+
+        assert_eq!(d.pull(&image("busybox:latest")).await, id);
+        assert_eq!(d.pull(&image("busybox:1.36")).await, id);
+        assert_eq!(
+            s(&entry("busybox:1.36")["image_id"]),
+            id,
+            "manifest: both tags are one image"
+        );
+        let img = status_of(&mut d, &image("busybox:1.36"))
+            .await
+            .expect("image by second tag");
+        assert_eq!(img.id, id);
+        for t in [image("busybox:latest"), image("busybox:1.36")] {
+            assert!(
+                img.repo_tags.contains(&t),
+                "repo_tags {:?} lacks {t}",
+                img.repo_tags
+            );
+        }
+        let all = list(&mut d, None).await;
+        assert_eq!(
+            all.iter().filter(|i| i.id == id).count(),
+            1,
+            "one record per image: {all:?}"
+        );
+        d.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_through_hosts_toml_mirror() {
+    within(90, async {
+        let mut d = Daemon::start().await;
+        // The registry name does not resolve: the pull can only succeed through the mirror entry.
+        let name = "mirror.invalid:5000";
+        let dir = d.dir.join("certs.d").join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("hosts.toml"),
+            format!(
+                "server = \"http://{name}\"\n\n[host.\"http://{}\"]\n  capabilities = [\"pull\", \"resolve\"]\n",
+                registry()
+            ),
+        )
+        .unwrap();
+        let reference = format!("{name}/crius-test/busybox:latest");
+        let id = pull_with(&mut d, &reference, None)
+            .await
+            .unwrap_or_else(|e| panic!("pull via mirror: {e}\n{}", d.log()));
+        assert_eq!(id, s(&entry("busybox:latest")["image_id"]));
+        let img = status_of(&mut d, &reference).await.expect("mirrored image by its own name");
+        assert!(img.repo_tags.contains(&reference), "{:?}", img.repo_tags);
+
+        // Without a hosts entry the same name is unreachable: proves the mirror, not luck, served it.
+        let other = "mirror2.invalid:5000/crius-test/busybox:latest";
+        let (c, msg) = code(pull_with(&mut d, other, None).await);
+        assert_ne!(c, Code::Ok);
+        assert!(msg.contains("mirror2.invalid"), "{c:?}: {msg}");
+        d.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_with_basic_auth() {
+    within(90, async {
+        let mut d = Daemon::start().await;
+        let m = images_manifest();
+        let reg = s(&m["auth"]["registry"]);
+        let reference = format!("{reg}/crius-test/busybox:latest");
+
+        let (c, msg) = code(pull_with(&mut d, &reference, None).await);
+        assert!(
+            matches!(c, Code::Unauthenticated | Code::PermissionDenied),
+            "no credentials: {c:?}: {msg}"
+        );
+        assert!(
+            msg.contains(&reg) || msg.contains("crius-test/busybox"),
+            "message names neither registry nor image: {msg}"
+        );
+
+        let bad = cri::AuthConfig {
+            username: s(&m["auth"]["username"]),
+            password: "wrong-password".into(),
+            ..Default::default()
+        };
+        let (c, msg) = code(pull_with(&mut d, &reference, Some(bad)).await);
+        assert!(
+            matches!(c, Code::Unauthenticated | Code::PermissionDenied),
+            "bad password: {c:?}: {msg}"
+        );
+        assert!(
+            !msg.contains("wrong-password"),
+            "the password leaked into the error: {msg}"
+        );
+        assert!(status_of(&mut d, &reference).await.is_none());
+
+        let good = cri::AuthConfig {
+            username: s(&m["auth"]["username"]),
+            password: s(&m["auth"]["password"]),
+            ..Default::default()
+        };
+        let id = pull_with(&mut d, &reference, Some(good))
+            .await
+            .unwrap_or_else(|e| panic!("pull with credentials: {e}\n{}", d.log()));
+        assert_eq!(id, s(&entry("busybox:latest")["image_id"]));
+        assert!(status_of(&mut d, &reference).await.is_some());
+        d.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_index_picks_host_platform() {
+    within(90, async {
+        let mut d = Daemon::start().await;
+        for name in ["multiarch:latest", "multiarch-docker:latest"] {
+            let e = entry(name);
+            let host = &e["platforms"]["linux/amd64"];
+            assert!(
+                host.is_object(),
+                "{name}: manifest has no linux/amd64 platform"
+            );
+            let reference = image(name);
+            let id = d.pull(&reference).await;
+            assert_eq!(
+                id,
+                s(&host["image_id"]),
+                "{name}: pulled the wrong platform"
+            );
+            let img = status_of(&mut d, &reference)
+                .await
+                .expect("index image status");
+            assert_eq!(img.id, id);
+            assert!(
+                img.repo_tags.contains(&reference),
+                "{name}: {:?}",
+                img.repo_tags
+            );
+            let repo = image(name.split(':').next().unwrap());
+            let index = format!("{repo}@{}", s(&e["manifest_digest"]));
+            let platform = format!("{repo}@{}", s(&e["platform_manifest_digest"]));
+            assert!(
+                img.repo_digests.contains(&index) || img.repo_digests.contains(&platform),
+                "{name}: repo_digests {:?}",
+                img.repo_digests
+            );
+        }
+        d.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn layered_image_whiteouts_links_and_modes_inside_a_container() {
+    within(120, async {
+        let mut d = Daemon::start().await;
+        let e = entry("layered:latest");
+        let reference = image("layered:latest");
+        assert_eq!(d.pull(&reference).await, s(&e["image_id"]));
+        let ctr = run_on(&mut d, "layered", &reference, &["sleep", "300"]).await;
+        let x = &e["expect"];
+
+        for (path, content) in x["files"].as_object().unwrap() {
+            let got = sh(&mut d, &ctr, &["cat", path]).await;
+            assert_eq!(got, s(content), "content of {path}");
+        }
+        for path in x["absent"].as_array().unwrap() {
+            let p = s(path);
+            let r = d
+                .exec(
+                    &ctr,
+                    &["sh", "-c", "[ -e \"$1\" ] || [ -L \"$1\" ]", "sh", &p],
+                    10,
+                )
+                .await
+                .unwrap();
+            assert_eq!(
+                r.exit_code,
+                1,
+                "{p} must be absent (stderr {:?})",
+                String::from_utf8_lossy(&r.stderr)
+            );
+        }
+        for pair in x["hardlinks"].as_array().unwrap() {
+            let a = s(&pair[0]);
+            let b = s(&pair[1]);
+            let ia = sh(&mut d, &ctr, &["stat", "-c", "%i %h", &a]).await;
+            let ib = sh(&mut d, &ctr, &["stat", "-c", "%i %h", &b]).await;
+            assert_eq!(ia, ib, "{a} and {b} must be one inode");
+            let nlink: u64 = ia.split_whitespace().nth(1).unwrap().parse().unwrap();
+            assert!(nlink >= 2, "{a}: nlink {nlink}");
+        }
+        for (path, target) in x["symlinks"].as_object().unwrap() {
+            let kind = sh(&mut d, &ctr, &["stat", "-c", "%F", path]).await;
+            assert_eq!(kind.trim(), "symbolic link", "{path}");
+            let got = sh(&mut d, &ctr, &["readlink", path]).await;
+            assert_eq!(got.trim_end(), s(target), "target of {path}");
+        }
+        // Both symlinks resolve inside the container's root.
+        assert_eq!(
+            sh(
+                &mut d,
+                &ctr,
+                &["cat", "/data/symlink-abs", "/data/symlink-rel"]
+            )
+            .await,
+            "keep\nkeep\n"
+        );
+        for (path, want) in x["modes"].as_object().unwrap() {
+            let got = sh(&mut d, &ctr, &["stat", "-c", "%a %u %g", path]).await;
+            let f: Vec<&str> = got.split_whitespace().collect();
+            assert_eq!(f.len(), 3, "{path}: stat said {got:?}");
+            let mode = u32::from_str_radix(f[0], 8).unwrap();
+            let want_mode = u32::from_str_radix(&s(&want["mode"]), 8).unwrap();
+            assert_eq!(
+                mode, want_mode,
+                "{path}: mode {:o} want {want_mode:o}",
+                mode
+            );
+            assert_eq!(
+                f[1].parse::<u64>().unwrap(),
+                want["uid"].as_u64().unwrap(),
+                "{path}: uid"
+            );
+            assert_eq!(
+                f[2].parse::<u64>().unwrap(),
+                want["gid"].as_u64().unwrap(),
+                "{path}: gid"
+            );
+        }
+        d.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_images_with_and_without_filter() {
+    within(90, async {
+        let mut d = Daemon::start().await;
+        assert!(
+            list(&mut d, None).await.is_empty(),
+            "a new daemon lists no images"
+        );
+        let bb = d.pull(&image("busybox:latest")).await;
+        let user = d.pull(&image("busybox-user:latest")).await;
+        assert_ne!(bb, user);
+
+        let all = list(&mut d, None).await;
+        assert_eq!(all.len(), 2, "{all:?}");
+        assert!(has_id(&all, &bb) && has_id(&all, &user), "{all:?}");
+        let u = all.iter().find(|i| i.id == user).unwrap();
+        assert_eq!(u.username, "crius");
+        assert!(u.repo_tags.contains(&image("busybox-user:latest")), "{u:?}");
+
+        let only = list(&mut d, Some(&image("busybox-user:latest"))).await;
+        assert_eq!(only.len(), 1, "{only:?}");
+        assert_eq!(only[0].id, user);
+        let only = list(&mut d, Some(&bb)).await;
+        assert_eq!(only.len(), 1, "filter by id: {only:?}");
+        assert_eq!(only[0].id, bb);
+        assert!(list(&mut d, Some(&image("busybox:no-such-tag")))
+            .await
+            .is_empty());
+        d.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remove_image_untags_then_removes_and_unknown_is_fine() {
+    within(90, async {
+        let mut d = Daemon::start().await;
+        let latest = image("busybox:latest");
+        let old = image("busybox:1.36");
+        let id = d.pull(&latest).await;
+        assert_eq!(d.pull(&old).await, id);
+
+        // One of two tags: only the tag goes.
+        remove(&mut d, &old)
+            .await
+            .unwrap_or_else(|e| panic!("RemoveImage {old}: {e}"));
+        let img = status_of(&mut d, &latest)
+            .await
+            .expect("the other tag still resolves");
+        assert_eq!(img.id, id);
+        assert!(
+            !img.repo_tags.contains(&old),
+            "{old} still listed: {:?}",
+            img.repo_tags
+        );
+        assert!(img.repo_tags.contains(&latest), "{:?}", img.repo_tags);
+        assert!(
+            status_of(&mut d, &old).await.is_none(),
+            "removed tag still resolves"
+        );
+        assert!(!snapshots(&d).is_empty(), "untagging must keep the layers");
+
+        // By id: the image goes, and so do its layers.
+        remove(&mut d, &id)
+            .await
+            .unwrap_or_else(|e| panic!("RemoveImage {id}: {e}"));
+        assert!(status_of(&mut d, &latest).await.is_none());
+        assert!(status_of(&mut d, &id).await.is_none());
+        assert!(!has_id(&list(&mut d, None).await, &id));
+        assert_eq!(
+            snapshots(&d),
+            Vec::<String>::new(),
+            "layers of a removed image were not collected"
+        );
+
+        // Unknown images: RemoveImage is idempotent, ImageStatus answers with no image.
+        remove(&mut d, &id)
+            .await
+            .unwrap_or_else(|e| panic!("second RemoveImage {id}: {e}"));
+        remove(&mut d, &image("never-pushed:v0"))
+            .await
+            .unwrap_or_else(|e| panic!("RemoveImage unknown: {e}"));
+        let unknown_id = format!("sha256:{}", "0".repeat(64));
+        remove(&mut d, &unknown_id)
+            .await
+            .unwrap_or_else(|e| panic!("RemoveImage unknown id: {e}"));
+        let st = image_status(&mut d, &image("never-pushed:v0"), true).await;
+        assert!(st.image.is_none(), "{st:?}");
+        assert!(status_of(&mut d, &unknown_id).await.is_none());
+        d.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remove_image_in_use_keeps_container_and_frees_layers_after_it() {
+    within(120, async {
+        let mut d = Daemon::start().await;
+        // layered's upper layers belong to it alone, so their snapshots are observable.
+        let reference = image("layered:latest");
+        let id = d.pull(&reference).await;
+        let snaps = snapshots(&d);
+        let layers = entry("layered:latest")["layers"].as_array().unwrap().len();
+        assert_eq!(snaps.len(), layers, "one snapshot per layer: {snaps:?}");
+        let ctr = run_on(&mut d, "inuse", &reference, &["sleep", "300"]).await;
+        assert_eq!(sh(&mut d, &ctr, &["cat", "/data/keep.txt"]).await, "keep\n");
+
+        remove(&mut d, &id)
+            .await
+            .unwrap_or_else(|e| panic!("RemoveImage of an image in use: {e}"));
+        assert!(status_of(&mut d, &reference).await.is_none());
+        assert!(!has_id(&list(&mut d, None).await, &id));
+        // The running container still has its root filesystem.
+        assert_eq!(sh(&mut d, &ctr, &["cat", "/data/keep.txt"]).await, "keep\n");
+        sh(
+            &mut d,
+            &ctr,
+            &["sh", "-c", "echo more > /data/new.txt && cat /data/new.txt"],
+        )
+        .await;
+        let st = d.status(&ctr).await;
+        assert_eq!(
+            st.state,
+            cri::ContainerState::ContainerRunning as i32,
+            "{st:?}"
+        );
+        assert_eq!(
+            snapshots(&d),
+            snaps,
+            "layers of a running container must stay"
+        );
+        let before = used(&fs_info(&mut d).await.image_filesystems[0]);
+
+        d.rt.stop_container(cri::StopContainerRequest {
+            container_id: ctr.clone(),
+            timeout: 2,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("StopContainer: {e}"));
+        d.rt.remove_container(cri::RemoveContainerRequest {
+            container_id: ctr.clone(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("RemoveContainer: {e}"));
+        assert_eq!(
+            snapshots(&d),
+            Vec::<String>::new(),
+            "layers of the removed image outlived its last container"
+        );
+        let after = used(&fs_info(&mut d).await.image_filesystems[0]);
+        assert!(after < before, "image fs used bytes {before} -> {after}");
+        d.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_fs_info_reports_image_and_container_filesystems() {
+    within(90, async {
+        let mut d = Daemon::start().await;
+        let empty = fs_info(&mut d).await;
+        let empty_used = used(&empty.image_filesystems[0]);
+        d.pull(&image("busybox:latest")).await;
+        let r = fs_info(&mut d).await;
+        assert_eq!(r.image_filesystems.len(), 1, "{r:?}");
+        assert!(!r.container_filesystems.is_empty(), "{r:?}");
+        for u in r
+            .image_filesystems
+            .iter()
+            .chain(r.container_filesystems.iter())
+        {
+            let mp = u
+                .fs_id
+                .as_ref()
+                .map(|f| f.mountpoint.clone())
+                .unwrap_or_default();
+            assert!(
+                !mp.is_empty() && Path::new(&mp).is_absolute(),
+                "mountpoint {mp:?}: {u:?}"
+            );
+            assert!(u.timestamp > 0, "{u:?}");
+            assert!(u.used_bytes.is_some() && u.inodes_used.is_some(), "{u:?}");
+        }
+        let img = &r.image_filesystems[0];
+        // The busybox layer is ~1.4 MB compressed and more unpacked.
+        let layer = entry("busybox:latest")["layers"][0]["size"]
+            .as_u64()
+            .unwrap();
+        assert!(
+            used(img) >= empty_used + layer,
+            "image fs used {} (empty {empty_used}, layer {layer})",
+            used(img)
+        );
+        assert!(img.inodes_used.as_ref().unwrap().value > 0);
+
+        // A container writing 2 MiB shows up in the container filesystem.
+        let before = used(&r.container_filesystems[0]);
+        let ctr = run_on(
+            &mut d,
+            "fsinfo",
+            &image("busybox:latest"),
+            &["sleep", "300"],
+        )
+        .await;
+        sh(
+            &mut d,
+            &ctr,
+            &["dd", "if=/dev/zero", "of=/big", "bs=1024", "count=2048"],
+        )
+        .await;
+        let r = fs_info(&mut d).await;
+        let after = used(&r.container_filesystems[0]);
+        assert!(
+            after >= before + 2 * 1024 * 1024,
+            "container fs used {before} -> {after}"
+        );
+        d.shutdown().await;
+    })
+    .await;
+}
+
+fn crius_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_crius"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_docker_save_and_oci_layout_archives() {
+    within(120, async {
+        let mut d = Daemon::start().await;
+        let m = images_manifest();
+        for kind in ["docker-save", "oci-layout"] {
+            let a = &m["archives"][kind];
+            let path = s(&a["path"]);
+            let id = s(&a["image_id"]);
+            let reference = s(&a["reference"]);
+            let sock = d.socket.clone();
+            let out = tokio::task::spawn_blocking(move || {
+                Command::new(crius_bin())
+                    .args(["image", "import", "--socket"])
+                    .arg(&sock)
+                    .arg(&path)
+                    .output()
+                    .expect("run crius image import")
+            })
+            .await
+            .unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+            assert!(
+                out.status.success(),
+                "{kind}: crius image import failed ({}): {stdout}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(
+                stdout.contains(&reference),
+                "{kind}: import printed {stdout:?}, want {reference}"
+            );
+            assert!(
+                stdout.contains(&id),
+                "{kind}: import printed {stdout:?}, want {id}"
+            );
+
+            let all = list(&mut d, None).await;
+            let img = all
+                .iter()
+                .find(|i| i.id == id)
+                .unwrap_or_else(|| panic!("{kind}: {id} not listed after import: {all:?}"));
+            assert!(
+                img.repo_tags.iter().any(|t| t.ends_with(&reference)),
+                "{kind}: repo_tags {:?} lack {reference}",
+                img.repo_tags
+            );
+            let by_ref = status_of(&mut d, &reference)
+                .await
+                .unwrap_or_else(|| panic!("{kind}: {reference} does not resolve"));
+            assert_eq!(by_ref.id, id);
+        }
+        // The imported layers are real: a container runs on the imported image.
+        let reference = s(&m["archives"]["docker-save"]["reference"]);
+        let ctr = run_on(&mut d, "imported", &reference, &["sleep", "300"]).await;
+        assert_eq!(
+            sh(&mut d, &ctr, &["echo", "imported-ok"]).await,
+            "imported-ok\n"
+        );
+
+        // A file that is not an image archive fails, naming it.
+        let bogus = d.dir.join("not-an-image.tar");
+        std::fs::write(&bogus, b"this is not a tarball").unwrap();
+        let out = Command::new(crius_bin())
+            .args(["image", "import", "--socket"])
+            .arg(&d.socket)
+            .arg(&bogus)
+            .output()
+            .expect("run crius image import");
+        assert!(!out.status.success(), "importing garbage succeeded");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("not-an-image.tar"),
+            "error does not name the file: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        d.shutdown().await;
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------- hostile and corrupted content
+
+fn sha256_file(p: &Path) -> String {
+    let out = Command::new("sha256sum")
+        .arg(p)
+        .output()
+        .expect("run sha256sum");
+    assert!(out.status.success(), "sha256sum {}", p.display());
+    let text = String::from_utf8_lossy(&out.stdout);
+    format!("sha256:{}", text.split_whitespace().next().unwrap())
+}
+
+fn curl(args: &[&str]) -> String {
+    let out = Command::new("curl")
+        .args(["-sS", "--fail-with-body", "--max-time", "20"])
+        .args(args)
+        .output()
+        .expect("run curl");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "curl {args:?}: {}: {stdout}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Uploads one blob with the distribution API (POST an upload, PUT it with its digest).
+fn push_blob(repo: &str, file: &Path, digest: &str) {
+    let headers = curl(&[
+        "-D",
+        "-",
+        "-o",
+        "/dev/null",
+        "-X",
+        "POST",
+        &format!("http://{}/v2/{repo}/blobs/uploads/", registry()),
+    ]);
+    let location = headers
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("location")
+                .then(|| v.trim().to_string())
+        })
+        .unwrap_or_else(|| panic!("no Location in upload response: {headers}"));
+    let url = if location.starts_with('/') {
+        format!("http://{}{location}", registry())
+    } else {
+        location
+    };
+    let sep = if url.contains('?') { '&' } else { '?' };
+    curl(&[
+        "-X",
+        "PUT",
+        "-H",
+        "Content-Type: application/octet-stream",
+        "--data-binary",
+        &format!("@{}", file.display()),
+        &format!("{url}{sep}digest={digest}"),
+    ]);
+}
+
+fn registry_blob(digest: &str) -> PathBuf {
+    let hex = digest.strip_prefix("sha256:").unwrap();
+    test_dir().join(format!(
+        "registry-plain/docker/registry/v2/blobs/sha256/{}/{hex}/data",
+        &hex[..2]
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupted_layer_blob_fails_the_pull() {
+    within(120, async {
+        let nonce = format!(
+            "{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        );
+        let repo = format!("crius-test/corrupt-{nonce}");
+        let work = tempfile::Builder::new()
+            .prefix("crius-corrupt-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let w = work.path();
+
+        // A one-file layer whose content is unique to this run, so its blob is shared with nothing.
+        let src = w.join("src");
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::write(src.join("unique.txt"), format!("{repo}\n").repeat(64)).unwrap();
+        let layer = w.join("layer.tar");
+        let st = Command::new("tar")
+            .args(["--owner=0", "--group=0", "--numeric-owner", "-C"])
+            .arg(&src)
+            .arg("-cf")
+            .arg(&layer)
+            .arg("unique.txt")
+            .status()
+            .expect("run tar");
+        assert!(st.success());
+        let layer_digest = sha256_file(&layer);
+        let layer_size = std::fs::metadata(&layer).unwrap().len();
+        let config = serde_json::json!({
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {"Cmd": ["/unique.txt"], "Labels": {"org.crius.test.image": repo}},
+            "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
+        });
+        let config_path = w.join("config.json");
+        std::fs::write(&config_path, serde_json::to_vec(&config).unwrap()).unwrap();
+        let config_digest = sha256_file(&config_path);
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": config_digest,
+                "size": std::fs::metadata(&config_path).unwrap().len(),
+            },
+            "layers": [{
+                "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                "digest": layer_digest,
+                "size": layer_size,
+            }],
+        });
+        let manifest_path = w.join("manifest.json");
+        std::fs::write(&manifest_path, serde_json::to_vec(&manifest).unwrap()).unwrap();
+        push_blob(&repo, &layer, &layer_digest);
+        push_blob(&repo, &config_path, &config_digest);
+        curl(&[
+            "-X",
+            "PUT",
+            "-H",
+            "Content-Type: application/vnd.oci.image.manifest.v1+json",
+            "--data-binary",
+            &format!("@{}", manifest_path.display()),
+            &format!("http://{}/v2/{repo}/manifests/v1", registry()),
+        ]);
+        let reference = format!("{}/{repo}:v1", registry());
+
+        // Control: intact, the image pulls (so the failure below is the corruption's doing).
+        let mut ok = Daemon::start().await;
+        assert_eq!(ok.pull(&reference).await, config_digest);
+        ok.shutdown().await;
+
+        // Same length, different bytes: only the digest can tell.
+        let blob = registry_blob(&layer_digest);
+        let mut bytes = std::fs::read(&blob).unwrap_or_else(|e| panic!("{}: {e}", blob.display()));
+        assert_eq!(bytes.len() as u64, layer_size);
+        for b in &mut bytes[512..600] {
+            *b = b'X';
+        }
+        std::fs::write(&blob, &bytes).unwrap();
+        assert_ne!(sha256_file(&blob), layer_digest);
+
+        let mut d = Daemon::start().await;
+        let (c, msg) = code(pull_with(&mut d, &reference, None).await);
+        let hex = layer_digest.strip_prefix("sha256:").unwrap();
+        assert_eq!(c, Code::DataLoss, "corrupted blob: {c:?}: {msg}");
+        assert!(
+            msg.contains(hex),
+            "message does not name the layer digest {layer_digest}: {msg}"
+        );
+        let all = list(&mut d, None).await;
+        assert!(
+            !has_id(&all, &config_digest),
+            "a corrupted image was recorded: {all:?}"
+        );
+        assert!(status_of(&mut d, &reference).await.is_none());
+        // Nothing of the bad blob is kept in the content store.
+        let kept = d.dir.join("root/images/blobs/sha256").join(hex);
+        assert!(!kept.exists(), "{} kept", kept.display());
+        d.shutdown().await;
+
+        // Tidy the registry: this repository and its blobs are this test's alone.
+        let v2 = test_dir().join("registry-plain/docker/registry/v2");
+        let _ = std::fs::remove_dir_all(v2.join("repositories").join(&repo));
+        for dg in [&layer_digest, &config_digest] {
+            if let Some(p) = registry_blob(dg).parent() {
+                let _ = std::fs::remove_dir_all(p);
+            }
+        }
+    })
+    .await;
+}
+
+/// Files an escape would have created on the host: removed before the pull, asserted absent after.
+fn markers(e: &Value) -> Vec<PathBuf> {
+    e["escape_markers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| PathBuf::from(s(m)))
+        .collect()
+}
+
+async fn evil_pull_fails(d: &mut Daemon, name: &str, entry_names: &[&str]) {
+    let e = entry(name);
+    for m in markers(&e) {
+        let _ = std::fs::remove_file(&m);
+        let _ = std::fs::remove_dir_all(&m);
+    }
+    let reference = image(name);
+    let r = pull_with(d, &reference, None).await;
+    for m in markers(&e) {
+        assert!(
+            std::fs::symlink_metadata(&m).is_err(),
+            "{name}: escape marker {} exists after the pull ({r:?})",
+            m.display()
+        );
+    }
+    let (c, msg) = code(r);
+    assert_ne!(c, Code::Ok);
+    assert!(
+        entry_names.iter().any(|n| msg.contains(n)),
+        "{name}: error does not name the entry ({entry_names:?}): {c:?}: {msg}"
+    );
+    assert!(
+        status_of(d, &reference).await.is_none(),
+        "{name}: a rejected image was recorded"
+    );
+    assert!(!has_id(&list(d, None).await, &s(&e["image_id"])));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malicious_layers_are_rejected_without_escaping() {
+    within(90, async {
+        let mut d = Daemon::start().await;
+        evil_pull_fails(
+            &mut d,
+            "evil-traversal:latest",
+            &["../tmp/crius-evil-traversal"],
+        )
+        .await;
+        evil_pull_fails(&mut d, "evil-abs:latest", &["/tmp/crius-evil-abs"]).await;
+        evil_pull_fails(
+            &mut d,
+            "evil-symlink:latest",
+            &[
+                "escape/crius-evil-symlink",
+                "escape-rel/crius-evil-symlink-rel",
+            ],
+        )
+        .await;
+
+        // The hard link names an existing host file; it must keep its content and its single link.
+        let e = entry("evil-hardlink:latest");
+        let target = PathBuf::from(s(&e["protected_target"]));
+        let content = b"protected host file\n";
+        std::fs::write(&target, content).unwrap();
+        evil_pull_fails(
+            &mut d,
+            "evil-hardlink:latest",
+            &["\"link\"", "crius-evil-hardlink-target"],
+        )
+        .await;
+        assert_eq!(
+            std::fs::read(&target).unwrap(),
+            content,
+            "{} was written through",
+            target.display()
+        );
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(
+            std::fs::metadata(&target).unwrap().nlink(),
+            1,
+            "{} gained a link",
+            target.display()
+        );
+        let _ = std::fs::remove_file(&target);
+        d.shutdown().await;
+    })
+    .await;
+}
