@@ -467,3 +467,160 @@ fn privileged_container_under_runc() {
     }
     assert_eq!(value(&out, "seccomp="), "0", "privileged is never filtered");
 }
+
+/// Stand-in for a pod: a process holding new net/IPC/UTS/pid namespaces (`unshare --fork`
+/// makes its child pid 1 of the new pid namespace). Killed on drop.
+struct PodNamespaces {
+    holder: std::process::Child,
+    pid1: u32,
+}
+
+impl PodNamespaces {
+    fn new() -> PodNamespaces {
+        let holder = Command::new("unshare")
+            .args([
+                "--net", "--ipc", "--uts", "--pid", "--fork", BUSYBOX, "sleep", "60",
+            ])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn unshare");
+        let children = format!("/proc/{}/task/{}/children", holder.id(), holder.id());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let pid1 = loop {
+            let text = std::fs::read_to_string(&children).unwrap_or_default();
+            if let Some(p) = text.split_whitespace().next() {
+                // The child exists; wait until it has exec'd sleep (its ns are final then).
+                let comm = std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
+                if comm.trim() == "busybox" {
+                    break p.parse::<u32>().expect("pid");
+                }
+            }
+            assert!(Instant::now() < deadline, "namespace holder did not start");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        PodNamespaces { holder, pid1 }
+    }
+
+    fn ns(&self, kind: &str) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/ns/{kind}", self.pid1))
+    }
+}
+
+impl Drop for PodNamespaces {
+    fn drop(&mut self) {
+        // SAFETY: plain kill(2) of the child process this test spawned.
+        unsafe {
+            libc::kill(self.pid1 as i32, libc::SIGKILL);
+        }
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
+}
+
+/// A container joins the pod's network, IPC and UTS namespaces by path and a target
+/// container's pid namespace; the hostname and the pod sysctls land in the pod's namespaces,
+/// not on the host, and /dev/shm is the pod's.
+#[test]
+fn joins_pod_namespaces_under_runc() {
+    if skip() {
+        return;
+    }
+    let bundle = Bundle::new("podns");
+    let pod_ns = PodNamespaces::new();
+    let host = HostInfo::probe().expect("probe host");
+    let shm = tempfile::tempdir().expect("shm dir");
+    std::fs::write(shm.path().join("marker"), "from-pod").expect("marker");
+    let host_somaxconn =
+        std::fs::read_to_string("/proc/sys/net/core/somaxconn").expect("somaxconn");
+    let host_hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname");
+    let wanted_somaxconn = if host_somaxconn.trim() == "1234" {
+        "1235"
+    } else {
+        "1234"
+    };
+
+    let script = "\
+        echo host=$(busybox hostname); \
+        echo somaxconn=$(busybox cat /proc/sys/net/core/somaxconn); \
+        echo shmmni=$(busybox cat /proc/sys/kernel/shmmni); \
+        echo marker=$(busybox cat /dev/shm/marker); \
+        echo pid=$$; \
+        echo init=$(busybox cat /proc/1/comm); \
+        echo ifaces=$(busybox ls /sys/class/net | busybox tr '\\n' ' ')";
+    let config = ContainerConfig {
+        command: vec![
+            "/bin/busybox".into(),
+            "sh".into(),
+            "-c".into(),
+            script.into(),
+        ],
+        linux: Some(LinuxContainerConfig {
+            resources: None,
+            security_context: Some(LinuxContainerSecurityContext {
+                namespace_options: Some(NamespaceOption {
+                    network: NamespaceMode::Pod as i32,
+                    pid: NamespaceMode::Target as i32,
+                    ipc: NamespaceMode::Pod as i32,
+                    target_id: "other".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        }),
+        ..Default::default()
+    };
+    let pod = PodContext {
+        sandbox_id: "sb".into(),
+        hostname: "pod-host".into(),
+        net_ns: Some(pod_ns.ns("net")),
+        ipc_ns: Some(pod_ns.ns("ipc")),
+        uts_ns: Some(pod_ns.ns("uts")),
+        shm: Some(shm.path().to_path_buf()),
+        cgroup_parent: format!("/{}", bundle.id),
+        sysctls: [
+            (
+                "net.core.somaxconn".to_string(),
+                wanted_somaxconn.to_string(),
+            ),
+            ("kernel.shmmni".to_string(), "1000".to_string()),
+        ]
+        .into(),
+        ..Default::default()
+    };
+    let rootfs = bundle.rootfs();
+    let spec = container_spec(&SpecInput {
+        container_id: "c",
+        config: &config,
+        sandbox: &PodSandboxConfig::default(),
+        image: &ImageDefaults::default(),
+        rootfs: &rootfs,
+        pod: &pod,
+        host: &host,
+        target_pid_ns: Some(pod_ns.ns("pid")),
+        seccomp_profile_root: Path::new("/nonexistent"),
+        handler: HandlerCaps::default(),
+    })
+    .expect("container_spec");
+    let (ok, out, err) = bundle.run(&spec);
+    assert!(ok, "runc run failed:\nstdout:\n{out}\nstderr:\n{err}");
+    assert_eq!(value(&out, "host="), "pod-host");
+    assert_eq!(value(&out, "somaxconn="), wanted_somaxconn);
+    assert_eq!(value(&out, "shmmni="), "1000");
+    assert_eq!(value(&out, "marker="), "from-pod");
+    assert_ne!(
+        value(&out, "pid="),
+        "1",
+        "joined the target's pid namespace"
+    );
+    assert_eq!(value(&out, "init="), "busybox", "the holder is pid 1");
+    assert_eq!(value(&out, "ifaces="), "lo", "only the pod netns loopback");
+    // Nothing leaked onto the host.
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/net/core/somaxconn").unwrap(),
+        host_somaxconn
+    );
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap(),
+        host_hostname
+    );
+}
