@@ -43,7 +43,12 @@ pub(crate) fn capability_args(pod: &PodNetwork) -> Map<String, Value> {
                 "containerPort": p.container_port,
                 "protocol": normalise_protocol(&p.protocol),
             });
-            if !p.host_ip.is_empty() {
+            // An unspecified address means "all addresses"; portmap would take it literally as `-d 0.0.0.0`.
+            let unspecified = p
+                .host_ip
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_unspecified());
+            if !p.host_ip.is_empty() && !unspecified {
                 m["hostIP"] = Value::String(p.host_ip.clone());
             }
             m
@@ -160,6 +165,18 @@ mod tests {
                     protocol: "udp".into(),
                     host_ip: "10.0.0.1".into(),
                 },
+                PortMapping {
+                    host_port: 9000,
+                    container_port: 9,
+                    protocol: "".into(),
+                    host_ip: "0.0.0.0".into(),
+                },
+                PortMapping {
+                    host_port: 9001,
+                    container_port: 9,
+                    protocol: "sctp".into(),
+                    host_ip: "::".into(),
+                },
             ],
             bandwidth: Some(Bandwidth {
                 ingress_rate: 1000,
@@ -191,7 +208,9 @@ mod tests {
             caps["portMappings"],
             json!([
                 {"hostPort": 8080, "containerPort": 80, "protocol": "tcp"},
-                {"hostPort": 53, "containerPort": 53, "protocol": "udp", "hostIP": "10.0.0.1"}
+                {"hostPort": 53, "containerPort": 53, "protocol": "udp", "hostIP": "10.0.0.1"},
+                {"hostPort": 9000, "containerPort": 9, "protocol": "tcp"},
+                {"hostPort": 9001, "containerPort": 9, "protocol": "sctp"}
             ])
         );
         assert_eq!(

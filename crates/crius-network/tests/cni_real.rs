@@ -633,3 +633,19 @@ async fn dual_stack_lists_ipv4_first() {
     assert_eq!(footprint(&net), EMPTY);
     assert_eq!(leakcheck::count_ipam(&net.ipam_dir()).unwrap(), 0);
 }
+
+#[tokio::test]
+async fn status_is_cheap() {
+    let net = TestNet::new();
+    let cni = net.cni();
+    cni.status().unwrap();
+    let n = 500u32;
+    let started = Instant::now();
+    for _ in 0..n {
+        cni.status().unwrap();
+    }
+    let per_call = started.elapsed() / n;
+    eprintln!("status(): {per_call:?} per call (config unchanged)");
+    // A CRI Status must not pay for parsing or plugin execs: only a dir scan and a few stats.
+    assert!(per_call < Duration::from_millis(2), "{per_call:?}");
+}
