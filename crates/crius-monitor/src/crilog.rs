@@ -82,6 +82,11 @@ pub fn format_record(ts: &str, stream: Stream, tag: Tag, content: &[u8], out: &m
     out.push(b'\n');
 }
 
+/// A terminal ends lines with `\r\n`; like containerd, the `\r` is not part of the line.
+fn strip_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
 /// Cuts one stream's bytes into log records, holding back an unterminated tail.
 #[derive(Default)]
 pub struct LineSplitter {
@@ -97,10 +102,10 @@ impl LineSplitter {
             match window.iter().position(|&b| b == b'\n') {
                 Some(i) => {
                     if self.held.is_empty() {
-                        emit(Tag::Full, &window[..i]);
+                        emit(Tag::Full, strip_cr(&window[..i]));
                     } else {
                         self.held.extend_from_slice(&window[..i]);
-                        emit(Tag::Full, &self.held);
+                        emit(Tag::Full, strip_cr(&self.held));
                         self.held.clear();
                     }
                     data = &data[i + 1..];
@@ -112,7 +117,7 @@ impl LineSplitter {
                         // A newline right after a full chunk still ends the line: peek for it so
                         // a line of exactly MAX_LINE bytes is one F record, not P + empty F.
                         if data.first() == Some(&b'\n') {
-                            emit(Tag::Full, &self.held);
+                            emit(Tag::Full, strip_cr(&self.held));
                             data = &data[1..];
                         } else {
                             emit(Tag::Partial, &self.held);
@@ -226,6 +231,19 @@ mod tests {
             vec![
                 (Tag::Full, vec![b'y'; MAX_LINE]),
                 (Tag::Full, b"z".to_vec())
+            ]
+        );
+    }
+
+    #[test]
+    fn crlf_line_endings_lose_the_cr() {
+        let out = collect(&[b"a\r\nb\r", b"\nc\rd\n"], true);
+        assert_eq!(
+            out,
+            vec![
+                (Tag::Full, b"a".to_vec()),
+                (Tag::Full, b"b".to_vec()),
+                (Tag::Full, b"c\rd".to_vec())
             ]
         );
     }

@@ -327,6 +327,9 @@ fn main() {
             // As subreaper we inherited whatever the runtime left running (a killed `create`
             // leaves `runc init` and hooks behind); those die with us.
             kill_children();
+            // A `create` killed half-way has no runtime state for `delete` to find, but may
+            // have made the container's cgroup.
+            remove_cgroup(&args.bundle);
             let _ = std::fs::remove_file(args.state_dir.join("monitor.pid"));
             1
         }
@@ -932,6 +935,44 @@ impl Monitor {
     }
 }
 
+/// The bundle's absolute cgroupfs `linux.cgroupsPath`, if it has one.
+fn bundle_cgroup_path(config_json: &str) -> Option<String> {
+    let i = config_json.find("\"cgroupsPath\"")?;
+    let rest = config_json[i + 13..]
+        .trim_start()
+        .strip_prefix(':')?
+        .trim_start();
+    let p = parse_json_str(rest)?;
+    // relative paths hang off the runtime's own cgroup and systemd paths ("slice:prefix:name")
+    // are the systemd driver's business: neither is ours to guess.
+    (p.starts_with('/') && !p.contains("..") && p.len() > 1).then_some(p)
+}
+
+/// rmdir of the container's cgroup under every cgroup mount (v1 controllers and v2).
+fn remove_cgroup(bundle: &Path) {
+    let Ok(cfg) = std::fs::read_to_string(bundle.join("config.json")) else {
+        return;
+    };
+    let Some(rel) = bundle_cgroup_path(&cfg) else {
+        return;
+    };
+    let Ok(mountinfo) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    for line in mountinfo.lines() {
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
+        let fstype = post.split(' ').next().unwrap_or_default();
+        if fstype != "cgroup" && fstype != "cgroup2" {
+            continue;
+        }
+        if let Some(mnt) = pre.split(' ').nth(4) {
+            let _ = std::fs::remove_dir(Path::new(mnt).join(rel.trim_start_matches('/')));
+        }
+    }
+}
+
 /// SIGKILLs and reaps every child of ours, including orphans reparented to us.
 fn kill_children() {
     let me = std::process::id() as i32;
@@ -996,6 +1037,20 @@ mod tests {
     fn json_escaping_round_trips() {
         let s = "a\"b\\c\nd\u{1}";
         assert_eq!(parse_json_str(&json_str(s)).as_deref(), Some(s));
+    }
+
+    #[test]
+    fn cgroup_path_from_config() {
+        assert_eq!(
+            bundle_cgroup_path("{\"linux\": {\"cgroupsPath\" : \"/a/b\"}}").as_deref(),
+            Some("/a/b")
+        );
+        assert_eq!(
+            bundle_cgroup_path("{\"cgroupsPath\":\"system.slice:crius:x\"}"),
+            None
+        );
+        assert_eq!(bundle_cgroup_path("{\"cgroupsPath\":\"/a/../..\"}"), None);
+        assert_eq!(bundle_cgroup_path("{}"), None);
     }
 
     #[test]

@@ -159,7 +159,8 @@ fn build_bundle(dir: &Path, id: &str) -> std::io::Result<()> {
         "hostname": "crius-probe",
         "mounts": mounts,
         "linux": {
-            "cgroupsPath": format!("/crius-probe/{id}"),
+            // top level, so that `delete` removes it entirely (a parent dir would stay behind)
+            "cgroupsPath": format!("/{id}"),
             "namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "ipc"}, {"type": "uts"}]
         }
     });

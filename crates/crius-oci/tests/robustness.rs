@@ -104,6 +104,9 @@ async fn create_timeout_kills_and_cleans_up() {
     }
     assert!(f.handler.state(&f.id).await.expect("state").is_none());
     assert_eq!(monitor_alive(&cfg.state_dir), None);
+    // nor its cgroup
+    let cg = format!("/sys/fs/cgroup/memory/crius-test/{}", f.id);
+    assert!(!std::path::Path::new(&cg).exists(), "{cg} left behind");
     // no hook or runc process of this container survives
     for e in std::fs::read_dir("/proc").expect("proc").flatten() {
         if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
