@@ -109,7 +109,9 @@ impl Cni {
     }
 
     /// CNI ADD for a pod: loopback, then the configured list. On any failure everything is deleted
-    /// again (DEL of the whole list with the same arguments) before the error is returned.
+    /// again (DEL of the whole list with the same arguments) before the error is returned. A pod that
+    /// already has a cache entry (an earlier attempt, completed or not) is torn down first, so calling
+    /// this twice yields one attachment, not two.
     pub async fn setup(&self, pod: &PodNetwork) -> Result<PodNetworkStatus, NetworkError> {
         cache::validate_id(&pod.id)?;
         let _guard = self.lock(&pod.id).await;

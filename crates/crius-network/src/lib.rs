@@ -72,7 +72,7 @@ pub struct CniConfig {
 }
 
 /// What [`Cni::status`] found usable.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct NetworkStatus {
     pub source: ConfigSource,
     /// The network name of the configuration list.
@@ -125,7 +125,7 @@ pub struct Dns {
 }
 
 /// The outcome of a CNI ADD, as reported to the CRI.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct PodNetworkStatus {
     /// Pod IPs: IPv4 before IPv6 (kubelet takes the first as the primary), plugin order otherwise.
     pub ips: Vec<IpAddr>,
