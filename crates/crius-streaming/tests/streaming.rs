@@ -198,6 +198,58 @@ async fn spdy_large_transfer_with_and_without_flow_control() {
 }
 
 #[tokio::test]
+async fn spdy_server_honours_window_of_a_flow_controlled_client() {
+    bounded(async {
+        let s = server().await;
+        let total = 200_000usize;
+        let url = s.exec_url(exec_req(
+            sh(&format!("head -c {total} /dev/zero")),
+            false,
+            false,
+        ));
+        let c = ok(spdy::SpdyClient::connect(&url, SPDY_V4, true).await);
+        c.set_auto_window_update(false);
+        let mut e = ok(c.open(&[("streamType", "error")]).await);
+        let mut o = ok(c.open(&[("streamType", "stdout")]).await);
+        let _r = ok(c.open(&[("streamType", "stderr")]).await);
+        let mut got = 0usize;
+        // Without window updates the server must stop at the initial 64 KiB window.
+        loop {
+            match tokio::time::timeout(Duration::from_millis(500), o.read()).await {
+                Ok(Some(chunk)) => got += chunk.len(),
+                Ok(None) => panic!("stdout ended after {got} bytes without window"),
+                Err(_) => break,
+            }
+        }
+        assert_eq!(got, 64 * 1024);
+        // Granting window on the stream alone is not enough: the session window is spent too.
+        ok(c.window_update(o.id, 1000).await);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), o.read())
+                .await
+                .is_err(),
+            "data flowed without session window"
+        );
+        ok(c.window_update(0, 1000).await);
+        let chunk = tokio::time::timeout(Duration::from_secs(5), o.read()).await;
+        assert_eq!(chunk.ok().flatten().map(|c| c.len()), Some(1000));
+        got += 1000;
+        // Open the windows wide and the rest arrives.
+        ok(c.window_update(o.id, 1 << 30).await);
+        ok(c.window_update(0, 1 << 30).await);
+        while let Some(chunk) = o.read().await {
+            got += chunk.len();
+        }
+        assert_eq!(got, total);
+        assert_eq!(
+            ExitStatus::decode(&e.read_to_end().await, true),
+            ExitStatus::Success
+        );
+    })
+    .await
+}
+
+#[tokio::test]
 async fn spdy_v2_reports_plain_text() {
     bounded(async {
         let s = server().await;

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::io::Cursor;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -32,7 +32,8 @@ struct Inner {
     writer: tokio::sync::Mutex<(OwnedWriteHalf, HeaderCompressor)>,
     streams: Mutex<HashMap<u32, StreamSlot>>,
     next_id: AtomicU32,
-    flow_control: bool,
+    /// Return window for every DATA frame as soon as it arrives.
+    auto_window: AtomicBool,
 }
 
 impl Inner {
@@ -148,7 +149,7 @@ impl SpdyClient {
             writer: tokio::sync::Mutex::new((wr, HeaderCompressor::new())),
             streams: Mutex::new(HashMap::new()),
             next_id: AtomicU32::new(1),
-            flow_control,
+            auto_window: AtomicBool::new(flow_control),
         });
         if flow_control {
             inner
@@ -168,6 +169,19 @@ impl SpdyClient {
             reader,
             protocol,
         })
+    }
+
+    /// Turns the automatic WINDOW_UPDATEs of a flow-controlled client off or on, so tests can
+    /// watch the server run out of window.
+    pub fn set_auto_window_update(&self, on: bool) {
+        self.inner.auto_window.store(on, Ordering::SeqCst);
+    }
+
+    /// Grants `delta` bytes of window on `stream_id` (0 is the session).
+    pub async fn window_update(&self, stream_id: u32, delta: u32) -> Result<(), ClientError> {
+        self.inner
+            .write(&Frame::WindowUpdate { stream_id, delta })
+            .await
     }
 
     /// Opens a stream with `headers` and waits for the server to accept it.
@@ -281,7 +295,7 @@ async fn read_loop<R: AsyncRead + Unpin>(mut rd: R, inner: Arc<Inner>) {
                             }
                         }
                     }
-                    if inner.flow_control && len > 0 {
+                    if inner.auto_window.load(Ordering::SeqCst) && len > 0 {
                         for stream_id in [stream_id, 0] {
                             let _ = inner
                                 .write(&Frame::WindowUpdate {
