@@ -111,12 +111,12 @@ pub fn container_spec(input: &SpecInput) -> Result<Spec, SpecError> {
     )?;
 
     // Mounts.
-    let shm = if !plan.private_ipc {
-        Shm::Host
-    } else if let Some(p) = &pod.shm {
-        Shm::Pod(p)
-    } else {
-        Shm::Private
+    // The pod's /dev/shm goes with the pod's IPC namespace; a container-private IPC
+    // namespace gets a private tmpfs, host IPC the host's /dev/shm.
+    let shm = match (&pod.shm, plan.private_ipc, plan.ipc_from_pod) {
+        (_, false, _) => Shm::Host,
+        (Some(p), true, true) => Shm::Pod(p),
+        _ => Shm::Private,
     };
     let mut base = default_mounts(privileged, shm);
     base.extend(pod_file_mounts(pod, &cfg.mounts, sc.readonly_rootfs));

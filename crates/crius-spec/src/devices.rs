@@ -160,11 +160,8 @@ pub fn walk_devices(root: &Path) -> std::io::Result<Vec<LinuxDevice>> {
     while let Some(dir) = stack.pop() {
         let entries = match std::fs::read_dir(&dir) {
             Ok(e) => e,
-            Err(e) if dir != root => {
-                // A subdirectory that vanished or is unreadable must not fail the whole walk.
-                let _ = e;
-                continue;
-            }
+            // A subdirectory that vanished or is unreadable must not fail the whole walk.
+            Err(_) if dir != root => continue,
             Err(e) => return Err(e),
         };
         for entry in entries.flatten() {

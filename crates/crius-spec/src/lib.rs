@@ -42,6 +42,32 @@
 //! | `seccomp`, `seccomp_profile_path` (deprecated) | `linux.seccomp` ([`seccomp`]) |
 //! | `apparmor`, `apparmor_profile` (deprecated) | `process.apparmorProfile`; without AppArmor: Unconfined/RuntimeDefault skipped, Localhost → Unsupported |
 //!
+//! # `LinuxContainerResources` ([`linux_resources`])
+//!
+//! `cpu_period`, `cpu_quota` (-1 = unlimited), `cpu_shares`, `cpuset_cpus`, `cpuset_mems`,
+//! `memory_limit_in_bytes`, `memory_swap_limit_in_bytes` (-1 = unlimited; must be ≥ the limit),
+//! `hugepage_limits` (`2MB`, `1GB`, ...), `unified` (cgroup v2 only) → `linux.resources`;
+//! `oom_score_adj` → `process.oomScoreAdj` via [`oom_score_adj`]. Zero means unset.
+//!
+//! # `PodSandboxConfig` ([`validate_sandbox_config`], [`pause_spec`])
+//!
+//! | field | where |
+//! |---|---|
+//! | `metadata` | annotations `io.kubernetes.cri.sandbox-{name,namespace,uid}` |
+//! | `hostname` | daemon → [`PodContext::hostname`] → `hostname` / `HOSTNAME` |
+//! | `log_directory`, `dns_config`, `port_mappings`, `labels`, `annotations` | daemon |
+//! | `linux.cgroup_parent` | daemon → [`PodContext::cgroup_parent`] → `cgroupsPath` (`..` refused) |
+//! | `linux.sysctls` | daemon → [`PodContext::sysctls`]; validated against the pod's namespaces |
+//! | `linux.overhead`, `linux.resources` | validated like container resources (the daemon sizes the pod cgroup) |
+//! | `linux.security_context.namespace_options` | network/ipc: POD or NODE; pid: POD, CONTAINER or NODE (TARGET invalid); userns POD → Unsupported |
+//! | `linux.security_context.run_as_user`, `run_as_group`, `supplemental_groups` | pause process user (numeric; no rootfs lookup) |
+//! | `linux.security_context.privileged` | pause caps/devices; allows privileged containers |
+//! | `linux.security_context.seccomp`, `seccomp_profile_path`, `apparmor` | pause process profiles |
+//! | `linux.security_context.selinux_options` | as for containers |
+//! | `linux.security_context.readonly_rootfs` | the pause rootfs is always read-only |
+//! | `linux.security_context.supplemental_groups_policy` | validated; pause has no passwd to merge from |
+//! | `windows` | Unsupported when set |
+//!
 //! # Choices worth knowing
 //! - Rlimits: none are set; the container inherits the runtime's (and thus the daemon's)
 //!   limits, as containerd's CRI plugin does.

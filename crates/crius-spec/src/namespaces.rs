@@ -15,6 +15,8 @@ pub(crate) struct NsPlan {
     pub namespaces: Vec<LinuxNamespace>,
     pub private_net: bool,
     pub private_ipc: bool,
+    /// The IPC namespace is the pod's (so the pod's /dev/shm belongs with it).
+    pub ipc_from_pod: bool,
     pub private_uts: bool,
 }
 
@@ -97,6 +99,7 @@ pub(crate) fn container_namespaces(
             if let Some(p) = &pod.ipc_ns {
                 out.push(ns(LinuxNamespaceType::Ipc, Some(p.clone())));
                 plan.private_ipc = true;
+                plan.ipc_from_pod = true;
             }
         }
         NamespaceMode::Node => {}

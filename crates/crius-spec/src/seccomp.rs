@@ -5,7 +5,10 @@
 use std::collections::BTreeSet;
 use std::path::{Component, Path, PathBuf};
 
-use oci_spec::runtime::LinuxSeccomp;
+use oci_spec::runtime::{
+    Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompArgBuilder,
+    LinuxSeccompOperator, LinuxSyscall,
+};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -459,6 +462,20 @@ fn arches() -> (&'static str, &'static [&'static str]) {
     }
 }
 
+/// The same list as [`arches`], typed.
+fn typed_arches() -> Vec<Arch> {
+    match std::env::consts::ARCH {
+        "x86_64" => vec![Arch::ScmpArchX86_64, Arch::ScmpArchX86, Arch::ScmpArchX32],
+        "aarch64" => vec![Arch::ScmpArchAarch64, Arch::ScmpArchArm],
+        "x86" => vec![Arch::ScmpArchX86],
+        "arm" => vec![Arch::ScmpArchArm],
+        "riscv64" => vec![Arch::ScmpArchRiscv64],
+        "s390x" => vec![Arch::ScmpArchS390x, Arch::ScmpArchS390],
+        "powerpc64" => vec![Arch::ScmpArchPpc64le],
+        _ => vec![Arch::ScmpArchNative],
+    }
+}
+
 fn arch_specific() -> &'static [&'static str] {
     match std::env::consts::ARCH {
         "x86_64" | "x86" => &["arch_prctl", "modify_ldt"],
@@ -489,7 +506,6 @@ pub fn default_seccomp_profile(host: &HostInfo) -> LinuxSeccomp {
 /// The RuntimeDefault profile for a container holding `caps` (canonical `CAP_*` names): the
 /// capability-gated syscalls are allowed only with their capability, as in containerd.
 pub fn default_seccomp_profile_for(_host: &HostInfo, caps: &BTreeSet<String>) -> LinuxSeccomp {
-    let (native, others) = arches();
     let mut allowed: Vec<&str> = ALLOWED.iter().chain(arch_specific()).copied().collect();
     for (cap, calls) in BY_CAP {
         if caps.contains(*cap) {
@@ -499,15 +515,23 @@ pub fn default_seccomp_profile_for(_host: &HostInfo, caps: &BTreeSet<String>) ->
     let sys_admin = caps.contains("CAP_SYS_ADMIN");
     allowed.sort_unstable();
     allowed.dedup();
-    let mut syscalls = vec![json!({"names": allowed, "action": "SCMP_ACT_ALLOW"})];
+    let mut syscalls = vec![rule(&allowed, LinuxSeccompAction::ScmpActAllow, None, None)];
     // personality(2) only for the harmless execution domains (PER_LINUX, PER_LINUX32,
     // UNAME26 variants, and the 0xffffffff query).
     for persona in [0x0u64, 0x8, 0x20000, 0x20008, 0xffff_ffff] {
-        syscalls.push(json!({"names": ["personality"], "action": "SCMP_ACT_ALLOW",
-            "args": [{"index": 0, "value": persona, "op": "SCMP_CMP_EQ"}]}));
+        syscalls.push(rule(
+            &["personality"],
+            LinuxSeccompAction::ScmpActAllow,
+            None,
+            Some(arg(0, persona, None, LinuxSeccompOperator::ScmpCmpEq)),
+        ));
     }
-    syscalls.push(json!({"names": ["socket"], "action": "SCMP_ACT_ALLOW",
-        "args": [{"index": 0, "value": AF_VSOCK, "op": "SCMP_CMP_NE"}]}));
+    syscalls.push(rule(
+        &["socket"],
+        LinuxSeccompAction::ScmpActAllow,
+        None,
+        Some(arg(0, AF_VSOCK, None, LinuxSeccompOperator::ScmpCmpNe)),
+    ));
     if !sys_admin {
         // clone without namespace flags; on s390x the flags are the second argument.
         let index = if std::env::consts::ARCH == "s390x" {
@@ -515,25 +539,65 @@ pub fn default_seccomp_profile_for(_host: &HostInfo, caps: &BTreeSet<String>) ->
         } else {
             0
         };
-        syscalls.push(json!({"names": ["clone"], "action": "SCMP_ACT_ALLOW",
-            "args": [{"index": index, "value": CLONE_NS_MASK, "valueTwo": 0,
-                      "op": "SCMP_CMP_MASKED_EQ"}]}));
+        syscalls.push(rule(
+            &["clone"],
+            LinuxSeccompAction::ScmpActAllow,
+            None,
+            Some(arg(
+                index,
+                CLONE_NS_MASK,
+                Some(0),
+                LinuxSeccompOperator::ScmpCmpMaskedEq,
+            )),
+        ));
         // clone3 passes flags in memory seccomp cannot inspect: ENOSYS makes libc fall back
         // to clone, which the rule above filters.
-        syscalls.push(json!({"names": ["clone3"], "action": "SCMP_ACT_ERRNO",
-            "errnoRet": ENOSYS}));
+        syscalls.push(rule(
+            &["clone3"],
+            LinuxSeccompAction::ScmpActErrno,
+            Some(ENOSYS),
+            None,
+        ));
     }
-    let mut architectures = vec![native];
-    architectures.extend_from_slice(others);
-    let profile = json!({
-        "defaultAction": "SCMP_ACT_ERRNO",
-        "defaultErrnoRet": EPERM,
-        "architectures": architectures,
-        "syscalls": syscalls,
-    });
-    // Every value above is a literal of a known shape; failing here is a bug in this file,
-    // caught by the unit tests, so fall back to a deny-nothing-extra empty profile.
-    serde_json::from_value(profile).unwrap_or_default()
+    let mut profile = LinuxSeccomp::default();
+    profile.set_default_action(LinuxSeccompAction::ScmpActErrno);
+    profile.set_default_errno_ret(Some(EPERM));
+    profile.set_architectures(Some(typed_arches()));
+    profile.set_syscalls(Some(syscalls));
+    profile
+}
+
+fn rule(
+    names: &[&str],
+    action: LinuxSeccompAction,
+    errno: Option<u32>,
+    arg: Option<LinuxSeccompArg>,
+) -> LinuxSyscall {
+    let mut r = LinuxSyscall::default();
+    r.set_names(names.iter().map(|n| n.to_string()).collect());
+    r.set_action(action);
+    r.set_errno_ret(errno);
+    r.set_args(arg.map(|a| vec![a]));
+    r
+}
+
+fn arg(
+    index: usize,
+    value: u64,
+    value_two: Option<u64>,
+    op: LinuxSeccompOperator,
+) -> LinuxSeccompArg {
+    let b = LinuxSeccompArgBuilder::default()
+        .index(index)
+        .value(value)
+        .op(op);
+    let b = match value_two {
+        Some(v) => b.value_two(v),
+        None => b,
+    };
+    // The builder defaults every field, so build() has no failure case; the default it would
+    // fall back to (arg0 == 0) only narrows a rule, never widens it.
+    b.build().unwrap_or_default()
 }
 
 /// Where a localhost profile lives. The structured `localhost_ref` must be absolute (CRI says
@@ -723,7 +787,6 @@ pub fn parse_profile(text: &str, caps: &BTreeSet<String>) -> Result<LinuxSeccomp
 #[cfg(test)]
 mod tests {
     use super::*;
-    use oci_spec::runtime::{LinuxSeccompAction, LinuxSeccompOperator};
 
     fn names(p: &LinuxSeccomp, action: LinuxSeccompAction) -> BTreeSet<String> {
         p.syscalls()
@@ -770,6 +833,7 @@ mod tests {
         let arg = &clone.args().as_ref().unwrap()[0];
         assert_eq!(arg.op(), LinuxSeccompOperator::ScmpCmpMaskedEq);
         assert_eq!(arg.value(), CLONE_NS_MASK);
+        assert_eq!(arg.value_two(), Some(0));
         let clone3 = rules
             .iter()
             .find(|s| s.names().iter().any(|n| n == "clone3"))

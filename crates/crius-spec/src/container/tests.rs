@@ -501,6 +501,23 @@ fn host_ipc_uses_host_shm() {
 }
 
 #[test]
+fn private_ipc_gets_private_shm() {
+    let mut f = fixture();
+    f.sc().namespace_options.as_mut().unwrap().ipc = NamespaceMode::Container as i32;
+    let s = f.spec().unwrap();
+    assert_eq!(
+        mount(&s, "/dev/shm").unwrap().typ().as_deref(),
+        Some("tmpfs")
+    );
+    assert!(linux(&s)
+        .namespaces()
+        .as_ref()
+        .unwrap()
+        .iter()
+        .any(|n| n.typ() == LinuxNamespaceType::Ipc && n.path().is_none()));
+}
+
+#[test]
 fn devices_in_spec() {
     let mut f = fixture();
     f.config.devices = vec![Device {
