@@ -9,10 +9,12 @@ use oci_spec::runtime::{LinuxIdMappingBuilder, Mount};
 
 use crate::{HandlerCaps, HostInfo, PodContext, SpecError};
 
-/// containerd's default masked paths.
-pub const DEFAULT_MASKED_PATHS: [&str; 11] = [
+/// Default masked paths: containerd's list plus `/proc/interrupts`, which current Docker and
+/// the kubelet's DefaultProcMount also mask (it leaks host interrupt counters).
+pub const DEFAULT_MASKED_PATHS: [&str; 12] = [
     "/proc/acpi",
     "/proc/asound",
+    "/proc/interrupts",
     "/proc/kcore",
     "/proc/keys",
     "/proc/latency_stats",
