@@ -116,7 +116,7 @@ fn named_any(list: &[String], field: &str) -> Result<BTreeSet<String>, SpecError
             continue;
         }
         let cap = canonical_cap(c).ok_or_else(|| SpecError::Invalid {
-            field: format!("capabilities.{field}[{i}]"),
+            field: format!("security_context.capabilities.{field}[{i}]"),
             reason: format!("unknown capability {c:?}"),
         })?;
         out.insert(cap);
@@ -134,7 +134,7 @@ fn named(
         if let Some(cap) = canonical_cap(c) {
             if !bounding.contains(&cap) {
                 return Err(SpecError::Unsupported {
-                    field: format!("capabilities.{field}[{i}]"),
+                    field: format!("security_context.capabilities.{field}[{i}]"),
                     reason: format!("{cap} is not in the runtime's bounding set on this host"),
                 });
             }
@@ -268,7 +268,7 @@ pub(crate) mod tests {
         let err = compute_caps(&req(&add, &[], &[]), &bounding()).unwrap_err();
         match &err {
             SpecError::Invalid { field, reason } => {
-                assert_eq!(field, "capabilities.add_capabilities[1]");
+                assert_eq!(field, "security_context.capabilities.add_capabilities[1]");
                 assert!(reason.contains("CAP_FLY"));
             }
             other => panic!("{other:?}"),
@@ -289,7 +289,7 @@ pub(crate) mod tests {
         // Explicit: refused, naming the field.
         let err = compute_caps(&req(&s(&["SYS_RESOURCE"]), &[], &[]), &bounding()).unwrap_err();
         assert!(
-            matches!(&err, SpecError::Unsupported { field, .. } if field == "capabilities.add_capabilities[0]"),
+            matches!(&err, SpecError::Unsupported { field, .. } if field == "security_context.capabilities.add_capabilities[0]"),
             "{err:?}"
         );
         // Dropping a cap the host lacks is fine.

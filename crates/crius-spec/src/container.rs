@@ -801,7 +801,7 @@ pub fn validate_sandbox_config(cfg: &PodSandboxConfig, host: &HostInfo) -> Resul
             "TARGET is only valid for containers",
         ));
     }
-    check_userns(&opts).map_err(|e| prefix(e, P))?;
+    check_userns(&opts).map_err(|e| prefix(e, "linux"))?;
 
     if sc.run_as_group.is_some() && sc.run_as_user.is_none() {
         return Err(SpecError::invalid(

@@ -191,8 +191,11 @@ pub struct SpecInput<'a> {
     pub handler: HandlerCaps,
 }
 
-/// Why a CRI request cannot be turned into a spec. The field names are CRI field paths
-/// (e.g. `mounts[2].host_path`) so the daemon can pass the message to the kubelet as is.
+/// Why a CRI request cannot be turned into a spec. `field` is a CRI field path so the daemon
+/// can pass the message to the kubelet as is: relative to `ContainerConfig` for container
+/// fields (`mounts[2].host_path`, `CDI_devices`), to `ContainerConfig.linux` for
+/// `security_context.*` and `resources.*`, and to `PodSandboxConfig` in
+/// [`validate_sandbox_config`] (`linux.security_context.namespace_options.pid`).
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
     /// The request is wrong (gRPC InvalidArgument).

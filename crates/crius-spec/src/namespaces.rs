@@ -34,7 +34,7 @@ fn mode(field: &str, value: i32) -> Result<NamespaceMode, SpecError> {
 
 /// `userns_options`: only NODE (no user namespace) is implemented.
 pub(crate) fn check_userns(opts: &NamespaceOption) -> Result<(), SpecError> {
-    const F: &str = "namespace_options.userns_options";
+    const F: &str = "security_context.namespace_options.userns_options";
     if let Some(u) = &opts.userns_options {
         match mode(F, u.mode)? {
             NamespaceMode::Node => Ok(()),
@@ -73,7 +73,7 @@ pub(crate) fn container_namespaces(
     let mut plan = NsPlan::default();
     let mut out = vec![ns(LinuxNamespaceType::Mount, None)];
 
-    const NET: &str = "namespace_options.network";
+    const NET: &str = "security_context.namespace_options.network";
     match mode(NET, opts.network)? {
         NamespaceMode::Pod => {
             if let Some(p) = &pod.net_ns {
@@ -93,7 +93,7 @@ pub(crate) fn container_namespaces(
         }
     }
 
-    const IPC: &str = "namespace_options.ipc";
+    const IPC: &str = "security_context.namespace_options.ipc";
     match mode(IPC, opts.ipc)? {
         NamespaceMode::Pod => {
             if let Some(p) = &pod.ipc_ns {
@@ -112,7 +112,7 @@ pub(crate) fn container_namespaces(
         }
     }
 
-    const PID: &str = "namespace_options.pid";
+    const PID: &str = "security_context.namespace_options.pid";
     match mode(PID, opts.pid)? {
         NamespaceMode::Pod => {
             let p = pod.pid_ns.as_ref().ok_or_else(|| {
@@ -125,7 +125,7 @@ pub(crate) fn container_namespaces(
         NamespaceMode::Target => {
             let p = target_pid_ns.ok_or_else(|| {
                 SpecError::invalid(
-                    "namespace_options.target_id",
+                    "security_context.namespace_options.target_id",
                     format!("target container {:?} has no pid namespace", opts.target_id),
                 )
             })?;
@@ -293,7 +293,7 @@ mod tests {
     fn shared_and_target_pid() {
         let o = opts(NamespaceMode::Pod, NamespaceMode::Pod, NamespaceMode::Pod);
         let err = container_namespaces(Some(&o), &pod(), &HostInfo::default(), None).unwrap_err();
-        assert_eq!(err.field(), Some("namespace_options.pid"));
+        assert_eq!(err.field(), Some("security_context.namespace_options.pid"));
         let mut p = pod();
         p.pid_ns = Some("/proc/42/ns/pid".into());
         let plan = container_namespaces(Some(&o), &p, &HostInfo::default(), None).unwrap();
@@ -311,7 +311,10 @@ mod tests {
         );
         o.target_id = "abc".into();
         let err = container_namespaces(Some(&o), &pod(), &HostInfo::default(), None).unwrap_err();
-        assert_eq!(err.field(), Some("namespace_options.target_id"));
+        assert_eq!(
+            err.field(),
+            Some("security_context.namespace_options.target_id")
+        );
         let plan = container_namespaces(
             Some(&o),
             &pod(),
@@ -337,7 +340,10 @@ mod tests {
         );
         let err = container_namespaces(Some(&o), &pod(), &HostInfo::default(), None).unwrap_err();
         assert!(matches!(err, SpecError::Invalid { .. }));
-        assert_eq!(err.field(), Some("namespace_options.network"));
+        assert_eq!(
+            err.field(),
+            Some("security_context.namespace_options.network")
+        );
         let o = opts(
             NamespaceMode::Container,
             NamespaceMode::Container,
@@ -356,7 +362,7 @@ mod tests {
         });
         let err = container_namespaces(Some(&o), &pod(), &HostInfo::default(), None).unwrap_err();
         assert!(
-            matches!(&err, SpecError::Unsupported { field, .. } if field == "namespace_options.userns_options")
+            matches!(&err, SpecError::Unsupported { field, .. } if field == "security_context.namespace_options.userns_options")
         );
         o.userns_options = Some(UserNamespace {
             mode: NamespaceMode::Node as i32,

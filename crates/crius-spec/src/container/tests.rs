@@ -332,7 +332,10 @@ fn default_caps_and_additions() {
         add_capabilities: vec!["WARP_DRIVE".into()],
         ..Default::default()
     });
-    expect_field(f.spec(), "capabilities.add_capabilities[0]");
+    expect_field(
+        f.spec(),
+        "security_context.capabilities.add_capabilities[0]",
+    );
 }
 
 #[test]
@@ -610,7 +613,7 @@ fn target_pid_namespace() {
         target_id: "c0".into(),
         userns_options: None,
     });
-    expect_field(f.spec(), "namespace_options.target_id");
+    expect_field(f.spec(), "security_context.namespace_options.target_id");
     f.target = Some("/proc/99/ns/pid".into());
     let s = f.spec().unwrap();
     assert!(linux(&s)
@@ -624,7 +627,10 @@ fn target_pid_namespace() {
         mode: NamespaceMode::Pod as i32,
         ..Default::default()
     });
-    let err = expect_field(f.spec(), "namespace_options.userns_options");
+    let err = expect_field(
+        f.spec(),
+        "security_context.namespace_options.userns_options",
+    );
     assert!(matches!(err, SpecError::Unsupported { .. }));
 }
 
