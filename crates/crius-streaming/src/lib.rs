@@ -8,6 +8,30 @@
 //!
 //! [`client`] holds independent protocol clients used by the tests here and by the daemon's
 //! end-to-end tests.
+//!
+//! Wiring it into the daemon:
+//! ```no_run
+//! # use std::sync::Arc;
+//! # use crius_streaming::*;
+//! # async fn wire(backend: Arc<dyn Backend>) -> Result<(), StreamError> {
+//! let server = Server::start(Config::default(), backend).await?;
+//! // In the CRI Exec handler, after validating the request:
+//! let url = server.exec_url(ExecRequest {
+//!     container_id: "4f2a…".into(),
+//!     cmd: vec!["sh".into()],
+//!     tty: true,
+//!     stdin: true,
+//!     stdout: true,
+//!     stderr: false,
+//! });
+//! // ExecResponse { url }
+//! # let _ = url; Ok(()) }
+//! ```
+//!
+//! Protocols served: WebSocket `v5.channel.k8s.io`, `v4.channel.k8s.io`,
+//! `v4.base64.channel.k8s.io`, `channel.k8s.io`, `base64.channel.k8s.io` (exec/attach) and
+//! `v4.channel.k8s.io`/`v4.base64.channel.k8s.io`/`portforward.k8s.io` (port forward);
+//! SPDY/3.1 with `v4`/`v3`/`v2.channel.k8s.io`/`channel.k8s.io` and `portforward.k8s.io`.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -40,6 +64,9 @@ pub struct Config {
     /// (stdin/stdout/stderr/error/resize, or a port-forward data/error pair). Default 30 s,
     /// the kubelet's `streamCreationTimeout`.
     pub stream_creation_timeout: Duration,
+    /// The URL prefix put into the URLs handed out (e.g. `http://10.0.0.5:10010` when listening
+    /// on `0.0.0.0`). Default: `http://<bound address>`.
+    pub base_url: Option<String>,
 }
 
 impl Default for Config {
@@ -48,6 +75,7 @@ impl Default for Config {
             address: SocketAddr::from(([127, 0, 0, 1], 0)),
             token_ttl: Duration::from_secs(60),
             stream_creation_timeout: Duration::from_secs(30),
+            base_url: None,
         }
     }
 }
@@ -100,7 +128,8 @@ pub type StreamWriter = Pin<Box<dyn AsyncWrite + Send>>;
 ///   channel) or disconnects.
 /// - Everything written to `stdout`/`stderr` is delivered to the client before the exit status,
 ///   provided the backend drops (or shuts down) the writers by the time its future completes.
-/// - `resize` yields the sizes the client sends; only present with `tty`.
+/// - `resize` yields the sizes the client sends; only present with `tty` (and a protocol that
+///   has resizing). Drain it or drop it: a full, undrained queue stalls the connection's reader.
 pub struct Streams {
     pub stdin: Option<StreamReader>,
     pub stdout: Option<StreamWriter>,
@@ -200,9 +229,12 @@ impl Server {
         self.inner.local_addr
     }
 
-    /// `http://host:port`, without a trailing slash.
+    /// `Config::base_url` or `http://host:port`, without a trailing slash.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.inner.local_addr)
+        match &self.inner.base_url {
+            Some(u) => u.trim_end_matches('/').to_string(),
+            None => format!("http://{}", self.inner.local_addr),
+        }
     }
 
     /// Registers a single-use token for `req` and returns `<base>/exec/<token>`.

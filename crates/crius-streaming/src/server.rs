@@ -22,6 +22,7 @@ use crate::{spdy, ws, Backend, Config, StreamError};
 pub(crate) struct Shared {
     pub(crate) local_addr: SocketAddr,
     pub(crate) tokens: Cache,
+    pub(crate) base_url: Option<String>,
     backend: Arc<dyn Backend>,
     stream_creation_timeout: Duration,
 }
@@ -45,6 +46,7 @@ pub(crate) async fn start(
     let shared = Arc::new(Shared {
         local_addr,
         tokens: Cache::new(cfg.token_ttl),
+        base_url: cfg.base_url.clone(),
         backend,
         stream_creation_timeout: cfg.stream_creation_timeout,
     });

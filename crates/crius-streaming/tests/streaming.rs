@@ -473,6 +473,28 @@ async fn tokens_are_single_use_and_expire() {
 }
 
 #[tokio::test]
+async fn configured_base_url_is_used_in_urls() {
+    bounded(async {
+        let s = server_with(Config {
+            base_url: Some("http://node-1.example:10010/".into()),
+            ..Config::default()
+        })
+        .await;
+        let url = s.exec_url(exec_req(sh("true"), false, false));
+        assert!(
+            url.starts_with("http://node-1.example:10010/exec/"),
+            "{url}"
+        );
+        let url = s.port_forward_url(PortForwardRequest::default());
+        assert!(
+            url.starts_with("http://node-1.example:10010/portforward/"),
+            "{url}"
+        );
+    })
+    .await
+}
+
+#[tokio::test]
 async fn wrong_method_or_missing_upgrade_is_bad_request() {
     bounded(async {
         let s = server().await;

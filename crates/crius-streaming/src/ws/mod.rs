@@ -171,6 +171,18 @@ fn spawn_output_pump<R: AsyncRead + Unpin + Send + 'static>(
     })
 }
 
+/// Waits (bounded) for the client to answer our close and hang up. Closing a socket with
+/// unread input makes the kernel send RST, which can destroy output the client has not read
+/// yet, such as the exit status.
+async fn linger(mut reader: JoinHandle<()>) {
+    if tokio::time::timeout(Duration::from_secs(2), &mut reader)
+        .await
+        .is_err()
+    {
+        reader.abort();
+    }
+}
+
 fn is_base64(protocol: Option<&str>) -> bool {
     protocol.is_some_and(|p| p.contains("base64"))
 }
@@ -301,7 +313,7 @@ pub(crate) async fn serve_remotecommand<IO>(
             let _ = out_tx.send(Out::Close(1000)).await;
             drop(out_tx);
             let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
-            reader.abort();
+            linger(reader).await;
         }
         None => {
             for p in pumps {
@@ -389,7 +401,7 @@ pub(crate) async fn serve_port_forward<IO>(
             let _ = out_tx.send(Out::Close(1000)).await;
             drop(out_tx);
             let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
-            reader.abort();
+            linger(reader).await;
         }
         _ = &mut reader => {
             // The client left: dropping the forward tasks closes the pod-side connections.
