@@ -624,3 +624,94 @@ fn joins_pod_namespaces_under_runc() {
         host_hostname
     );
 }
+
+/// A localhost profile in the Docker format (archMap, includes/excludes) is converted and
+/// enforced by runc: mkdir is refused with EACCES, everything else allowed.
+#[test]
+fn docker_format_localhost_profile_under_runc() {
+    if skip() {
+        return;
+    }
+    let bundle = Bundle::new("dockerprof");
+    let host = HostInfo::probe().expect("probe host");
+    let profiles = tempfile::tempdir().expect("profiles dir");
+    let profile = profiles.path().join("no-mkdir.json");
+    let (arch, subs): (&str, &[&str]) = match std::env::consts::ARCH {
+        "x86_64" => ("SCMP_ARCH_X86_64", &["SCMP_ARCH_X86", "SCMP_ARCH_X32"]),
+        "aarch64" => ("SCMP_ARCH_AARCH64", &["SCMP_ARCH_ARM"]),
+        other => panic!("add the seccomp arch names of {other}"),
+    };
+    let text = serde_json::json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "archMap": [{"architecture": arch, "subArchitectures": subs}],
+        "syscalls": [
+            {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13,
+             "args": [], "comment": "", "includes": {}, "excludes": {}},
+            // Only for a capability the container lacks: must be dropped by the conversion.
+            {"names": ["getpid"], "action": "SCMP_ACT_KILL",
+             "includes": {"caps": ["CAP_SYS_MODULE"]}}
+        ]
+    });
+    std::fs::write(&profile, text.to_string()).expect("write profile");
+    let script = "\
+        if busybox mkdir /tmp/d 2>/tmp/err; then echo mkdir=ok; else echo mkdir=$(busybox cat /tmp/err); fi; \
+        echo pid=$$";
+    let config = ContainerConfig {
+        command: vec![
+            "/bin/busybox".into(),
+            "sh".into(),
+            "-c".into(),
+            script.into(),
+        ],
+        linux: Some(LinuxContainerConfig {
+            resources: None,
+            security_context: Some(LinuxContainerSecurityContext {
+                seccomp: Some(SecurityProfile {
+                    profile_type: ProfileType::Localhost as i32,
+                    localhost_ref: profile.to_string_lossy().into_owned(),
+                }),
+                namespace_options: Some(NamespaceOption {
+                    network: NamespaceMode::Node as i32,
+                    pid: NamespaceMode::Container as i32,
+                    ipc: NamespaceMode::Container as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        }),
+        mounts: vec![CriMount {
+            container_path: "/tmp".into(),
+            host_path: profiles.path().to_string_lossy().into_owned(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let pod = PodContext {
+        sandbox_id: "sb".into(),
+        hostname: "h".into(),
+        cgroup_parent: format!("/{}", bundle.id),
+        ..Default::default()
+    };
+    let rootfs = bundle.rootfs();
+    let spec = container_spec(&SpecInput {
+        container_id: "c",
+        config: &config,
+        sandbox: &PodSandboxConfig::default(),
+        image: &ImageDefaults::default(),
+        rootfs: &rootfs,
+        pod: &pod,
+        host: &host,
+        target_pid_ns: None,
+        seccomp_profile_root: Path::new("/nonexistent"),
+        handler: HandlerCaps::default(),
+    })
+    .expect("container_spec");
+    let (ok, out, err) = bundle.run(&spec);
+    assert!(ok, "runc run failed:\nstdout:\n{out}\nstderr:\n{err}");
+    assert!(
+        value(&out, "mkdir=").contains("Permission denied"),
+        "mkdir must fail with EACCES (13):\n{out}"
+    );
+    assert_eq!(value(&out, "pid="), "1");
+    assert!(!profiles.path().join("d").exists());
+}
