@@ -332,16 +332,15 @@ fn int64_id(field: &str, v: i64) -> Result<u32, SpecError> {
     u32::try_from(v).map_err(|_| SpecError::invalid(field, format!("{v} is not a valid id")))
 }
 
-/// The process identity: run_as_user / run_as_username, else the image USER; run_as_group
+/// The process identity: run_as_username, else run_as_user, else the image USER; run_as_group
 /// overrides the primary group; supplemental groups per `supplemental_groups_policy`.
 fn container_user(
     rootfs: &Path,
     sc: &LinuxContainerSecurityContext,
     image_user: &str,
 ) -> Result<User, SpecError> {
-    let spec = if let Some(u) = &sc.run_as_user {
-        int64_id("security_context.run_as_user", u.value)?.to_string()
-    } else if !sc.run_as_username.is_empty() {
+    // A user name wins over a uid when both are given (the CRI contract, as containerd reads it).
+    let spec = if !sc.run_as_username.is_empty() {
         if sc.run_as_username.contains(':') {
             return Err(SpecError::invalid(
                 "security_context.run_as_username",
@@ -349,6 +348,8 @@ fn container_user(
             ));
         }
         sc.run_as_username.clone()
+    } else if let Some(u) = &sc.run_as_user {
+        int64_id("security_context.run_as_user", u.value)?.to_string()
     } else {
         image_user.to_string()
     };

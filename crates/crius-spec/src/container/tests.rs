@@ -292,6 +292,12 @@ fn run_as_username() {
     f.sc().run_as_username = "bob".into();
     let s = f.spec().unwrap();
     assert_eq!(process(&s).user().uid(), 1001);
+    f.sc().run_as_user = Some(Int64Value { value: 1000 });
+    assert_eq!(
+        process(&f.spec().unwrap()).user().uid(),
+        1001,
+        "the name wins"
+    );
     f.sc().run_as_username = "mallory".into();
     match f.spec() {
         Err(SpecError::User { user, .. }) => assert_eq!(user, "mallory"),
