@@ -114,13 +114,15 @@ impl Session {
                 Target::Exec { container_id, cmd } => {
                     match backend.exec(container_id, cmd, streams).await {
                         Ok(code) => Outcome::Exited(code),
-                        Err(msg) => Outcome::Failed(msg),
+                        Err(msg) => {
+                            Outcome::Failed(format!("error executing command in container: {msg}"))
+                        }
                     }
                 }
                 Target::Attach { container_id } => {
                     match backend.attach(container_id, streams).await {
                         Ok(()) => Outcome::Detached,
-                        Err(msg) => Outcome::Failed(msg),
+                        Err(msg) => Outcome::Failed(format!("error attaching to container: {msg}")),
                     }
                 }
             }

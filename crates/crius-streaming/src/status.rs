@@ -36,7 +36,7 @@ pub(crate) fn encode(outcome: &Outcome, cmd: &[String], v4: bool) -> Option<Vec<
         return match outcome {
             Outcome::Exited(0) | Outcome::Detached => None,
             Outcome::Exited(code) => Some(exit_message(*code, cmd).into_bytes()),
-            Outcome::Failed(msg) => Some(msg.clone().into_bytes()),
+            Outcome::Failed(msg) => Some(format!("Internal error occurred: {msg}").into_bytes()),
         };
     }
     let value = match outcome {
@@ -157,7 +157,7 @@ mod tests {
         assert_eq!(encode(&Outcome::Exited(0), &[], false), None);
         assert_eq!(encode(&Outcome::Detached, &[], false), None);
         let b = encode(&Outcome::Failed("boom".into()), &[], false).unwrap_or_default();
-        assert_eq!(b, b"boom");
+        assert_eq!(b, b"Internal error occurred: boom");
         assert_eq!(ExitStatus::decode(&[], false), ExitStatus::Success);
     }
 
