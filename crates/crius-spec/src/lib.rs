@@ -32,15 +32,15 @@
 //! |---|---|
 //! | `capabilities` | [`caps`]: add/drop/ambient, `ALL`, bounding-set rule |
 //! | `privileged` | caps = bounding set, all host devices, `/sys` rw, no masked/readonly paths, seccomp/apparmor unconfined; needs the sandbox to be privileged |
-//! | `namespace_options` | `linux.namespaces` (network/pid/ipc POD/NODE/CONTAINER/TARGET; `userns_options` POD → Unsupported) |
+//! | `namespace_options` | `linux.namespaces`: network POD/NODE (CONTAINER → Unsupported), ipc POD/NODE/CONTAINER, pid POD/NODE/CONTAINER/TARGET; `userns_options` POD → Unsupported. UTS follows the pod (no CRI field); mount ns always new; cgroup ns new on v2 only |
 //! | `selinux_options` | ignored when the host has no SELinux (as containerd); Unsupported on an SELinux host |
-//! | `run_as_user`, `run_as_group`, `run_as_username` | `process.user` via [`resolve_user`] |
+//! | `run_as_user`, `run_as_group`, `run_as_username` | `process.user` via [`resolve_user`]; the name wins over the uid; a group without a user is Invalid |
 //! | `readonly_rootfs` | `root.readonly` (+ `/etc/hosts` etc. mounted ro) |
 //! | `supplemental_groups`, `supplemental_groups_policy` | `process.user.additionalGids` (Merge / Strict) |
 //! | `no_new_privs` | `process.noNewPrivileges` |
 //! | `masked_paths`, `readonly_paths` | `linux.maskedPaths` / `linux.readonlyPaths` (containerd defaults if empty; empty when privileged) |
 //! | `seccomp`, `seccomp_profile_path` (deprecated) | `linux.seccomp` ([`seccomp`]) |
-//! | `apparmor`, `apparmor_profile` (deprecated) | `process.apparmorProfile`; without AppArmor: Unconfined/RuntimeDefault skipped, Localhost → Unsupported |
+//! | `apparmor`, `apparmor_profile` (deprecated) | `process.apparmorProfile`; without AppArmor: Unconfined/RuntimeDefault skipped, Localhost → Unsupported; with AppArmor RuntimeDefault is [`DEFAULT_APPARMOR_PROFILE`], which the daemon must have loaded |
 //!
 //! # `LinuxContainerResources` ([`linux_resources`])
 //!

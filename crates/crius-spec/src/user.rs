@@ -83,6 +83,10 @@ fn components_reversed(path: &Path) -> Vec<OsString> {
 }
 
 /// Reads a file of the rootfs without ever leaving it; `Ok(None)` when it does not exist.
+///
+/// The path is resolved link by link and then opened with `O_NOFOLLOW`; a swap of an
+/// intermediate directory between the two steps is not defended against, which is fine as
+/// long as nothing runs in the rootfs yet (CreateContainer happens before the container runs).
 pub fn read_rootfs_file(rootfs: &Path, path: &str) -> Result<Option<String>, SpecError> {
     let host = resolve_in_rootfs(rootfs, Path::new(path))?;
     // O_NOFOLLOW: the path was resolved link by link; a link swapped in since then is refused.
