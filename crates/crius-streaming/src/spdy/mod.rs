@@ -29,13 +29,13 @@ pub const REMOTECOMMAND_V2: &str = "v2.channel.k8s.io";
 pub const REMOTECOMMAND_V1: &str = "channel.k8s.io";
 pub const PORTFORWARD_V1: &str = "portforward.k8s.io";
 
-pub(crate) const REMOTECOMMAND_PROTOCOLS: &[&str] = &[
+pub const REMOTECOMMAND_PROTOCOLS: &[&str] = &[
     REMOTECOMMAND_V4,
     REMOTECOMMAND_V3,
     REMOTECOMMAND_V2,
     REMOTECOMMAND_V1,
 ];
-pub(crate) const PORTFORWARD_PROTOCOLS: &[&str] = &[PORTFORWARD_V1];
+pub const PORTFORWARD_PROTOCOLS: &[&str] = &[PORTFORWARD_V1];
 
 pub(crate) fn handshake_response(
     protocol: Option<&'static str>,

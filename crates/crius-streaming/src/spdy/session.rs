@@ -46,7 +46,6 @@ struct Entry {
     inbound: Option<mpsc::UnboundedSender<Vec<u8>>>,
     send_window: i64,
     unacked: u32,
-    reset: bool,
     local_fin: bool,
 }
 
@@ -100,12 +99,6 @@ impl Conn {
                         format!("SPDY stream {id} is gone"),
                     ));
                 };
-                if e.reset {
-                    return Err(io::Error::new(
-                        io::ErrorKind::ConnectionReset,
-                        format!("SPDY stream {id} was reset"),
-                    ));
-                }
                 let want = want.min(MAX_DATA);
                 if !enforce {
                     return Ok(want);
@@ -143,7 +136,7 @@ impl Conn {
         {
             let mut st = self.lock();
             match st.streams.get_mut(&id) {
-                Some(e) if !e.local_fin && !e.reset => e.local_fin = true,
+                Some(e) if !e.local_fin => e.local_fin = true,
                 _ => return Ok(()),
             }
             Self::maybe_forget(&mut st, id);
@@ -372,7 +365,6 @@ async fn handle(conn: &Arc<Conn>, f: Frame, new_streams: &mpsc::Sender<NewStream
                         inbound: (flags & frame::FLAG_FIN == 0).then_some(tx),
                         send_window: window,
                         unacked: 0,
-                        reset: false,
                         local_fin: flags & frame::FLAG_UNIDIRECTIONAL != 0,
                     },
                 );
@@ -417,11 +409,11 @@ async fn handle(conn: &Arc<Conn>, f: Frame, new_streams: &mpsc::Sender<NewStream
             }
         }
         Frame::RstStream { stream_id, .. } => {
+            // Forgetting the stream ends its reader (EOF) and fails its writer; a long-lived
+            // port-forward session resets a stream per finished connection, so keeping reset
+            // entries would leak.
             let mut st = conn.lock();
-            if let Some(e) = st.streams.get_mut(&stream_id) {
-                e.inbound = None;
-                e.reset = true;
-            }
+            st.streams.remove(&stream_id);
             drop(st);
             conn.window.notify_waiters();
         }
@@ -484,4 +476,173 @@ pub(crate) async fn finish(running: Running) {
         reader.abort();
     }
     drop(conn);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Drives a server connection over an in-memory pipe with hand-made client frames.
+    struct Peer {
+        io: tokio::io::DuplexStream,
+        comp: HeaderCompressor,
+        decomp: HeaderDecompressor,
+        buf: Vec<u8>,
+    }
+
+    impl Peer {
+        async fn send(&mut self, f: Frame) {
+            let b = frame::encode(&f, &mut self.comp).unwrap_or_default();
+            assert!(self.io.write_all(&b).await.is_ok());
+        }
+
+        async fn recv(&mut self) -> Option<Frame> {
+            loop {
+                if let Ok(Some((f, used))) = frame::decode(&self.buf, &mut self.decomp) {
+                    self.buf.drain(..used);
+                    return Some(f);
+                }
+                let mut chunk = [0u8; 4096];
+                let n = tokio::time::timeout(Duration::from_secs(5), self.io.read(&mut chunk))
+                    .await
+                    .ok()?
+                    .ok()?;
+                if n == 0 {
+                    return None;
+                }
+                self.buf.extend_from_slice(&chunk[..n]);
+            }
+        }
+    }
+
+    fn syn(id: u32, flags: u8) -> Frame {
+        Frame::SynStream {
+            stream_id: id,
+            associated_to: 0,
+            priority: 0,
+            slot: 0,
+            flags,
+            headers: vec![("streamtype".into(), "data".into())],
+        }
+    }
+
+    fn setup() -> (Running, Peer) {
+        let (ours, theirs) = tokio::io::duplex(1 << 20);
+        let running = start(ours);
+        let peer = Peer {
+            io: theirs,
+            comp: HeaderCompressor::new(),
+            decomp: HeaderDecompressor::new(),
+            buf: Vec::new(),
+        };
+        (running, peer)
+    }
+
+    #[tokio::test]
+    async fn stream_lifecycle_ping_and_reset_cleanup() {
+        let (mut running, mut peer) = setup();
+        peer.send(syn(1, 0)).await;
+        assert_eq!(
+            peer.recv().await,
+            Some(Frame::SynReply {
+                stream_id: 1,
+                flags: 0,
+                headers: vec![]
+            })
+        );
+        let mut s = match running.streams.recv().await {
+            Some(s) => s,
+            None => panic!("no stream"),
+        };
+        assert_eq!(s.header("streamType"), Some("data"));
+        peer.send(Frame::Data {
+            stream_id: 1,
+            flags: frame::FLAG_FIN,
+            data: b"abc".to_vec(),
+        })
+        .await;
+        assert_eq!(s.data.recv().await, Some(b"abc".to_vec()));
+        assert_eq!(s.data.recv().await, None, "FIN ends the inbound side");
+
+        // Client pings (odd) are echoed.
+        peer.send(Frame::Ping { id: 7 }).await;
+        assert_eq!(peer.recv().await, Some(Frame::Ping { id: 7 }));
+
+        // Our FIN after theirs forgets the stream.
+        assert!(running.conn.send_fin(1).await.is_ok());
+        assert_eq!(
+            peer.recv().await,
+            Some(Frame::Data {
+                stream_id: 1,
+                flags: frame::FLAG_FIN,
+                data: vec![]
+            })
+        );
+        assert!(running.conn.lock().streams.is_empty());
+
+        // A reset stream is forgotten at once and can no longer be written.
+        peer.send(syn(3, 0)).await;
+        let _ = peer.recv().await;
+        let _s3 = running.streams.recv().await;
+        peer.send(Frame::RstStream {
+            stream_id: 3,
+            status: frame::RST_CANCEL,
+        })
+        .await;
+        // Let the reader process the RST (the echo of a ping orders us after it).
+        peer.send(Frame::Ping { id: 9 }).await;
+        assert_eq!(peer.recv().await, Some(Frame::Ping { id: 9 }));
+        assert!(running.conn.lock().streams.is_empty());
+        assert!(running.conn.send_data(3, b"x").await.is_err());
+
+        // Stream ids must be odd and increasing.
+        peer.send(syn(2, 0)).await;
+        assert_eq!(
+            peer.recv().await,
+            Some(Frame::RstStream {
+                stream_id: 2,
+                status: frame::RST_PROTOCOL_ERROR
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn window_updates_follow_consumption() {
+        let (mut running, mut peer) = setup();
+        peer.send(syn(1, 0)).await;
+        let _ = peer.recv().await;
+        let s = running.streams.recv().await;
+        let id = s.as_ref().map(|s| s.id).unwrap_or(0);
+        // Nothing is granted until half a window has been consumed.
+        running.conn.consumed(id, 10_000).await;
+        running.conn.consumed(id, 30_000).await;
+        assert_eq!(
+            peer.recv().await,
+            Some(Frame::WindowUpdate {
+                stream_id: 1,
+                delta: 40_000
+            })
+        );
+        assert_eq!(
+            peer.recv().await,
+            Some(Frame::WindowUpdate {
+                stream_id: 0,
+                delta: 40_000
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn connection_loss_ends_every_stream() {
+        let (mut running, mut peer) = setup();
+        peer.send(syn(1, 0)).await;
+        let _ = peer.recv().await;
+        let mut s = match running.streams.recv().await {
+            Some(s) => s,
+            None => panic!("no stream"),
+        };
+        drop(peer);
+        assert_eq!(s.data.recv().await, None);
+        assert!(running.conn.send_data(1, b"x").await.is_err());
+    }
 }

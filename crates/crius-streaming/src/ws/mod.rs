@@ -31,9 +31,9 @@ pub const V1_BASE64: &str = "base64.channel.k8s.io";
 pub const PORTFORWARD: &str = "portforward.k8s.io";
 
 /// Server preference does not matter (the client's order wins); this is the supported set.
-pub(crate) const REMOTECOMMAND_PROTOCOLS: &[&str] =
+pub const REMOTECOMMAND_PROTOCOLS: &[&str] =
     &[V5_BINARY, V4_BINARY, V4_BASE64, V1_BINARY, V1_BASE64];
-pub(crate) const PORTFORWARD_PROTOCOLS: &[&str] = &[V4_BINARY, V4_BASE64, PORTFORWARD];
+pub const PORTFORWARD_PROTOCOLS: &[&str] = &[V4_BINARY, V4_BASE64, PORTFORWARD];
 
 pub const CHANNEL_STDIN: u8 = 0;
 pub const CHANNEL_STDOUT: u8 = 1;
