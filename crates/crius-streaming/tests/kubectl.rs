@@ -12,7 +12,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crius_streaming::{Config, ExecRequest, PortForwardRequest, Server};
+use crius_streaming::{AttachRequest, Config, ExecRequest, PortForwardRequest, Server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::Command;
@@ -136,6 +136,14 @@ async fn serve_client(mut c: TcpStream, streaming: Server, seen: Seen) {
                     stderr: flag("stderr"),
                 }),
             )
+        } else if path.ends_with("/attach") {
+            Some(streaming.attach_url(AttachRequest {
+                container_id: "c1".into(),
+                tty: flag("tty"),
+                stdin: flag("stdin"),
+                stdout: flag("stdout"),
+                stderr: flag("stderr"),
+            }))
         } else if path.ends_with("/portforward") {
             Some(
                 streaming.port_forward_url(PortForwardRequest {
@@ -323,6 +331,85 @@ async fn kubectl_exec_over_websocket_and_spdy() {
 }
 
 #[tokio::test]
+async fn kubectl_attach() {
+    if !kubectl_available() {
+        eprintln!("kubectl not found; skipping");
+        return;
+    }
+    let (_server, env) = setup().await;
+    for websockets in [true, false] {
+        // The test backend's "container" echoes stdin back on stdout.
+        let (code, out, err) = kubectl(
+            &env,
+            websockets,
+            &["attach", "-i", "p1", "-c", "c"],
+            Some(b"attached\n"),
+        )
+        .await;
+        assert_eq!(code, 0, "websockets={websockets} stderr={err}");
+        assert!(
+            out.contains("attached\n"),
+            "websockets={websockets} out={out:?} stderr={err}"
+        );
+        let seen = std::mem::take(&mut *env.seen.lock().unwrap_or_else(|p| p.into_inner()));
+        let want = if websockets { "websocket" } else { "SPDY/3.1" };
+        assert_eq!(seen, vec![want.to_string()], "websockets={websockets}");
+    }
+}
+
+/// `kubectl exec -t` only uses a terminal when its stdin is one: run it under script(1) to
+/// exercise client-go's TTY path (resize stream included) against the real pty backend.
+#[tokio::test]
+async fn kubectl_exec_tty() {
+    if !kubectl_available() || which("script").is_none() {
+        eprintln!("kubectl or script not found; skipping");
+        return;
+    }
+    let (_server, env) = setup().await;
+    for websockets in [true, false] {
+        let inner = format!(
+            "stty cols 77 rows 22; kubectl --kubeconfig {} exec -ti p1 -c c -- sh -c 'stty size; tty'",
+            env.kubeconfig.display()
+        );
+        let out = tokio::time::timeout(
+            Duration::from_secs(30),
+            Command::new("script")
+                .args(["-qec", &inner, "/dev/null"])
+                .env(
+                    "KUBECTL_REMOTE_COMMAND_WEBSOCKETS",
+                    if websockets { "true" } else { "false" },
+                )
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .kill_on_drop(true)
+                .output(),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("kubectl exec -t timed out"))
+        .unwrap_or_else(|e| panic!("script: {e}"));
+        let text = String::from_utf8_lossy(&out.stdout);
+        // The size kubectl read from its terminal reached the exec'd process's pty.
+        assert!(text.contains("22 77"), "websockets={websockets}: {text:?}");
+        assert!(
+            text.contains("/dev/pts/"),
+            "websockets={websockets}: {text:?}"
+        );
+        let seen = std::mem::take(&mut *env.seen.lock().unwrap_or_else(|p| p.into_inner()));
+        let want = if websockets { "websocket" } else { "SPDY/3.1" };
+        assert_eq!(seen, vec![want.to_string()], "websockets={websockets}");
+    }
+}
+
+fn which(cmd: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(cmd))
+            .find(|p| p.is_file())
+    })
+}
+
+#[tokio::test]
 async fn kubectl_port_forward() {
     if !kubectl_available() {
         eprintln!("kubectl not found; skipping");
@@ -386,6 +473,27 @@ async fn kubectl_port_forward() {
         .await
         .ok()
         .flatten();
+        // Many concurrent connections through the same kubectl session.
+        let mut tasks = Vec::new();
+        for i in 0..16u32 {
+            tasks.push(tokio::spawn(async move {
+                let mut c = TcpStream::connect(("127.0.0.1", local)).await.ok()?;
+                let msg = format!("conn {i}");
+                c.write_all(msg.as_bytes()).await.ok()?;
+                let mut buf = vec![0u8; 64];
+                let n = tokio::time::timeout(Duration::from_secs(10), c.read(&mut buf))
+                    .await
+                    .ok()?
+                    .ok()?;
+                (buf[..n] == *msg.to_ascii_uppercase().as_bytes()).then_some(())
+            }));
+        }
+        let mut good = 0;
+        for t in tasks {
+            if matches!(t.await, Ok(Some(()))) {
+                good += 1;
+            }
+        }
         let _ = child.kill().await;
         let stderr = match child.wait_with_output().await {
             Ok(o) => String::from_utf8_lossy(&o.stderr).into_owned(),
@@ -396,6 +504,7 @@ async fn kubectl_port_forward() {
             Some(&b"HELLO POD"[..]),
             "websockets={websockets} kubectl stderr: {stderr}"
         );
+        assert_eq!(good, 16, "websockets={websockets} kubectl stderr: {stderr}");
         // The WebSocket tunnel (SPDY inside WebSocket) is not served; kubectl must have
         // fallen back to plain SPDY.
         let seen = std::mem::take(&mut *env.seen.lock().unwrap_or_else(|p| p.into_inner()));
