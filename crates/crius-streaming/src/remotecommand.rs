@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Deserialize;
 use tokio::io::DuplexStream;
@@ -105,9 +106,12 @@ impl Session {
     /// `None` is returned.
     pub(crate) async fn run(
         &self,
-        streams: Streams,
+        mut streams: Streams,
         client_gone: impl Future<Output = ()>,
     ) -> Option<Outcome> {
+        if let Target::Exec { .. } = self.target {
+            streams.resize = initial_size_first(streams.resize.take()).await;
+        }
         let backend = self.backend.clone();
         let work = async move {
             match &self.target {
@@ -132,6 +136,34 @@ impl Session {
             () = client_gone => None,
         }
     }
+}
+
+/// How long an exec with a terminal waits for the client's first size before starting.
+/// Clients send their terminal size right after opening the streams; starting the process
+/// first would let it see a 0x0 terminal (`stty size` prints `0 0`, editors draw wrongly).
+const INITIAL_SIZE_GRACE: Duration = Duration::from_millis(200);
+
+/// Waits (bounded) for the first resize event and hands the backend a receiver that yields it
+/// first, so the backend can size the terminal before the process starts reading it.
+async fn initial_size_first(
+    rx: Option<mpsc::Receiver<TermSize>>,
+) -> Option<mpsc::Receiver<TermSize>> {
+    let mut rx = rx?;
+    let first = match tokio::time::timeout(INITIAL_SIZE_GRACE, rx.recv()).await {
+        Ok(Some(size)) => size,
+        // The client closed the resize stream or is slow: carry on without a size.
+        Ok(None) | Err(_) => return Some(rx),
+    };
+    let (tx, out) = mpsc::channel(16);
+    let _ = tx.try_send(first);
+    tokio::spawn(async move {
+        while let Some(size) = rx.recv().await {
+            if tx.send(size).await.is_err() {
+                return;
+            }
+        }
+    });
+    Some(out)
 }
 
 #[derive(Deserialize)]

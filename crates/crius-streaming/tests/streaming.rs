@@ -308,6 +308,23 @@ async fn tty_exec_and_resize_over_spdy_and_ws() {
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains("33 99"), "ws stty output: {text:?}");
 
+        // The process starts only once the client's first size arrived, so even a command
+        // that asks at once sees it.
+        let mut sized = io(None, true);
+        sized.resize = Some(TermSize {
+            width: 70,
+            height: 20,
+        });
+        for spdy_proto in [true, false] {
+            let url = s.exec_url(exec_req(sh("stty size"), false, true));
+            let out = if spdy_proto {
+                ok(spdy::exec(&url, SPDY_V4, sized.clone(), false).await)
+            } else {
+                ok(ws::exec(&url, &["v5.channel.k8s.io"], sized.clone()).await)
+            };
+            assert_eq!(out.stdout, b"20 70\r\n", "spdy={spdy_proto}");
+        }
+
         // Without tty there is no terminal at all.
         let url = s.exec_url(exec_req(sh("tty; true"), false, false));
         let out = ok(ws::exec(&url, &["v5.channel.k8s.io"], io(None, false)).await);
