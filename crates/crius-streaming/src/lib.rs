@@ -130,6 +130,9 @@ pub type StreamWriter = Pin<Box<dyn AsyncWrite + Send>>;
 ///   provided the backend drops (or shuts down) the writers by the time its future completes.
 /// - `resize` yields the sizes the client sends; only present with `tty` (and a protocol that
 ///   has resizing). Drain it or drop it: a full, undrained queue stalls the connection's reader.
+///   For a tty `exec` the server waits (up to 200 ms) for the client's first size before calling
+///   the backend, so it is usually already queued: apply it with `try_recv` before starting the
+///   process, or the process may see a 0x0 terminal.
 pub struct Streams {
     pub stdin: Option<StreamReader>,
     pub stdout: Option<StreamWriter>,
