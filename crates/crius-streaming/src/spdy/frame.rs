@@ -287,9 +287,15 @@ impl HeaderCompressor {
             if out.capacity() - out.len() < 64 {
                 out.reserve(256);
             }
+            let before = (self.z.total_in(), self.z.total_out());
             self.z
                 .compress_vec(&block[consumed..], &mut out, FlushCompress::Sync)
                 .map_err(|e| FrameError::HeaderBlock(format!("compress: {e}")))?;
+            if (self.z.total_in(), self.z.total_out()) == before {
+                return Err(FrameError::HeaderBlock(
+                    "compressor made no progress".into(),
+                ));
+            }
             let consumed = (self.z.total_in() - start_in) as usize;
             // Done once all input is in and deflate had spare room (the flush completed).
             if consumed == block.len() && out.len() < out.capacity() {
@@ -325,11 +331,20 @@ impl HeaderDecompressor {
             if out.capacity() - out.len() < 256 {
                 out.reserve(1024);
             }
+            let before = (self.z.total_in(), self.z.total_out());
             match self
                 .z
                 .decompress_vec(&input[consumed..], &mut out, FlushDecompress::Sync)
             {
-                Ok(Status::Ok | Status::BufError | Status::StreamEnd) => {}
+                Ok(Status::Ok | Status::BufError | Status::StreamEnd) => {
+                    // A peer that ends the zlib stream or sends trailing garbage must not spin
+                    // us forever.
+                    if (self.z.total_in(), self.z.total_out()) == before {
+                        return Err(FrameError::HeaderBlock(
+                            "decompressor made no progress".into(),
+                        ));
+                    }
+                }
                 Err(e) if e.needs_dictionary().is_some() => {
                     self.z
                         .set_dictionary(&DICTIONARY)
@@ -817,6 +832,19 @@ mod tests {
             again.len(),
             first.len()
         );
+    }
+
+    #[test]
+    fn garbage_header_block_is_an_error_not_a_hang() {
+        let mut d = HeaderDecompressor::new();
+        assert!(d.decompress(b"\x78\xbb\xff\xff\xff\xff garbage").is_err());
+        // A header block after a completed zlib stream: no progress is possible.
+        let mut c = Compress::new(Compression::default(), true);
+        let mut z = Vec::with_capacity(256);
+        let _ = c.compress_vec(&[0, 0, 0, 0], &mut z, FlushCompress::Finish);
+        z.extend_from_slice(b"trailing");
+        let mut d = HeaderDecompressor::new();
+        assert!(d.decompress(&z).is_err());
     }
 
     #[test]
