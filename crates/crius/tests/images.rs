@@ -357,6 +357,140 @@ async fn pull_with_basic_auth() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_with_auth_field_and_pull_errors_name_the_reference() {
+    within(60, async {
+        let mut d = Daemon::start().await;
+        let m = images_manifest();
+        let reg = s(&m["auth"]["registry"]);
+
+        // AuthConfig.auth: base64 of "user:password", as a docker config.json carries it.
+        let out = Command::new("sh")
+            .args(["-c", "printf '%s:%s' \"$1\" \"$2\" | base64 -w0", "sh"])
+            .arg(s(&m["auth"]["username"]))
+            .arg(s(&m["auth"]["password"]))
+            .output()
+            .expect("run base64");
+        let encoded = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert!(!encoded.is_empty());
+        let reference = format!("{reg}/crius-test/busybox-user:latest");
+        let auth = cri::AuthConfig {
+            auth: encoded,
+            server_address: reg.clone(),
+            ..Default::default()
+        };
+        let id = pull_with(&mut d, &reference, Some(auth))
+            .await
+            .unwrap_or_else(|e| panic!("pull with AuthConfig.auth: {e}"));
+        assert_eq!(id, s(&entry("busybox-user:latest")["image_id"]));
+
+        for missing in [image("busybox:no-such-tag"), image("no-such-repo:latest")] {
+            let (c, msg) = code(pull_with(&mut d, &missing, None).await);
+            assert_eq!(c, Code::NotFound, "{missing}: {msg}");
+            let shown = missing.rsplit('/').next().unwrap();
+            let shown = shown.split(':').next().unwrap();
+            assert!(
+                msg.contains(shown),
+                "{missing}: message does not name it: {msg}"
+            );
+        }
+        for bad in [
+            "",
+            "Upper/Case:x",
+            "busybox:bad tag",
+            "busybox@sha256:nothex",
+        ] {
+            let (c, msg) = code(pull_with(&mut d, bad, None).await);
+            assert_eq!(c, Code::InvalidArgument, "{bad:?}: {msg}");
+        }
+        assert!(
+            list(&mut d, None).await.len() == 1,
+            "failed pulls must record nothing"
+        );
+        d.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_pulls_of_one_image_share_the_work() {
+    within(60, async {
+        let mut d = Daemon::start().await;
+        let e = entry("layered:latest");
+        let reference = image("layered:latest");
+        let mut tasks = Vec::new();
+        for _ in 0..4 {
+            let mut c = d.img.clone();
+            let r = reference.clone();
+            tasks.push(tokio::spawn(async move {
+                c.pull_image(cri::PullImageRequest {
+                    image: spec(&r),
+                    ..Default::default()
+                })
+                .await
+                .map(|r| r.into_inner().image_ref)
+            }));
+        }
+        for t in tasks {
+            let id = t
+                .await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("concurrent pull: {e}"));
+            assert_eq!(id, s(&e["image_id"]));
+        }
+        let all = list(&mut d, None).await;
+        assert_eq!(all.len(), 1, "{all:?}");
+        let layers = e["layers"].as_array().unwrap().len();
+        assert_eq!(
+            snapshots(&d).len(),
+            layers,
+            "one snapshot per layer: {:?}",
+            snapshots(&d)
+        );
+        let tmp = d.dir.join("root/images/tmp");
+        let left: Vec<_> = std::fs::read_dir(&tmp)
+            .map(|r| r.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(
+            left.is_empty(),
+            "in-progress downloads left behind: {left:?}"
+        );
+        d.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn images_survive_a_daemon_restart() {
+    within(60, async {
+        let mut d = Daemon::start().await;
+        let latest = image("busybox:latest");
+        let id = d.pull(&latest).await;
+        assert_eq!(d.pull(&image("busybox:1.36")).await, id);
+        remove(&mut d, &image("busybox:1.36")).await.unwrap();
+        let before = status_of(&mut d, &latest).await.expect("pulled image");
+        let status = d.terminate();
+        assert!(status.success(), "daemon exit on SIGTERM: {status}");
+        d.spawn().await;
+        let after = status_of(&mut d, &latest)
+            .await
+            .expect("image lost across a restart");
+        assert_eq!(after, before);
+        assert!(
+            status_of(&mut d, &image("busybox:1.36")).await.is_none(),
+            "a removed tag came back"
+        );
+        // The layers are usable, not just the record.
+        let ctr = run_on(&mut d, "restart", &latest, &["sleep", "300"]).await;
+        assert_eq!(
+            sh(&mut d, &ctr, &["echo", "still-here"]).await,
+            "still-here\n"
+        );
+        d.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn layered_image_whiteouts_links_and_modes_inside_a_container() {
     within(120, async {
         let mut d = Daemon::start().await;
