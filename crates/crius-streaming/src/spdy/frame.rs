@@ -796,6 +796,66 @@ mod tests {
     }
 
     #[test]
+    fn syn_reply_and_headers_fixed_parts() {
+        let mut c = HeaderCompressor::new();
+        let reply = encode(
+            &Frame::SynReply {
+                stream_id: 5,
+                flags: FLAG_FIN,
+                headers: vec![],
+            },
+            &mut c,
+        )
+        .unwrap_or_default();
+        // Control bit + version 3, type 2, FIN, 24-bit length, stream id 5, header block.
+        assert_eq!(&reply[..5], &[0x80, 0x03, 0x00, 0x02, 0x01]);
+        assert_eq!(
+            u32::from_be_bytes([0, reply[5], reply[6], reply[7]]) as usize,
+            reply.len() - 8
+        );
+        assert_eq!(&reply[8..12], &[0, 0, 0, 5]);
+        let headers = encode(
+            &Frame::Headers {
+                stream_id: 0x7FFF_FFFF,
+                flags: 0,
+                headers: vec![("a".into(), "b\0c".into())],
+            },
+            &mut c,
+        )
+        .unwrap_or_default();
+        assert_eq!(&headers[..5], &[0x80, 0x03, 0x00, 0x08, 0x00]);
+        assert_eq!(&headers[8..12], &[0x7F, 0xFF, 0xFF, 0xFF]);
+        // Both decode in order through one decompressor; NUL-joined values survive.
+        let mut d = HeaderDecompressor::new();
+        let mut wire = reply.clone();
+        wire.extend_from_slice(&headers);
+        let (f1, used) = decode(&wire, &mut d)
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("reply"));
+        let (f2, _) = decode(&wire[used..], &mut d)
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("headers"));
+        assert!(matches!(
+            f1,
+            Frame::SynReply {
+                stream_id: 5,
+                flags: FLAG_FIN,
+                ..
+            }
+        ));
+        assert_eq!(
+            f2,
+            Frame::Headers {
+                stream_id: 0x7FFF_FFFF,
+                flags: 0,
+                headers: vec![("a".into(), "b\0c".into())],
+            }
+        );
+    }
+
+    #[test]
     fn shared_context_across_frames() {
         let mut c = HeaderCompressor::new();
         let mut d = HeaderDecompressor::new();
