@@ -598,6 +598,14 @@ async fn list_images_with_and_without_filter() {
         let only = list(&mut d, Some(&bb)).await;
         assert_eq!(only.len(), 1, "filter by id: {only:?}");
         assert_eq!(only[0].id, bb);
+        let by_digest = format!(
+            "{}@{}",
+            image("busybox-user"),
+            s(&entry("busybox-user:latest")["manifest_digest"])
+        );
+        let only = list(&mut d, Some(&by_digest)).await;
+        assert_eq!(only.len(), 1, "filter by digest: {only:?}");
+        assert_eq!(only[0].id, user);
         assert!(list(&mut d, Some(&image("busybox:no-such-tag")))
             .await
             .is_empty());
@@ -662,6 +670,22 @@ async fn remove_image_untags_then_removes_and_unknown_is_fine() {
         let st = image_status(&mut d, &image("never-pushed:v0"), true).await;
         assert!(st.image.is_none(), "{st:?}");
         assert!(status_of(&mut d, &unknown_id).await.is_none());
+
+        // By repo digest: the whole image goes, tags included.
+        let id = d.pull(&latest).await;
+        let by_digest = format!(
+            "{}@{}",
+            image("busybox"),
+            s(&entry("busybox:latest")["manifest_digest"])
+        );
+        remove(&mut d, &by_digest)
+            .await
+            .unwrap_or_else(|e| panic!("RemoveImage {by_digest}: {e}"));
+        assert!(
+            status_of(&mut d, &latest).await.is_none(),
+            "tag outlived removal by digest"
+        );
+        assert!(!has_id(&list(&mut d, None).await, &id));
         d.shutdown().await;
     })
     .await;
