@@ -738,9 +738,14 @@ async fn exec_round_trip_latency() {
             }
             samples.sort();
             println!(
-                "exec `true` round trip over {name}: median {:?}, p95 {:?} (50 runs, debug build)",
+                "exec `true` round trip over {name}: median {:?}, p95 {:?} (50 runs, {} build)",
                 percentile(&samples, 0.5),
-                percentile(&samples, 0.95)
+                percentile(&samples, 0.95),
+                if cfg!(debug_assertions) {
+                    "debug"
+                } else {
+                    "release"
+                }
             );
         }
     })
