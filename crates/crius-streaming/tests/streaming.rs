@@ -710,6 +710,65 @@ async fn ws_port_forward_two_ports() {
     .await
 }
 
+/// A "pod" service that never speaks; reports on `closed` when a connection reaches EOF.
+async fn silent_listener() -> (u16, tokio::sync::mpsc::UnboundedReceiver<()>) {
+    let l = match TcpListener::bind("127.0.0.1:0").await {
+        Ok(l) => l,
+        Err(e) => panic!("bind: {e}"),
+    };
+    let port = l.local_addr().map(|a| a.port()).unwrap_or(0);
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut c, _)) = l.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = c.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                }
+                let _ = tx.send(());
+            });
+        }
+    });
+    (port, rx)
+}
+
+#[tokio::test]
+async fn client_leaving_closes_pod_connections() {
+    bounded(async {
+        let s = server().await;
+        let (port, mut closed) = silent_listener().await;
+        // SPDY: the client opens a forward, then its connection drops.
+        let url = s.port_forward_url(PortForwardRequest::default());
+        let c = ok(spdy::SpdyClient::connect(&url, &["portforward.k8s.io"], false).await);
+        let (data, error) = ok(c.port_forward_streams(port, 1).await);
+        ok(data.write(b"hi").await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // The streams share the connection; dropping all of them closes it.
+        drop((c, data, error));
+        let r = tokio::time::timeout(Duration::from_secs(5), closed.recv()).await;
+        assert!(matches!(r, Ok(Some(()))), "spdy: pod connection left open");
+
+        // WebSocket.
+        let url = s.port_forward_url(PortForwardRequest {
+            pod_sandbox_id: "pod1".into(),
+            ports: vec![i32::from(port)],
+        });
+        let mut c = ok(ws::WsClient::connect(&url, &["v4.channel.k8s.io"]).await);
+        ok(c.tx.send(0, b"hi").await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop(c);
+        let r = tokio::time::timeout(Duration::from_secs(5), closed.recv()).await;
+        assert!(
+            matches!(r, Ok(Some(()))),
+            "websocket: pod connection left open"
+        );
+    })
+    .await
+}
+
 // ---------------------------------------------------------------- latency figure
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {

@@ -395,6 +395,7 @@ pub(crate) async fn serve_port_forward<IO>(
         }
     });
 
+    let aborts: Vec<_> = forwards.iter().map(JoinHandle::abort_handle).collect();
     let all_done = futures::future::join_all(forwards);
     tokio::select! {
         _ = all_done => {
@@ -404,7 +405,11 @@ pub(crate) async fn serve_port_forward<IO>(
             linger(reader).await;
         }
         _ = &mut reader => {
-            // The client left: dropping the forward tasks closes the pod-side connections.
+            // The client left: aborting the forwards closes the pod-side connections (a
+            // dropped JoinHandle would leave them running until the pod spoke).
+            for a in aborts {
+                a.abort();
+            }
             drop(out_tx);
             writer.abort();
         }
