@@ -288,7 +288,7 @@ impl ImageStore {
             (top.data.clone(), top.digest.clone(), None)
         };
         let manifest = parse_manifest(&what, &manifest_bytes)?;
-        if is_index(&top.media_type, &manifest) && index.is_some() {
+        if index.is_some() && is_index("", &manifest) {
             return Err(ImageError::Unsupported {
                 what,
                 detail: "nested image index".into(),
@@ -389,8 +389,9 @@ impl ImageStore {
         session: Arc<Session>,
         mut job: LayerJob,
     ) -> Result<(), ImageError> {
-        let _blob_lock = self.inflight(&job.digest).await;
-        let _snap_lock = self.inflight(&job.chain_id).await;
+        // Distinct key spaces: for an uncompressed bottom layer, blob digest == diff id == chain id.
+        let _blob_lock = self.inflight(&format!("blob {}", job.digest)).await;
+        let _snap_lock = self.inflight(&format!("snapshot {}", job.chain_id)).await;
         let content = self.content().clone();
         let have_blob = content.has_blob(&job.digest, Some(job.size));
         let have_snap = content.has_snapshot(&job.chain_id);
