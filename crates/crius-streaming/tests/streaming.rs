@@ -628,6 +628,27 @@ async fn spdy_port_forward_round_trip_several_ports_concurrently() {
 }
 
 #[tokio::test]
+async fn spdy_streams_outlive_their_client_handle() {
+    bounded(async {
+        let s = server().await;
+        let port = echo_listener().await;
+        let url = s.port_forward_url(PortForwardRequest::default());
+        let (mut data, mut error) = {
+            let c = ok(spdy::SpdyClient::connect(&url, &["portforward.k8s.io"], false).await);
+            ok(c.port_forward_streams(port, 0).await)
+        };
+        ok(data.write(b"still here").await);
+        ok(data.close().await);
+        assert_eq!(
+            data.read_to_end().await,
+            format!("{port}:still here").into_bytes()
+        );
+        assert!(error.read_to_end().await.is_empty());
+    })
+    .await
+}
+
+#[tokio::test]
 async fn spdy_port_forward_to_closed_port_reports_error() {
     bounded(async {
         let s = server().await;

@@ -5,13 +5,12 @@
 use std::collections::HashMap;
 use std::io::Cursor;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 
 use super::{upgrade, ClientError, ExecIo, ExecOutput, ExitStatus};
 use crate::spdy::frame::{self, Frame, HeaderCompressor, HeaderDecompressor, Setting};
@@ -54,18 +53,12 @@ impl Inner {
     }
 }
 
-/// A connected SPDY client.
+/// A connected SPDY client. The connection is half-closed (and then closed once the server
+/// hangs up) when the client and every stream it opened have been dropped.
 pub struct SpdyClient {
     inner: Arc<Inner>,
-    reader: JoinHandle<()>,
     /// The `X-Stream-Protocol-Version` the server chose.
     pub protocol: Option<String>,
-}
-
-impl Drop for SpdyClient {
-    fn drop(&mut self) {
-        self.reader.abort();
-    }
 }
 
 /// One client-opened stream.
@@ -163,12 +156,13 @@ impl SpdyClient {
                 })
                 .await?;
         }
-        let reader = tokio::spawn(read_loop(Cursor::new(up.leftover).chain(rd), inner.clone()));
-        Ok(SpdyClient {
-            inner,
-            reader,
-            protocol,
-        })
+        // The reader only holds a weak reference so that dropping the last handle drops the
+        // write half, which tells the server we are gone.
+        tokio::spawn(read_loop(
+            Cursor::new(up.leftover).chain(rd),
+            Arc::downgrade(&inner),
+        ));
+        Ok(SpdyClient { inner, protocol })
     }
 
     /// Turns the automatic WINDOW_UPDATEs of a flow-controlled client off or on, so tests can
@@ -251,7 +245,7 @@ impl SpdyClient {
     }
 }
 
-async fn read_loop<R: AsyncRead + Unpin>(mut rd: R, inner: Arc<Inner>) {
+async fn read_loop<R: AsyncRead + Unpin>(mut rd: R, weak: Weak<Inner>) {
     let mut decomp = HeaderDecompressor::new();
     let mut buf = Vec::with_capacity(64 * 1024);
     let mut chunk = vec![0u8; 64 * 1024];
@@ -266,6 +260,9 @@ async fn read_loop<R: AsyncRead + Unpin>(mut rd: R, inner: Arc<Inner>) {
                 }
             };
             buf.drain(..used);
+            let Some(inner) = weak.upgrade() else {
+                break 'outer;
+            };
             match f {
                 Frame::SynReply { stream_id, .. } => {
                     if let Some(tx) = inner
@@ -326,7 +323,9 @@ async fn read_loop<R: AsyncRead + Unpin>(mut rd: R, inner: Arc<Inner>) {
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
     }
-    inner.slots().clear();
+    if let Some(inner) = weak.upgrade() {
+        inner.slots().clear();
+    }
 }
 
 /// Runs one exec/attach over SPDY to completion: opens the streams client-go would open for
