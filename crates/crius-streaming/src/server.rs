@@ -12,12 +12,14 @@ use http::header::{CONNECTION, UPGRADE};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use crate::remotecommand::{Options, Session, Target};
 use crate::token::{self, Cache, Kind, Pending};
 use crate::{spdy, ws, Backend, Config, StreamError};
+
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub(crate) struct Shared {
     pub(crate) local_addr: SocketAddr,
@@ -74,7 +76,11 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                 let shared = shared.clone();
                 async move { Ok::<_, Infallible>(route(shared, req)) }
             });
+            // A client that never finishes its request headers must not hold a connection
+            // (and a task) forever.
             let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
                 .serve_connection(TokioIo::new(tcp), service)
                 .with_upgrades();
             if let Err(e) = conn.await {
