@@ -246,8 +246,8 @@ pub(crate) struct NewImage {
     pub layers: Vec<LayerRecord>,
     pub chain: Vec<String>,
     pub config_size: u64,
-    /// Tag reference (`name:tag`) to point at this image, if any.
-    pub tag: Option<String>,
+    /// Tag references (`name:tag`) to point at this image.
+    pub tags: Vec<String>,
     /// Repo digest (`name@digest`), if any.
     pub repo_digest: Option<String>,
 }
@@ -376,7 +376,11 @@ impl ImageStore {
                 .collect(),
             chain,
             config_size: config_desc.size,
-            tag: if r.digest.is_none() { r.tagged() } else { None },
+            tags: if r.digest.is_none() {
+                r.tagged().into_iter().collect()
+            } else {
+                Vec::new()
+            },
             repo_digest: Some(repo_digest),
         })?;
         drop(lease);
@@ -384,7 +388,7 @@ impl ImageStore {
     }
 
     /// Makes sure one layer's blob and snapshot exist, downloading/unpacking at most once at a time.
-    async fn ensure_layer(
+    pub(crate) async fn ensure_layer(
         &self,
         session: Arc<Session>,
         mut job: LayerJob,
@@ -474,7 +478,7 @@ impl ImageStore {
                 },
             };
             t.put_image(&rec)?;
-            if let Some(tag) = &n.tag {
+            for tag in &n.tags {
                 t.set_ref(tag, &rec.id, true)?;
             }
             if let Some(d) = &n.repo_digest {

@@ -135,7 +135,7 @@ fn set_times(dir: RawFd, name: &CStr, mtime: i64) -> io::Result<()> {
 }
 
 /// A normalised, safe relative path split into components.
-fn safe_components(layer: &str, raw: &[u8]) -> Result<Vec<Vec<u8>>, ImageError> {
+pub(crate) fn safe_components(layer: &str, raw: &[u8]) -> Result<Vec<Vec<u8>>, ImageError> {
     let shown = String::from_utf8_lossy(raw).into_owned();
     let unsafe_entry = |reason: &str| ImageError::UnsafeLayerEntry {
         layer: layer.to_string(),
