@@ -102,6 +102,32 @@ async fn ws_v5_stdin_round_trip_with_half_close() {
 }
 
 #[tokio::test]
+async fn ws_large_transfer_binary_and_base64() {
+    bounded(async {
+        let s = server().await;
+        let input: Vec<u8> = (0..1024 * 1024u32).map(|i| (i % 253) as u8).collect();
+        for proto in ["v5.channel.k8s.io", "v4.base64.channel.k8s.io"] {
+            let url = s.exec_url(exec_req(vec!["cat".into()], true, false));
+            // v4 has no stdin half-close: `head -c` ends on its own once it has everything.
+            let url = if proto.starts_with("v4") {
+                s.exec_url(exec_req(
+                    sh(&format!("head -c {}", input.len())),
+                    true,
+                    false,
+                ))
+            } else {
+                url
+            };
+            let out = ok(ws::exec(&url, &[proto], io(Some(&input), false)).await);
+            assert_eq!(out.stdout.len(), input.len(), "{proto}");
+            assert!(out.stdout == input, "{proto}: content differs");
+            assert_eq!(out.status, ExitStatus::Success, "{proto}");
+        }
+    })
+    .await
+}
+
+#[tokio::test]
 async fn ws_v4_base64_and_v1_status_formats() {
     bounded(async {
         let s = server().await;

@@ -359,17 +359,21 @@ pub async fn exec(
         false => None,
     };
 
-    if let (Some(r), Some(size)) = (&resize, io.resize) {
-        let json = format!("{{\"Width\":{},\"Height\":{}}}\n", size.width, size.height);
-        r.write(json.as_bytes()).await?;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    if let (Some(s), Some(data)) = (&stdin, &io.stdin) {
-        s.write(data).await?;
-        if io.close_stdin {
-            s.close().await?;
+    // Write and read at once so a server that pushes back on stdin cannot deadlock us.
+    let send = async {
+        if let (Some(r), Some(size)) = (&resize, io.resize) {
+            let json = format!("{{\"Width\":{},\"Height\":{}}}\n", size.width, size.height);
+            r.write(json.as_bytes()).await?;
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-    }
+        if let (Some(s), Some(data)) = (&stdin, &io.stdin) {
+            s.write(data).await?;
+            if io.close_stdin {
+                s.close().await?;
+            }
+        }
+        Ok::<_, ClientError>(())
+    };
     let read_out = async {
         match stdout {
             Some(mut s) => s.read_to_end().await,
@@ -382,7 +386,10 @@ pub async fn exec(
             None => Vec::new(),
         }
     };
-    let (out, err) = tokio::join!(read_out, read_err);
+    let (sent, out, err) = tokio::join!(send, read_out, read_err);
+    if let Err(e) = sent {
+        tracing::debug!(error = %e, "stdin not fully delivered");
+    }
     let status_bytes = error.read_to_end().await;
     drop(resize);
     drop(stdin);

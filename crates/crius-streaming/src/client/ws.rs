@@ -164,34 +164,48 @@ pub async fn exec(url: &str, protocols: &[&str], io: ExecIo) -> Result<ExecOutpu
         .as_deref()
         .is_some_and(|p| p.starts_with("v4.") || p.starts_with("v5."));
     let v5 = protocol.as_deref() == Some(crate::ws::V5_BINARY);
-    if let Some(size) = io.resize {
-        tx.resize(size).await?;
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    if let Some(stdin) = &io.stdin {
-        if !stdin.is_empty() {
-            tx.send(crate::ws::CHANNEL_STDIN, stdin).await?;
+    // Send and receive at once: a server applies backpressure to stdin, so writing all of it
+    // before reading could deadlock against a process that echoes.
+    let send = async {
+        if let Some(size) = io.resize {
+            tx.resize(size).await?;
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
-        if io.close_stdin && v5 {
-            tx.close_channel(crate::ws::CHANNEL_STDIN).await?;
+        if let Some(stdin) = &io.stdin {
+            for chunk in stdin.chunks(32 * 1024) {
+                tx.send(crate::ws::CHANNEL_STDIN, chunk).await?;
+            }
+            if io.close_stdin && v5 {
+                tx.close_channel(crate::ws::CHANNEL_STDIN).await?;
+            }
         }
-    }
-    let mut out = ExecOutput {
-        stdout: Vec::new(),
-        stderr: Vec::new(),
-        status: ExitStatus::Success,
+        Ok::<_, ClientError>(())
     };
-    let mut error = Vec::new();
-    while let Some((ch, data)) = rx.recv().await? {
-        match ch {
-            crate::ws::CHANNEL_STDOUT => out.stdout.extend_from_slice(&data),
-            crate::ws::CHANNEL_STDERR => out.stderr.extend_from_slice(&data),
-            crate::ws::CHANNEL_ERROR => error.extend_from_slice(&data),
-            _ => {}
+    let recv = async {
+        let mut out = ExecOutput {
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            status: ExitStatus::Success,
+        };
+        let mut error = Vec::new();
+        while let Some((ch, data)) = rx.recv().await? {
+            match ch {
+                crate::ws::CHANNEL_STDOUT => out.stdout.extend_from_slice(&data),
+                crate::ws::CHANNEL_STDERR => out.stderr.extend_from_slice(&data),
+                crate::ws::CHANNEL_ERROR => error.extend_from_slice(&data),
+                _ => {}
+            }
         }
+        out.status = ExitStatus::decode(&error, v4);
+        Ok::<_, ClientError>(out)
+    };
+    let (sent, out) = tokio::join!(send, recv);
+    let out = out?;
+    // A process may exit without reading all of stdin; that is not a client error.
+    if let Err(e) = sent {
+        tracing::debug!(error = %e, "stdin not fully delivered");
     }
     let _ = tx.close().await;
-    out.status = ExitStatus::decode(&error, v4);
     Ok(out)
 }
 

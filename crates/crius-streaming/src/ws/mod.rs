@@ -46,6 +46,9 @@ pub const CHANNEL_CLOSE: u8 = 255;
 /// Largest payload put into one message; keeps latency low and frames small.
 const CHUNK: usize = 32 * 1024;
 
+/// Messages from the client queued towards a slow consumer before the reader stops reading.
+const INBOUND_QUEUE: usize = 32;
+
 /// Encodes a channel message as `(opcode, payload)`.
 pub fn encode_channel(channel: u8, data: &[u8], base64: bool) -> (u8, Vec<u8>) {
     if base64 {
@@ -222,11 +225,12 @@ pub(crate) async fn serve_remotecommand<IO>(
         pumps.push(spawn_output_pump(stderr, CHANNEL_STDERR, out_tx.clone()));
     }
 
-    // stdin is written from its own task so that a backend that is slow to read cannot stall
-    // the reader (which also handles resize, ping and close).
+    // stdin is written from its own task behind a short queue: a backend that is slow to read
+    // stdin stalls the reader only once the queue is full. That backpressure is the only flow
+    // control WebSocket has; without it a client could make us buffer without bound.
     let (stdin_tx, stdin_task) = match pipes.stdin {
         Some(mut pipe) => {
-            let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+            let (tx, mut rx) = mpsc::channel::<Vec<u8>>(INBOUND_QUEUE);
             let task = tokio::spawn(async move {
                 while let Some(data) = rx.recv().await {
                     if pipe.write_all(&data).await.is_err() {
@@ -278,7 +282,7 @@ pub(crate) async fn serve_remotecommand<IO>(
             match channel {
                 CHANNEL_STDIN => {
                     if let Some(tx) = &stdin_tx {
-                        let _ = tx.send(data);
+                        let _ = tx.send(data).await;
                     }
                 }
                 CHANNEL_RESIZE => {
@@ -356,7 +360,7 @@ pub(crate) async fn serve_port_forward<IO>(
         let _ = out_tx
             .send(Out::Channel(err_ch, port.to_le_bytes().to_vec()))
             .await;
-        let (tx, rx) = mpsc::unbounded_channel::<Vec<u8>>();
+        let (tx, rx) = mpsc::channel::<Vec<u8>>(INBOUND_QUEUE);
         inbound.push(tx);
         let backend = backend.clone();
         let pod = pod.clone();
@@ -389,7 +393,7 @@ pub(crate) async fn serve_port_forward<IO>(
             // Only even (data) channels carry client bytes; error channels are write-only.
             if channel % 2 == 0 {
                 if let Some(tx) = inbound.get(channel as usize / 2) {
-                    let _ = tx.send(data);
+                    let _ = tx.send(data).await;
                 }
             }
         }
@@ -422,7 +426,7 @@ async fn forward_one(
     port: u16,
     data_ch: u8,
     err_ch: u8,
-    mut inbound: mpsc::UnboundedReceiver<Vec<u8>>,
+    mut inbound: mpsc::Receiver<Vec<u8>>,
     out: mpsc::Sender<Out>,
 ) {
     let tcp = match backend.port_forward(&pod, port).await {
