@@ -507,3 +507,78 @@ pub(crate) fn to_image(rec: &ImageRecord) -> Result<Image, ImageError> {
         chain: rec.chain.clone(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send<T: Send>(_: &T) {}
+    fn assert_send_sync_clone<T: Send + Sync + Clone + 'static>() {}
+
+    #[test]
+    fn store_and_pull_future_are_send() {
+        assert_send_sync_clone::<ImageStore>();
+        let d = tempfile::tempdir().unwrap();
+        let s = ImageStore::open(StoreOptions::new(d.path())).unwrap();
+        // tonic handlers need Send futures: this fails to compile if a lock is held across an await.
+        let f = s.pull("busybox", None);
+        assert_send(&f);
+    }
+
+    #[test]
+    fn get_handles_ids_prefixes_and_ambiguity() {
+        let d = tempfile::tempdir().unwrap();
+        let s = ImageStore::open(StoreOptions::new(d.path())).unwrap();
+        for (id, tag) in [("abc1", "a:1"), ("abc2", "b:1")] {
+            let id = format!("sha256:{}{}", id, "0".repeat(60));
+            s.commit_image(pull::NewImage {
+                config_digest: id.clone(),
+                config_json: "{}".into(),
+                manifest_digest: format!("sha256:{}", "f".repeat(64)),
+                index_digest: None,
+                layers: Vec::new(),
+                chain: Vec::new(),
+                config_size: 2,
+                tags: vec![reference::parse(tag).unwrap().tagged().unwrap()],
+                repo_digest: None,
+            })
+            .unwrap();
+        }
+        assert!(matches!(
+            s.get("abc"),
+            Err(ImageError::Ambiguous { matches: 2, .. })
+        ));
+        assert_eq!(
+            s.get("abc1").unwrap().unwrap().repo_tags,
+            ["docker.io/library/a:1"]
+        );
+        assert_eq!(
+            s.get("b:1").unwrap().unwrap().id,
+            format!("sha256:abc2{}", "0".repeat(60))
+        );
+        assert!(s.get("abd").unwrap().is_none());
+        assert!(s.get("").is_err());
+        assert!(matches!(
+            s.get("UPPER/case"),
+            Err(ImageError::InvalidReference { .. })
+        ));
+        // Moving a tag to another image takes it from the first.
+        s.commit_image(pull::NewImage {
+            config_digest: format!("sha256:abc2{}", "0".repeat(60)),
+            config_json: "{}".into(),
+            manifest_digest: format!("sha256:{}", "e".repeat(64)),
+            index_digest: None,
+            layers: Vec::new(),
+            chain: Vec::new(),
+            config_size: 2,
+            tags: vec!["docker.io/library/a:1".into()],
+            repo_digest: None,
+        })
+        .unwrap();
+        assert!(s.get("abc1").unwrap().unwrap().repo_tags.is_empty());
+        assert_eq!(
+            s.get("a:1").unwrap().unwrap().id,
+            format!("sha256:abc2{}", "0".repeat(60))
+        );
+    }
+}
