@@ -181,8 +181,9 @@ fn runtime_errors(log: &str) -> Vec<String> {
         .collect()
 }
 
-/// Writes `data` to `path` so that a reader sees either nothing or all of it, durably.
-fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
+/// Writes `data` to `path` so that a reader sees either nothing or all of it; with `durable`,
+/// also across a crash of the machine.
+fn write_atomic(path: &Path, data: &[u8], durable: bool) -> io::Result<()> {
     let tmp = path.with_extension("tmp");
     let mut f = OpenOptions::new()
         .write(true)
@@ -191,9 +192,11 @@ fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
         .mode(0o644)
         .open(&tmp)?;
     f.write_all(data)?;
-    f.sync_all()?;
+    if durable {
+        f.sync_all()?;
+    }
     std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
+    if let (true, Some(dir)) = (durable, path.parent()) {
         File::open(dir)?.sync_all()?;
     }
     Ok(())
@@ -403,6 +406,8 @@ impl Monitor {
         write_atomic(
             &state.join("monitor.pid"),
             std::process::id().to_string().as_bytes(),
+            // a monitor does not survive a reboot, so neither need its pid file
+            false,
         )
         .map_err(|e| CreateFailure::io("write monitor.pid", e))?;
         let sigfd =
@@ -929,7 +934,7 @@ impl Monitor {
             "{{\"exit_code\":{code},\"signal\":{},\"finished_at_ns\":{at},\"oom_killed\":{oom}}}\n",
             signal.map_or("null".to_string(), |s| s.to_string())
         );
-        if let Err(e) = write_atomic(&args.state_dir.join("exit.json"), json.as_bytes()) {
+        if let Err(e) = write_atomic(&args.state_dir.join("exit.json"), json.as_bytes(), true) {
             note(&args.state_dir, &format!("writing exit.json: {e}"));
         }
     }

@@ -295,3 +295,44 @@ async fn exec_sync_output_exit_code_and_timeout() {
     wait_monitor(mon.monitor_pid).await;
     f.handler.delete(&f.id, false).await.expect("delete");
 }
+
+/// Prints (does not assert) what the monitor adds on top of a bare `runc create`.
+#[tokio::test]
+async fn create_overhead_figures() {
+    const N: u32 = 5;
+    let mut via_monitor = Duration::ZERO;
+    let mut bare = Duration::ZERO;
+    for i in 0..N {
+        let f = Fixture::new(&format!("fig{i}"), &["true"], false, |_| {});
+        let t = Instant::now();
+        let mon = spawn_monitor(&f.handler, &f.monitor_config())
+            .await
+            .expect("spawn");
+        via_monitor += t.elapsed();
+        f.handler.delete(&f.id, true).await.expect("delete");
+        wait_monitor(mon.monitor_pid).await;
+
+        let bundle = f.dir.path().join("bundle");
+        let t = Instant::now();
+        let st = tokio::process::Command::new(RUNC)
+            .arg("--root")
+            .arg(&f.handler.root)
+            .args(["create", "--bundle"])
+            .arg(&bundle)
+            .arg(&f.id)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .await
+            .expect("runc create");
+        bare += t.elapsed();
+        assert!(st.success());
+        f.handler.delete(&f.id, true).await.expect("delete");
+    }
+    eprintln!(
+        "create: via spawn_monitor {:?} mean, bare runc create {:?} mean (n={N})",
+        via_monitor / N,
+        bare / N
+    );
+}
