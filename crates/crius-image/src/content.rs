@@ -62,7 +62,7 @@ impl Content {
     }
 
     pub fn has_blob(&self, digest: &str, size: Option<u64>) -> bool {
-        match self.blob_path(digest).map(|p| std::fs::metadata(p)) {
+        match self.blob_path(digest).map(std::fs::metadata) {
             Ok(Ok(m)) => size.is_none_or(|s| m.len() == s),
             _ => false,
         }

@@ -19,7 +19,7 @@ fn unescape_mountinfo(s: &str) -> String {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'\\'
-            && i + 3 < b.len() + 0
+            && i + 3 < b.len()
             && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
         {
             let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
@@ -46,6 +46,90 @@ pub(crate) fn is_mountpoint(target: &Path) -> Result<bool, ImageError> {
         .lines()
         .filter_map(|l| l.split(' ').nth(4))
         .any(|mp| unescape_mountinfo(mp) == want))
+}
+
+fn cpath(p: &Path) -> std::io::Result<std::ffi::CString> {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "NUL in path"))
+}
+
+fn sys(r: libc::c_long) -> std::io::Result<libc::c_long> {
+    if r < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+/// Mounts overlay through the new mount API, adding each lower layer separately (top first).
+fn mount_many_layers(
+    lowers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    target: &Path,
+) -> std::io::Result<()> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    const FSOPEN_CLOEXEC: libc::c_uint = 1;
+    const FSCONFIG_SET_STRING: libc::c_uint = 1;
+    const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+    const FSMOUNT_CLOEXEC: libc::c_uint = 1;
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
+    let fstype = std::ffi::CString::new("overlay").map_err(std::io::Error::other)?;
+    // SAFETY: valid C string; the fd is owned below.
+    let fs = sys(unsafe { libc::syscall(libc::SYS_fsopen, fstype.as_ptr(), FSOPEN_CLOEXEC) })?;
+    // SAFETY: fs is a fresh fd.
+    let fs = unsafe { OwnedFd::from_raw_fd(fs as i32) };
+    let set = |key: &str, value: &Path| -> std::io::Result<()> {
+        let k = std::ffi::CString::new(key).map_err(std::io::Error::other)?;
+        let v = cpath(value)?;
+        // SAFETY: valid fd and C strings.
+        sys(unsafe {
+            libc::syscall(
+                libc::SYS_fsconfig,
+                fs.as_raw_fd(),
+                FSCONFIG_SET_STRING,
+                k.as_ptr(),
+                v.as_ptr(),
+                0,
+            )
+        })
+        .map(|_| ())
+    };
+    for l in lowers {
+        set("lowerdir+", l)?;
+    }
+    set("upperdir", upper)?;
+    set("workdir", work)?;
+    // SAFETY: valid fd; null key/value are what FSCONFIG_CMD_CREATE takes.
+    sys(unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            FSCONFIG_CMD_CREATE,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_void>(),
+            0,
+        )
+    })?;
+    // SAFETY: valid fd.
+    let mnt = sys(unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, 0) })?;
+    // SAFETY: mnt is a fresh fd.
+    let mnt = unsafe { OwnedFd::from_raw_fd(mnt as i32) };
+    let empty = std::ffi::CString::new("").map_err(std::io::Error::other)?;
+    let t = cpath(target)?;
+    // SAFETY: valid fds and C strings.
+    sys(unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            mnt.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_FDCWD,
+            t.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    })
+    .map(|_| ())
 }
 
 impl ImageStore {
@@ -129,26 +213,29 @@ impl ImageStore {
             upper.to_string_lossy(),
             work.to_string_lossy()
         );
-        if data.len() > MAX_MOUNT_DATA {
-            return Err(ImageError::Mount {
+        if data.len() <= MAX_MOUNT_DATA {
+            return mount(
+                Some("overlay"),
+                target,
+                Some("overlay"),
+                MsFlags::empty(),
+                Some(data.as_str()),
+            )
+            .map_err(|e| ImageError::Mount {
                 target: target.to_path_buf(),
-                detail: format!(
-                    "{} layers make overlay options of {} bytes (limit {MAX_MOUNT_DATA}); use a shorter store root",
-                    img.chain.len(),
-                    data.len()
-                ),
+                detail: format!("overlay mount for container {container_id}: {e}"),
             });
         }
-        mount(
-            Some("overlay"),
-            target,
-            Some("overlay"),
-            MsFlags::empty(),
-            Some(data.as_str()),
-        )
-        .map_err(|e| ImageError::Mount {
+        // Too many layers for one page of mount options: hand the layers to the kernel one by one
+        // (fsconfig "lowerdir+", Linux 6.8+).
+        mount_many_layers(&lowers, &upper, &work, target).map_err(|e| ImageError::Mount {
             target: target.to_path_buf(),
-            detail: format!("overlay mount for container {container_id}: {e}"),
+            detail: format!(
+                "overlay mount for container {container_id} with {} layers ({} bytes of options, \
+                 beyond the {MAX_MOUNT_DATA}-byte limit of mount(2)) via fsconfig lowerdir+: {e}",
+                lowers.len(),
+                data.len()
+            ),
         })
     }
 

@@ -53,7 +53,7 @@ async fn pull_by_tag_and_digest_then_untag_and_gc() {
         .unwrap()
         .unwrap();
     assert_eq!(got.id, id);
-    assert_eq!(got.repo_tags, [r1.clone()]);
+    assert_eq!(got.repo_tags, std::slice::from_ref(&r1));
     assert_eq!(
         got.repo_digests,
         [format!("{}/test/base@{mdigest}", reg.addr)]
@@ -126,7 +126,7 @@ async fn pull_by_tag_and_digest_then_untag_and_gc() {
     // Untag v1: image stays with v2.
     store.remove(&r1).unwrap();
     let i = store.get(&id).unwrap().unwrap();
-    assert_eq!(i.repo_tags, [r2.clone()]);
+    assert_eq!(i.repo_tags, std::slice::from_ref(&r2));
     assert!(store.get(&r1).unwrap().is_none());
     // Removing the last tag removes the image and its content.
     store.remove(&r2).unwrap();
@@ -564,4 +564,40 @@ async fn missing_image_and_invalid_reference() {
     assert!(
         matches!(err, ImageError::InvalidReference { ref reference, .. } if reference == "Not/Valid")
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_layers_exceeding_mount_options_page() {
+    let reg = Registry::start(false);
+    let layers: Vec<Layer> = (0..60)
+        .map(|i| {
+            let name = format!("f{i:02}");
+            let data = format!("layer {i}\n");
+            layer(
+                &[
+                    Entry::File(&name, data.as_bytes(), 0o644),
+                    Entry::File("top", data.as_bytes(), 0o644),
+                ],
+                Comp::Gzip,
+            )
+        })
+        .collect();
+    let img = TestImage::new(layers, &["/top"]);
+    reg.push_image("test/deep", "v1", &img).await;
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("a-rather-long-store-root-directory-name");
+    let hosts = tempfile::tempdir().unwrap();
+    let store = store(&root, hosts.path());
+    let got = store
+        .pull(&format!("{}/test/deep:v1", reg.addr), None)
+        .await
+        .unwrap();
+    assert_eq!(got.chain.len(), 60);
+    let target = work.path().join("mnt");
+    store.prepare_rootfs(&got.id, "deep", &target).unwrap();
+    assert_eq!(std::fs::read(target.join("top")).unwrap(), b"layer 59\n");
+    assert_eq!(std::fs::read(target.join("f00")).unwrap(), b"layer 0\n");
+    assert_eq!(std::fs::read(target.join("f33")).unwrap(), b"layer 33\n");
+    store.remove_rootfs("deep", &target).unwrap();
+    assert!(!target.join("top").exists());
 }
