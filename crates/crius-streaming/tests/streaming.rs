@@ -224,6 +224,26 @@ async fn spdy_large_transfer_with_and_without_flow_control() {
 }
 
 #[tokio::test]
+async fn spdy_stdin_to_a_slow_reader_with_and_without_flow_control() {
+    bounded(async {
+        // kubectl cp style: a peer without flow control pushes 4 MiB at a process that starts
+        // reading late; the server must apply backpressure and lose nothing.
+        let s = server().await;
+        let input: Vec<u8> = (0..4 * 1024 * 1024u32).map(|i| (i % 249) as u8).collect();
+        // With flow control the client waits for the server's WINDOW_UPDATEs instead, which
+        // only come as the process consumes stdin.
+        for flow in [false, true] {
+            let url = s.exec_url(exec_req(sh("sleep 0.5; cat"), true, false));
+            let out = ok(spdy::exec(&url, SPDY_V4, io(Some(&input), false), flow).await);
+            assert_eq!(out.stdout.len(), input.len(), "flow control {flow}");
+            assert!(out.stdout == input, "flow control {flow}: content differs");
+            assert_eq!(out.status, ExitStatus::Success);
+        }
+    })
+    .await
+}
+
+#[tokio::test]
 async fn spdy_server_honours_window_of_a_flow_controlled_client() {
     bounded(async {
         let s = server().await;

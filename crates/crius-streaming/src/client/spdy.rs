@@ -33,11 +33,54 @@ struct Inner {
     next_id: AtomicU32,
     /// Return window for every DATA frame as soon as it arrives.
     auto_window: AtomicBool,
+    /// Whether our own sending honours the server's windows (flow-controlled mode).
+    flow_control: bool,
+    send: Mutex<SendWindows>,
+    window_changed: tokio::sync::Notify,
+}
+
+/// The server's grants to us: per stream and for the whole session (SPDY/3.1).
+struct SendWindows {
+    session: i64,
+    streams: HashMap<u32, i64>,
+    closed: bool,
 }
 
 impl Inner {
     fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<u32, StreamSlot>> {
         self.streams.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn windows(&self) -> std::sync::MutexGuard<'_, SendWindows> {
+        self.send.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes up to `want` bytes of window for `id`, waiting for WINDOW_UPDATEs if needed.
+    async fn reserve(&self, id: u32, want: usize) -> Result<usize, ClientError> {
+        if !self.flow_control {
+            return Ok(want);
+        }
+        loop {
+            let changed = self.window_changed.notified();
+            {
+                let mut w = self.windows();
+                if w.closed {
+                    return Err(ClientError::Protocol("connection closed".into()));
+                }
+                let session = w.session;
+                let Some(stream) = w.streams.get_mut(&id) else {
+                    return Err(ClientError::Protocol(format!("stream {id} was reset")));
+                };
+                let avail = (*stream).min(session);
+                if avail > 0 {
+                    let n = want.min(avail as usize);
+                    *stream -= n as i64;
+                    w.session -= n as i64;
+                    return Ok(n);
+                }
+            }
+            changed.await;
+        }
     }
 
     async fn write(&self, f: &Frame) -> Result<(), ClientError> {
@@ -69,15 +112,20 @@ pub struct SpdyStream {
 }
 
 impl SpdyStream {
+    /// Sends `data`; in flow-controlled mode it waits for window as needed.
     pub async fn write(&self, data: &[u8]) -> Result<(), ClientError> {
-        for chunk in data.chunks(16 * 1024) {
+        let mut off = 0;
+        while off < data.len() {
+            let want = (data.len() - off).min(16 * 1024);
+            let n = self.inner.reserve(self.id, want).await?;
             self.inner
                 .write(&Frame::Data {
                     stream_id: self.id,
                     flags: 0,
-                    data: chunk.to_vec(),
+                    data: data[off..off + n].to_vec(),
                 })
                 .await?;
+            off += n;
         }
         Ok(())
     }
@@ -143,6 +191,13 @@ impl SpdyClient {
             streams: Mutex::new(HashMap::new()),
             next_id: AtomicU32::new(1),
             auto_window: AtomicBool::new(flow_control),
+            flow_control,
+            send: Mutex::new(SendWindows {
+                session: frame::INITIAL_WINDOW as i64,
+                streams: HashMap::new(),
+                closed: false,
+            }),
+            window_changed: tokio::sync::Notify::new(),
         });
         if flow_control {
             inner
@@ -183,6 +238,10 @@ impl SpdyClient {
         let id = self.inner.next_id.fetch_add(2, Ordering::SeqCst);
         let (reply_tx, reply_rx) = oneshot::channel();
         let (data_tx, data_rx) = mpsc::unbounded_channel();
+        self.inner
+            .windows()
+            .streams
+            .insert(id, i64::from(frame::INITIAL_WINDOW));
         self.inner.slots().insert(
             id,
             StreamSlot {
@@ -309,6 +368,19 @@ async fn read_loop<R: AsyncRead + Unpin>(mut rd: R, weak: Weak<Inner>) {
                             let _ = tx.send(false);
                         }
                     }
+                    inner.windows().streams.remove(&stream_id);
+                    inner.window_changed.notify_waiters();
+                }
+                Frame::WindowUpdate { stream_id, delta } => {
+                    {
+                        let mut w = inner.windows();
+                        if stream_id == 0 {
+                            w.session += i64::from(delta);
+                        } else if let Some(s) = w.streams.get_mut(&stream_id) {
+                            *s += i64::from(delta);
+                        }
+                    }
+                    inner.window_changed.notify_waiters();
                 }
                 Frame::Ping { id } if id % 2 == 0 => {
                     let _ = inner.write(&Frame::Ping { id }).await;
@@ -325,6 +397,8 @@ async fn read_loop<R: AsyncRead + Unpin>(mut rd: R, weak: Weak<Inner>) {
     }
     if let Some(inner) = weak.upgrade() {
         inner.slots().clear();
+        inner.windows().closed = true;
+        inner.window_changed.notify_waiters();
     }
 }
 

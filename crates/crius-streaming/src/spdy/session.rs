@@ -22,6 +22,10 @@ use super::frame::{self, Frame, HeaderCompressor, HeaderDecompressor, Headers};
 /// Largest DATA payload we send in one frame.
 const MAX_DATA: usize = 32 * 1024;
 
+/// DATA frames queued per stream towards its consumer before backpressure (or, for a peer that
+/// does flow control and so should never get here, a FLOW_CONTROL_ERROR reset).
+const INBOUND_QUEUE: usize = 256;
+
 pub(crate) enum WriterMsg {
     Frame(Frame),
     /// Flush, half-close the socket and stop.
@@ -33,7 +37,7 @@ pub(crate) struct NewStream {
     pub(crate) id: u32,
     pub(crate) headers: Headers,
     /// Data the client sends on it; ends on FIN, RST_STREAM or connection loss.
-    pub(crate) data: mpsc::UnboundedReceiver<Vec<u8>>,
+    pub(crate) data: mpsc::Receiver<Vec<u8>>,
 }
 
 impl NewStream {
@@ -43,7 +47,7 @@ impl NewStream {
 }
 
 struct Entry {
-    inbound: Option<mpsc::UnboundedSender<Vec<u8>>>,
+    inbound: Option<mpsc::Sender<Vec<u8>>>,
     send_window: i64,
     unacked: u32,
     local_fin: bool,
@@ -354,7 +358,7 @@ async fn handle(conn: &Arc<Conn>, f: Frame, new_streams: &mpsc::Sender<NewStream
                     .await;
                 return true;
             }
-            let (tx, rx) = mpsc::unbounded_channel();
+            let (tx, rx) = mpsc::channel(INBOUND_QUEUE);
             {
                 let mut st = conn.lock();
                 st.last_peer_stream = stream_id;
@@ -395,17 +399,33 @@ async fn handle(conn: &Arc<Conn>, f: Frame, new_streams: &mpsc::Sender<NewStream
             flags,
             data,
         } => {
-            let mut st = conn.lock();
-            if let Some(e) = st.streams.get_mut(&stream_id) {
-                if let Some(tx) = &e.inbound {
-                    if !data.is_empty() {
-                        let _ = tx.send(data);
+            let (tx, enforce) = {
+                let st = conn.lock();
+                let tx = st.streams.get(&stream_id).and_then(|e| e.inbound.clone());
+                (tx, st.enforce)
+            };
+            if let (Some(tx), false) = (tx, data.is_empty()) {
+                if enforce {
+                    // A flow-controlled peer stays within the window we grant as data is
+                    // consumed, so a full queue means it ignored the window.
+                    if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(data) {
+                        conn.reset(stream_id, frame::RST_FLOW_CONTROL_ERROR).await;
+                        return true;
                     }
+                } else {
+                    // Peers without flow control (Go's spdystream, i.e. kubectl) get TCP
+                    // backpressure instead: stop reading until the consumer catches up, as the
+                    // kubelet does. Blocking cannot deadlock on window updates here because such
+                    // peers never send them.
+                    let _ = tx.send(data).await;
                 }
-                if flags & frame::FLAG_FIN != 0 {
+            }
+            if flags & frame::FLAG_FIN != 0 {
+                let mut st = conn.lock();
+                if let Some(e) = st.streams.get_mut(&stream_id) {
                     e.inbound = None;
-                    Conn::maybe_forget(&mut st, stream_id);
                 }
+                Conn::maybe_forget(&mut st, stream_id);
             }
         }
         Frame::RstStream { stream_id, .. } => {
