@@ -382,6 +382,18 @@ fn open_pty(process: &oci_spec::runtime::Process) -> io::Result<(OwnedFd, OwnedF
             return Err(io::Error::last_os_error());
         }
     }
+    // The container's own pty does echo and line editing; ours must pass bytes through
+    // untouched from the first byte (runc makes it raw too, but only once it is running).
+    unsafe {
+        let mut t: libc::termios = std::mem::zeroed();
+        if libc::tcgetattr(s.as_raw_fd(), &mut t) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        libc::cfmakeraw(&mut t);
+        if libc::tcsetattr(s.as_raw_fd(), libc::TCSANOW, &t) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
     Ok((m, s))
 }
 

@@ -49,12 +49,18 @@ async fn exec_with_tty_resize_and_exit_code() {
     assert!(p.pid().is_some());
     let mut pty = p.pty.take().expect("pty master");
     pty.resize(123, 45).expect("resize");
+    let mut acc = String::new();
+    // wait for the prompt: typeahead would be echoed twice (by the line discipline, then by
+    // the shell's line editor), which is terminal behaviour, not ours
+    read_until(&mut pty, &mut acc, "# ").await;
+    acc.clear();
     pty.write_all(b"stty size; echo mark-$((40+2))\n")
         .await
         .expect("write");
-    let mut acc = String::new();
     read_until(&mut pty, &mut acc, "mark-42").await;
     assert!(acc.contains("45 123"), "{acc:?}");
+    // echoed once, by the container's terminal only
+    assert_eq!(acc.matches("stty size;").count(), 1, "{acc:?}");
     pty.write_all(b"exit 4\n").await.expect("write exit");
     let code = tokio::time::timeout(Duration::from_secs(10), p.wait())
         .await
