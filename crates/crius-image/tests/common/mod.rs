@@ -28,12 +28,23 @@ pub struct Registry {
     pub addr: String,
     pub dir: tempfile::TempDir,
     pub auth: bool,
+    /// Token used by the push helpers against a token-auth registry.
+    pub bearer: Option<String>,
     child: Child,
     pub log: PathBuf,
 }
 
 impl Registry {
     pub fn start(auth: bool) -> Registry {
+        Self::start_with(auth, None)
+    }
+
+    /// A registry whose auth section is `auth_yaml` (already indented under `auth:`), pushing with `bearer`.
+    pub fn start_token(auth_yaml: &str, bearer: String) -> Registry {
+        Self::start_with(false, Some((auth_yaml.to_string(), bearer)))
+    }
+
+    fn start_with(auth: bool, token: Option<(String, String)>) -> Registry {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
@@ -55,6 +66,9 @@ impl Registry {
                 "auth:\n  htpasswd:\n    realm: basic-realm\n    path: {}\n",
                 hp.display()
             ));
+        }
+        if let Some((yaml, _)) = &token {
+            cfg.push_str(&format!("auth:\n{yaml}"));
         }
         let cfg_path = dir.path().join("config.yml");
         std::fs::write(&cfg_path, cfg).unwrap();
@@ -79,6 +93,7 @@ impl Registry {
             addr,
             dir,
             auth,
+            bearer: token.map(|t| t.1),
             child,
             log,
         }
@@ -114,7 +129,9 @@ impl Registry {
         url: &str,
     ) -> reqwest::RequestBuilder {
         let r = client.request(m, url);
-        if self.auth {
+        if let Some(t) = &self.bearer {
+            r.bearer_auth(t)
+        } else if self.auth {
             r.basic_auth(USER, Some(PASS))
         } else {
             r
