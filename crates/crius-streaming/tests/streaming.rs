@@ -261,7 +261,7 @@ async fn spdy_server_honours_window_of_a_flow_controlled_client() {
         let mut got = 0usize;
         // Without window updates the server must stop at the initial 64 KiB window.
         loop {
-            match tokio::time::timeout(Duration::from_millis(500), o.read()).await {
+            match tokio::time::timeout(Duration::from_millis(1000), o.read()).await {
                 Ok(Some(chunk)) => got += chunk.len(),
                 Ok(None) => panic!("stdout ended after {got} bytes without window"),
                 Err(_) => break,

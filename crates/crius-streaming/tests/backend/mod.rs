@@ -82,6 +82,13 @@ impl LocalBackend {
         let pty = nix::pty::openpty(None, None).map_err(|e| format!("openpty: {e}"))?;
         let master = pty.master;
         let slave = pty.slave;
+        // The server queues the client's first size before calling us: apply it before the
+        // process starts so it never sees a 0x0 terminal.
+        if let Some(rx) = streams.resize.as_mut() {
+            if let Ok(size) = rx.try_recv() {
+                set_winsize(&master, size);
+            }
+        }
         let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| format!("dup: {e}"));
         let mut c = Command::new(&cmd[0]);
         c.args(&cmd[1..])
