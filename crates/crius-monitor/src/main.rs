@@ -21,7 +21,8 @@
 //!   container's output has ended. With `--stdin-once` the container's stdin is closed when the
 //!   first client that used stdin ends it or disconnects.
 //! - `<state>/exit.json`, written atomically before the monitor exits:
-//!   `{"exit_code":i32,"signal":i32|null,"finished_at_ns":i64,"oom_killed":bool}`.
+//!   `{"exit_code":i32,"signal":i32|null,"started_at_ns":i64|null,"finished_at_ns":i64,
+//!   "oom_killed":bool}` (started_at_ns: when the runtime's `start` opened its exec fifo).
 
 mod crilog;
 mod sys;
@@ -380,6 +381,9 @@ struct Monitor {
     ctl: Option<OwnedFd>,
     clients: Vec<Client>,
     oom_before: Option<OomCounter>,
+    /// Watches the runtime's exec fifo: `start` opening it is the moment the container starts.
+    start_watch: Option<OwnedFd>,
+    started_at: Option<i128>,
     exit: Option<(i32, Option<i32>, i128)>,
 }
 
@@ -589,6 +593,13 @@ impl Monitor {
             ctl: Some(ctl),
             clients: Vec::new(),
             oom_before,
+            // runc and crun keep `exec.fifo` there; without one we just report no start time.
+            start_watch: sys::inotify_watch(
+                &args.runtime_root.join(&args.id).join("exec.fifo"),
+                libc::IN_OPEN,
+            )
+            .ok(),
+            started_at: None,
             exit: None,
         })
     }
@@ -629,6 +640,10 @@ impl Monitor {
             let stdin_fd = self.stdin_fd();
             let want_out = !self.stdin_pending.is_empty() && stdin_fd >= 0;
             fds.push(pfd(if want_out { stdin_fd } else { -1 }, libc::POLLOUT));
+            fds.push(pfd(
+                self.start_watch.as_ref().map_or(-1, |f| f.as_raw_fd()),
+                libc::POLLIN,
+            ));
             let read_clients = self.stdin_pending.len() < STDIN_HIGH_WATER;
             // Clients accepted below join the poll set on the next round.
             let polled_clients = self.clients.len();
@@ -667,8 +682,14 @@ impl Monitor {
             if fds[5].revents != 0 {
                 self.flush_stdin();
             }
+            if fds[6].revents != 0 {
+                // The first open after create is `start` (create's own open happened before
+                // the watch existed); a delete before start removes the fifo without opening it.
+                self.started_at = Some(now_ns());
+                self.start_watch = None;
+            }
             for i in 0..polled_clients {
-                if fds[6 + i].revents != 0 {
+                if fds[7 + i].revents != 0 {
                     self.read_client(i, &mut buf);
                 }
             }
@@ -931,8 +952,9 @@ impl Monitor {
         let oom_after = args.oom_file.as_deref().and_then(read_oom_counter);
         let oom = oom_happened(self.oom_before, oom_after, signal);
         let json = format!(
-            "{{\"exit_code\":{code},\"signal\":{},\"finished_at_ns\":{at},\"oom_killed\":{oom}}}\n",
-            signal.map_or("null".to_string(), |s| s.to_string())
+            "{{\"exit_code\":{code},\"signal\":{},\"started_at_ns\":{},\"finished_at_ns\":{at},\"oom_killed\":{oom}}}\n",
+            signal.map_or("null".to_string(), |s| s.to_string()),
+            self.started_at.map_or("null".to_string(), |s| s.to_string()),
         );
         if let Err(e) = write_atomic(&args.state_dir.join("exit.json"), json.as_bytes(), true) {
             note(&args.state_dir, &format!("writing exit.json: {e}"));

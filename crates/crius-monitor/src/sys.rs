@@ -275,3 +275,14 @@ pub fn decode_status(status: libc::c_int) -> (i32, Option<i32>) {
         (libc::WEXITSTATUS(status), None)
     }
 }
+
+/// An inotify fd watching `path` for `mask` events (non-blocking, close-on-exec).
+pub fn inotify_watch(path: &Path, mask: u32) -> io::Result<OwnedFd> {
+    let fd = cvt(unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) })?;
+    // SAFETY: fresh fd from inotify_init1.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;
+    cvt(unsafe { libc::inotify_add_watch(fd.as_raw_fd(), c.as_ptr(), mask) })?;
+    Ok(fd)
+}

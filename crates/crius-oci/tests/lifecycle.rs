@@ -37,7 +37,15 @@ async fn create_start_logs_and_exit_code() {
     assert_eq!(st.status, "created");
     assert!(read_exit(&f.state_dir()).expect("read_exit").is_none());
 
+    let unix_ns = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as i64)
+            .unwrap_or(0)
+    };
+    let before_start = unix_ns();
     f.handler.start(&f.id).await.expect("start");
+    let after_start = unix_ns();
     let rss = vm_rss_kib(mon.monitor_pid);
     eprintln!(
         "create via monitor took {create_took:?}; monitor VmRSS of a running container: {rss} KiB"
@@ -51,7 +59,15 @@ async fn create_start_logs_and_exit_code() {
     assert_eq!(exit.exit_code, 3);
     assert_eq!(exit.signal, None);
     assert!(!exit.oom_killed);
-    assert!(exit.finished_at_ns > 0);
+    let started = exit.started_at_ns.expect("start time recorded");
+    assert!(
+        before_start <= started && started <= after_start,
+        "{before_start} {started} {after_start}"
+    );
+    assert!(
+        exit.finished_at_ns >= started + 1_000_000_000,
+        "ran for its 1 s sleep"
+    );
     assert_eq!(crius_oci::monitor_alive(&f.state_dir()), None);
 
     let recs = records(&f.log());
@@ -175,6 +191,7 @@ async fn deleting_a_created_container_ends_its_monitor() {
     wait_monitor(mon.monitor_pid).await;
     let exit = read_exit(&f.state_dir()).expect("read").expect("exit");
     assert_eq!(exit.exit_code, 137);
+    assert_eq!(exit.started_at_ns, None, "never started");
 }
 
 #[tokio::test]
