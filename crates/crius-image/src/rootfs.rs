@@ -151,45 +151,56 @@ impl ImageStore {
         target: &Path,
     ) -> Result<(), ImageError> {
         let cdir = self.container_dir(container_id)?;
-        let img = self.get(image_id)?.ok_or_else(|| ImageError::NotFound {
-            reference: image_id.to_string(),
-        })?;
-        let mut lowers = Vec::with_capacity(img.chain.len());
+        let mut lowers = Vec::new();
         {
             // Under the lease lock GC cannot run, so the snapshots checked here stay until the record exists.
             let _gc = self.inner.lock_leases();
-            for c in img.chain.iter().rev() {
-                if !self.content().has_snapshot(c) {
-                    return Err(ImageError::NotFound {
-                        reference: format!("snapshot {c} of image {}", img.id),
-                    });
-                }
-                lowers.push(self.content().snapshot_dir(c)?.join("fs"));
-            }
             let existing = self
                 .meta()
                 .rootfs()?
                 .into_iter()
-                .find(|(k, _)| k == container_id);
-            if let Some((_, rec)) = existing {
-                if rec.image_id != img.id {
-                    return Err(ImageError::Mount {
-                        target: target.to_path_buf(),
-                        detail: format!(
-                            "container {container_id} already has a rootfs from image {}",
-                            rec.image_id
-                        ),
+                .find(|(k, _)| k == container_id)
+                .map(|(_, r)| r);
+            // An existing record wins: the image may have been removed (or retagged) since, but the
+            // container keeps the layers it was created from.
+            let rec = match existing {
+                Some(rec) => {
+                    let same = rec.image_id == image_id
+                        || self
+                            .get(image_id)
+                            .ok()
+                            .flatten()
+                            .is_some_and(|i| i.id == rec.image_id);
+                    if !same {
+                        return Err(ImageError::Mount {
+                            target: target.to_path_buf(),
+                            detail: format!(
+                                "container {container_id} already has a rootfs from image {}",
+                                rec.image_id
+                            ),
+                        });
+                    }
+                    rec
+                }
+                None => {
+                    let img = self.get(image_id)?.ok_or_else(|| ImageError::NotFound {
+                        reference: image_id.to_string(),
+                    })?;
+                    RootfsRecord {
+                        image_id: img.id,
+                        chain: img.chain,
+                    }
+                }
+            };
+            for c in rec.chain.iter().rev() {
+                if !self.content().has_snapshot(c) {
+                    return Err(ImageError::NotFound {
+                        reference: format!("snapshot {c} of image {}", rec.image_id),
                     });
                 }
-            } else {
-                self.meta().put_rootfs(
-                    container_id,
-                    &RootfsRecord {
-                        image_id: img.id.clone(),
-                        chain: img.chain.clone(),
-                    },
-                )?;
+                lowers.push(self.content().snapshot_dir(c)?.join("fs"));
             }
+            self.meta().put_rootfs(container_id, &rec)?;
         }
         if lowers.is_empty() {
             lowers.push(self.root().join("empty"));

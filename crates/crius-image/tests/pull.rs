@@ -420,6 +420,8 @@ async fn rootfs_overlay_and_gc_keeps_snapshots_in_use() {
 
     // The image goes, but the running container's snapshots stay.
     store.remove(&got.id).unwrap();
+    // Preparing again (e.g. after a daemon restart) still works from the rootfs record.
+    store.prepare_rootfs(&got.id, "c1", &target).unwrap();
     assert!(store.list().unwrap().is_empty());
     assert_eq!(count_dir(&root.join("snapshots")), 3);
     assert_eq!(count_dir(&root.join("blobs/sha256")), 0);

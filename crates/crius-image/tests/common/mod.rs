@@ -30,6 +30,8 @@ pub struct Registry {
     pub auth: bool,
     /// Token used by the push helpers against a token-auth registry.
     pub bearer: Option<String>,
+    /// "http" or "https".
+    pub scheme: &'static str,
     child: Child,
     pub log: PathBuf,
 }
@@ -44,7 +46,21 @@ impl Registry {
         Self::start_with(false, Some((auth_yaml.to_string(), bearer)))
     }
 
+    /// A plain (no auth) registry serving HTTPS with the given certificate and key.
+    pub fn start_tls(cert: &Path, key: &Path) -> Registry {
+        let tls = format!(
+            "  tls:\n    certificate: {}\n    key: {}\n",
+            cert.display(),
+            key.display()
+        );
+        Self::start_full(false, None, Some(tls))
+    }
+
     fn start_with(auth: bool, token: Option<(String, String)>) -> Registry {
+        Self::start_full(auth, token, None)
+    }
+
+    fn start_full(auth: bool, token: Option<(String, String)>, tls: Option<String>) -> Registry {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
@@ -66,6 +82,9 @@ impl Registry {
                 "auth:\n  htpasswd:\n    realm: basic-realm\n    path: {}\n",
                 hp.display()
             ));
+        }
+        if let Some(t) = &tls {
+            cfg.push_str(t);
         }
         if let Some((yaml, _)) = &token {
             cfg.push_str(&format!("auth:\n{yaml}"));
@@ -94,6 +113,7 @@ impl Registry {
             dir,
             auth,
             bearer: token.map(|t| t.1),
+            scheme: if tls.is_some() { "https" } else { "http" },
             child,
             log,
         }
@@ -122,6 +142,14 @@ impl Registry {
             .count()
     }
 
+    fn client(&self) -> reqwest::Client {
+        // The test pushes to its own registry; trust is what the store under test must get right.
+        reqwest::Client::builder()
+            .danger_accept_invalid_certs(true)
+            .build()
+            .unwrap()
+    }
+
     fn req(
         &self,
         client: &reqwest::Client,
@@ -140,8 +168,8 @@ impl Registry {
 
     pub async fn push_blob(&self, repo: &str, data: &[u8]) -> String {
         let d = digest(data);
-        let client = reqwest::Client::new();
-        let url = format!("http://{}/v2/{repo}/blobs/uploads/", self.addr);
+        let client = self.client();
+        let url = format!("{}://{}/v2/{repo}/blobs/uploads/", self.scheme, self.addr);
         let resp = self
             .req(&client, reqwest::Method::POST, &url)
             .send()
@@ -150,7 +178,7 @@ impl Registry {
         assert_eq!(resp.status(), 202, "start upload");
         let loc = resp.headers()["location"].to_str().unwrap().to_string();
         let loc = if loc.starts_with('/') {
-            format!("http://{}{loc}", self.addr)
+            format!("{}://{}{loc}", self.scheme, self.addr)
         } else {
             loc
         };
@@ -177,8 +205,11 @@ impl Registry {
         media_type: &str,
         data: &[u8],
     ) -> String {
-        let client = reqwest::Client::new();
-        let url = format!("http://{}/v2/{repo}/manifests/{reference}", self.addr);
+        let client = self.client();
+        let url = format!(
+            "{}://{}/v2/{repo}/manifests/{reference}",
+            self.scheme, self.addr
+        );
         let resp = self
             .req(&client, reqwest::Method::PUT, &url)
             .header("content-type", media_type)
