@@ -1194,3 +1194,161 @@ async fn evil_symlink_layers_cannot_write_outside_the_store() {
     })
     .await;
 }
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_index_picks_host_platform() {
+    within(90, async {
+        let mut d = Daemon::start().await;
+        for name in ["multiarch:latest", "multiarch-docker:latest"] {
+            let e = entry(name);
+            let host = &e["platforms"]["linux/amd64"];
+            assert!(
+                host.is_object(),
+                "{name}: manifest has no linux/amd64 platform"
+            );
+            let reference = image(name);
+            let id = d.pull(&reference).await;
+            assert_eq!(
+                id,
+                s(&host["image_id"]),
+                "{name}: pulled the wrong platform"
+            );
+            let img = status_of(&mut d, &reference)
+                .await
+                .expect("index image status");
+            assert_eq!(img.id, id);
+            assert!(
+                img.repo_tags.contains(&reference),
+                "{name}: {:?}",
+                img.repo_tags
+            );
+            let repo = image(name.split(':').next().unwrap());
+            let index = format!("{repo}@{}", s(&e["manifest_digest"]));
+            // The repo digest is what the tag points to (the index), so `name@digest` pulls the same.
+            assert!(
+                img.repo_digests.contains(&index),
+                "{name}: repo_digests {:?} lack the index digest {index}",
+                img.repo_digests
+            );
+            assert_eq!(d.pull(&index).await, id, "{name}: pull by index digest");
+            // The platform manifest's own digest names the same image too.
+            let platform = format!("{repo}@{}", s(&e["platform_manifest_digest"]));
+            assert_eq!(
+                d.pull(&platform).await,
+                id,
+                "{name}: pull by platform manifest digest"
+            );
+            assert_eq!(
+                list(&mut d, None)
+                    .await
+                    .iter()
+                    .filter(|i| i.id == id)
+                    .count(),
+                1
+            );
+        }
+        d.shutdown().await;
+    })
+    .await;
+}
+
+fn crius_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_crius"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_docker_save_and_oci_layout_archives() {
+    within(120, async {
+        let mut d = Daemon::start().await;
+        let m = images_manifest();
+        for kind in ["docker-save", "oci-layout"] {
+            let a = &m["archives"][kind];
+            let path = s(&a["path"]);
+            let id = s(&a["image_id"]);
+            let reference = s(&a["reference"]);
+            let sock = d.socket.clone();
+            let out = tokio::task::spawn_blocking(move || {
+                Command::new(crius_bin())
+                    .args(["image", "import", "--socket"])
+                    .arg(&sock)
+                    .arg(&path)
+                    .output()
+                    .expect("run crius image import")
+            })
+            .await
+            .unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+            assert!(
+                out.status.success(),
+                "{kind}: crius image import failed ({}): {stdout}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(
+                stdout.contains(&reference),
+                "{kind}: import printed {stdout:?}, want {reference}"
+            );
+            assert!(
+                stdout.contains(&id),
+                "{kind}: import printed {stdout:?}, want {id}"
+            );
+
+            let all = list(&mut d, None).await;
+            let img = all
+                .iter()
+                .find(|i| i.id == id)
+                .unwrap_or_else(|| panic!("{kind}: {id} not listed after import: {all:?}"));
+            assert!(
+                img.repo_tags.iter().any(|t| t.ends_with(&reference)),
+                "{kind}: repo_tags {:?} lack {reference}",
+                img.repo_tags
+            );
+            let by_ref = status_of(&mut d, &reference)
+                .await
+                .unwrap_or_else(|| panic!("{kind}: {reference} does not resolve"));
+            assert_eq!(by_ref.id, id);
+        }
+        // The imported layers are real: a container runs on the imported image.
+        let reference = s(&m["archives"]["docker-save"]["reference"]);
+        let ctr = run_on(&mut d, "imported", &reference, &["sleep", "300"]).await;
+        assert_eq!(
+            sh(&mut d, &ctr, &["echo", "imported-ok"]).await,
+            "imported-ok\n"
+        );
+
+        // A file that is not an image archive fails, naming it.
+        let bogus = d.dir.join("not-an-image.tar");
+        std::fs::write(&bogus, b"this is not a tarball").unwrap();
+        let out = Command::new(crius_bin())
+            .args(["image", "import", "--socket"])
+            .arg(&d.socket)
+            .arg(&bogus)
+            .output()
+            .expect("run crius image import");
+        assert!(!out.status.success(), "importing garbage succeeded");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("not-an-image.tar"),
+            "error does not name the file: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        d.shutdown().await;
+    })
+    .await;
+}
+
+/// An OCI image whose only layer is an uncompressed tar: its digest, diff id and chain id coincide.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_oci_image_with_one_uncompressed_layer() {
+    within(30, async {
+        let mut d = Daemon::start().await;
+        let e = entry("busybox-oci:latest");
+        let reference = image("busybox-oci:latest");
+        let id = pull_with(&mut d, &reference, None)
+            .await
+            .unwrap_or_else(|st| panic!("pull {reference}: {st}"));
+        assert_eq!(id, s(&e["image_id"]));
+        let ctr = run_on(&mut d, "ocilayer", &reference, &["sleep", "300"]).await;
+        assert_eq!(sh(&mut d, &ctr, &["echo", "oci-ok"]).await, "oci-ok\n");
+        d.shutdown().await;
+    })
+    .await;
+}
