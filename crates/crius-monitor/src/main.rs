@@ -300,7 +300,8 @@ fn main() {
         let _ = sys::set_cloexec(fd);
         unsafe { File::from_raw_fd(fd) }
     }));
-    let code = match Monitor::create(&args, &mut sync) {
+    let mut made = false;
+    let code = match Monitor::create(&args, &mut made) {
         Ok(mut m) => {
             sync.send(&format!(
                 "{{\"ok\":true,\"monitor_pid\":{},\"container_pid\":{}}}",
@@ -320,20 +321,26 @@ fn main() {
             ));
             note(&args.state_dir, &format!("create failed: {}", f.error));
             // Leave nothing behind: a half-created container would pin its cgroup and mounts.
-            let _ = Command::new(&args.runtime)
-                .arg("--root")
-                .arg(&args.runtime_root)
-                .args(["delete", "--force", &args.id])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+            // Only when the container is ours: a `create` that failed by itself has cleaned up,
+            // and one that failed because the id exists must not take the other one down.
+            if made {
+                let _ = Command::new(&args.runtime)
+                    .arg("--root")
+                    .arg(&args.runtime_root)
+                    .args(["delete", "--force", &args.id])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
             // As subreaper we inherited whatever the runtime left running (a killed `create`
             // leaves `runc init` and hooks behind); those die with us.
             kill_children();
-            // A `create` killed half-way has no runtime state for `delete` to find, but may
-            // have made the container's cgroup.
-            remove_cgroup(&args.bundle);
+            if made {
+                // A `create` killed half-way has no runtime state for `delete` to find, but may
+                // have made the container's cgroup.
+                remove_cgroup(&args.bundle);
+            }
             let _ = std::fs::remove_file(args.state_dir.join("monitor.pid"));
             1
         }
@@ -397,7 +404,7 @@ fn open_log(path: &Path) -> io::Result<File> {
 }
 
 impl Monitor {
-    fn create(args: &Args, _sync: &mut Sync) -> Result<Monitor, CreateFailure> {
+    fn create(args: &Args, made: &mut bool) -> Result<Monitor, CreateFailure> {
         let state = &args.state_dir;
         // Relative socket names keep us under the 108-byte sun_path limit however deep the state
         // dir is.
@@ -484,6 +491,8 @@ impl Monitor {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
+                // Killed half-way, the runtime may have made state we must undo.
+                *made = true;
                 let _ = child.kill();
                 let _ = child.wait();
                 return Err(CreateFailure {
@@ -547,6 +556,8 @@ impl Monitor {
                 error: text,
             });
         }
+        // From here on the container exists and any failure must delete it.
+        *made = true;
         let pid_text = std::fs::read_to_string(&pid_file)
             .map_err(|e| CreateFailure::io(&format!("read {}", pid_file.display()), e))?;
         let container_pid: i32 = pid_text.trim().parse().map_err(|_| CreateFailure {

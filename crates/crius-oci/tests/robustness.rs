@@ -196,3 +196,32 @@ async fn update_changes_the_memory_limit() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn duplicate_create_does_not_harm_the_existing_container() {
+    let f = Fixture::new("dup", &["sleep", "1000"], false, |_| {});
+    let mon = spawn_monitor(&f.handler, &f.monitor_config())
+        .await
+        .expect("spawn");
+    let mut again = f.monitor_config();
+    again.state_dir = f.dir.path().join("state2");
+    let err = spawn_monitor(&f.handler, &again)
+        .await
+        .expect_err("same id twice");
+    assert!(err.to_string().contains("exists"), "{err}");
+    // the first one is untouched and still starts
+    assert_eq!(monitor_alive(&f.state_dir()), Some(mon.monitor_pid));
+    f.handler.start(&f.id).await.expect("start the original");
+    let st = f
+        .handler
+        .state(&f.id)
+        .await
+        .expect("state")
+        .expect("exists");
+    assert_eq!(st.status, "running");
+    f.handler
+        .kill(&f.id, libc::SIGKILL, false)
+        .await
+        .expect("kill");
+    wait_monitor(mon.monitor_pid).await;
+}
