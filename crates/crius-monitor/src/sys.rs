@@ -148,6 +148,9 @@ pub fn unix_listen(path: &Path) -> io::Result<OwnedFd> {
             len,
         )
     })?;
+    // Whoever can connect can type into the container or reopen its log: owner only, whatever
+    // the daemon's umask.
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
     cvt(unsafe { libc::listen(fd.as_raw_fd(), 16) })?;
     Ok(fd)
 }
