@@ -33,6 +33,14 @@ async fn create_start_logs_and_exit_code() {
         crius_oci::monitor_alive(&f.state_dir()),
         Some(mon.monitor_pid)
     );
+    for sock in ["attach.sock", "ctl"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(f.state_dir().join(sock))
+            .expect("socket")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{sock}");
+    }
     let st = f.handler.state(&f.id).await.expect("state").expect("known");
     assert_eq!(st.status, "created");
     assert!(read_exit(&f.state_dir()).expect("read_exit").is_none());
