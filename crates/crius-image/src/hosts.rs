@@ -26,6 +26,35 @@ pub struct Endpoint {
     pub http_fallback: bool,
     /// A mirror (not the registry's own server): requests carry `?ns=<registry>`.
     pub mirror: bool,
+    /// Extra request headers from the `header` table (a value may be a list: one header each).
+    pub headers: Vec<(String, String)>,
+}
+
+fn headers(v: &Option<toml::Value>, file: &Path) -> Result<Vec<(String, String)>, ImageError> {
+    let Some(v) = v else { return Ok(Vec::new()) };
+    let bad = |d: String| ImageError::HostsConfig {
+        path: file.to_path_buf(),
+        detail: d,
+    };
+    let t = v
+        .as_table()
+        .ok_or_else(|| bad("header must be a table".into()))?;
+    let mut out = Vec::new();
+    for (k, v) in t {
+        match v {
+            toml::Value::String(s) => out.push((k.clone(), s.clone())),
+            toml::Value::Array(a) => {
+                for x in a {
+                    let s = x
+                        .as_str()
+                        .ok_or_else(|| bad(format!("header {k:?}: values must be strings")))?;
+                    out.push((k.clone(), s.to_string()));
+                }
+            }
+            _ => return Err(bad(format!("header {k:?}: values must be strings"))),
+        }
+    }
+    Ok(out)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -169,7 +198,12 @@ pub fn parse_hosts(text: &str, file: &Path, registry: &str) -> Result<Vec<Endpoi
         path: file.to_path_buf(),
         detail: e.to_string(),
     })?;
-    let _ = (&parsed.client, &parsed.header);
+    if parsed.client.is_some() {
+        return Err(ImageError::HostsConfig {
+            path: file.to_path_buf(),
+            detail: "client certificates (`client`) are not supported yet".into(),
+        });
+    }
     let server_raw = parsed
         .server
         .clone()
@@ -191,7 +225,14 @@ pub fn parse_hosts(text: &str, file: &Path, registry: &str) -> Result<Vec<Endpoi
                     path: file.to_path_buf(),
                     detail: format!("[host.{key:?}]: {e}"),
                 })?;
-        let _ = (&entry.client, &entry.header);
+        if entry.client.is_some() {
+            return Err(ImageError::HostsConfig {
+                path: file.to_path_buf(),
+                detail: format!(
+                    "[host.{key:?}]: client certificates (`client`) are not supported yet"
+                ),
+            });
+        }
         let url = api_url(key, entry.override_path.unwrap_or(false), file)?;
         let (pull, resolve) = caps(&entry.capabilities, file)?;
         let mirror = url.host_str() != server_url.host_str() || url.port() != server_url.port();
@@ -203,6 +244,7 @@ pub fn parse_hosts(text: &str, file: &Path, registry: &str) -> Result<Vec<Endpoi
             ca: entry.ca.map(|c| c.paths(base)).unwrap_or_default(),
             http_fallback: false,
             mirror,
+            headers: headers(&entry.header, file)?,
         });
     }
     let (pull, resolve) = caps(&parsed.capabilities, file)?;
@@ -214,6 +256,7 @@ pub fn parse_hosts(text: &str, file: &Path, registry: &str) -> Result<Vec<Endpoi
         ca: parsed.ca.map(|c| c.paths(base)).unwrap_or_default(),
         http_fallback: false,
         mirror: false,
+        headers: headers(&parsed.header, file)?,
     });
     Ok(out)
 }
@@ -255,6 +298,7 @@ pub fn endpoints(hosts_dir: &Path, registry: &str) -> Result<Vec<Endpoint>, Imag
         ca: Vec::new(),
         http_fallback: is_local(registry),
         mirror: false,
+        headers: Vec::new(),
     }])
 }
 
@@ -292,6 +336,9 @@ server = "https://registry.example.com"
 [host."https://raw.local/custom"]
   override_path = true
   ca = "/x.pem"
+  [host."https://raw.local/custom".header]
+    x-one = "1"
+    x-many = ["a", "b"]
 "#;
         let f = Path::new("/etc/certs.d/registry.example.com/hosts.toml");
         let e = parse_hosts(text, f, "registry.example.com").unwrap();
@@ -315,6 +362,16 @@ server = "https://registry.example.com"
             ]
         );
         assert_eq!(e[2].ca, [PathBuf::from("/x.pem")]);
+        let mut h = e[2].headers.clone();
+        h.sort();
+        assert_eq!(
+            h,
+            [
+                ("x-many".into(), "a".into()),
+                ("x-many".into(), "b".into()),
+                ("x-one".into(), "1".into())
+            ]
+        );
         assert!(e[3].pull && e[3].resolve && !e[3].mirror);
     }
 

@@ -18,6 +18,7 @@ use crate::registry::Session;
 use crate::{hosts, to_image, Auth, Image, ImageConfig, ImageStore};
 
 const MAX_CONFIG: usize = 32 << 20;
+const MAX_CONCURRENT_LAYERS: usize = 6;
 
 pub(crate) const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub(crate) const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
@@ -328,8 +329,13 @@ impl ImageStore {
         let chain = chain_ids(&diffs);
         lease.add(&[], &chain);
 
-        let jobs = manifest.layers.iter().enumerate().map(|(i, l)| {
-            let job = LayerJob {
+        // Owned jobs: a stream of futures borrowing the manifest trips the compiler's higher-ranked
+        // lifetime check once the pull future is spawned.
+        let jobs: Vec<LayerJob> = manifest
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(i, l)| LayerJob {
                 name: format!("{what} layer {}", l.digest),
                 digest: l.digest.clone(),
                 size: l.size,
@@ -337,10 +343,20 @@ impl ImageStore {
                 chain_id: chain[i].clone(),
                 store_blob: true,
                 unpack: true,
-            };
-            self.ensure_layer(session.clone(), job)
-        });
-        futures::future::try_join_all(jobs).await?;
+            })
+            .collect();
+        let jobs = jobs
+            .into_iter()
+            .map(|job| self.ensure_layer(session.clone(), job));
+        // Bounded like containerd's max_concurrent_downloads, so a 100-layer image does not open 100
+        // connections to one registry.
+        {
+            use futures::stream::{StreamExt, TryStreamExt};
+            futures::stream::iter(jobs)
+                .buffer_unordered(MAX_CONCURRENT_LAYERS)
+                .try_collect::<Vec<()>>()
+                .await?;
+        }
 
         content.write_blob(
             &format!("{what} manifest"),

@@ -287,6 +287,9 @@ impl Session {
             if let Some(a) = accept {
                 req = req.header(ACCEPT, a);
             }
+            for (k, v) in &ep.headers {
+                req = req.header(k.as_str(), v.as_str());
+            }
             let cached = self.authz.lock().ok().and_then(|m| m.get(&key).cloned());
             if let Some(h) = cached {
                 req = req.header(AUTHORIZATION, h);

@@ -543,10 +543,25 @@ async fn reopen_removes_leftovers_and_keeps_images() {
     std::fs::write(root.path().join("tmp/layer-dead"), b"partial").unwrap();
     std::fs::create_dir_all(root.path().join("snapshots/tmp-dead/fs/x")).unwrap();
     std::fs::create_dir_all(root.path().join("containers/ghost/upper")).unwrap();
+    // Content a killed pull had committed before recording its image.
+    let orphan = root
+        .path()
+        .join(format!("blobs/sha256/{}", "ab".repeat(32)));
+    std::fs::write(&orphan, b"orphan").unwrap();
+    std::fs::create_dir_all(
+        root.path()
+            .join(format!("snapshots/{}/fs", "cd".repeat(32))),
+    )
+    .unwrap();
     let store = store(root.path(), hosts.path());
     assert_eq!(count_dir(&root.path().join("tmp")), 0);
     assert!(!root.path().join("snapshots/tmp-dead").exists());
     assert!(!root.path().join("containers/ghost").exists());
+    assert!(!orphan.exists());
+    assert!(!root
+        .path()
+        .join(format!("snapshots/{}", "cd".repeat(32)))
+        .exists());
     assert_eq!(store.list().unwrap().len(), 1);
     assert_eq!(count_dir(&root.path().join("snapshots")), 3);
 }
