@@ -283,6 +283,8 @@ fn main() {
     }
     unsafe {
         libc::setsid();
+        // A daemon that went away must not kill us through its sync pipe or a client socket.
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
     }
     if let Ok(null) = OpenOptions::new().read(true).write(true).open("/dev/null") {
         for fd in 0..3 {
@@ -412,7 +414,6 @@ impl Monitor {
             .map_err(|e| CreateFailure::io(&format!("chdir {}", state.display()), e))?;
         unsafe {
             libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
-            libc::signal(libc::SIGPIPE, libc::SIG_IGN);
         }
         write_atomic(
             &state.join("monitor.pid"),
