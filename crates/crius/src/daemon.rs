@@ -6,6 +6,9 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::runtime::Runtime;
 
+/// How long in-flight calls may run after SIGTERM.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let listen = cfg.listen.clone();
     let streaming_address = cfg.streaming_address;
@@ -17,13 +20,14 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         crate::runtime::RUNTIME_VERSION,
         listen.display()
     );
-    let shutdown = async {
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
         let mut term =
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::error!("cannot listen for SIGTERM: {e}");
-                    return std::future::pending().await;
+                    return;
                 }
             };
         tokio::select! {
@@ -31,8 +35,23 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => {},
         }
         tracing::info!("shutting down; containers keep running");
+        let _ = stop_tx.send(true);
+    });
+    let mut graceful = stop_rx.clone();
+    let shutdown = async move {
+        let _ = graceful.wait_for(|s| *s).await;
     };
-    crate::server::serve(Arc::clone(&rt), listener, shutdown).await?;
+    let server = crate::server::serve(Arc::clone(&rt), listener, shutdown);
+    tokio::pin!(server);
+    tokio::select! {
+        r = &mut server => r?,
+        // Long-lived streams (GetContainerEvents, a hung client) must not hold the daemon up: after the
+        // signal, in-flight calls get a bounded grace period.
+        _ = async {
+            let _ = stop_rx.wait_for(|s| *s).await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => tracing::warn!("calls still open {SHUTDOWN_GRACE:?} after the stop signal; exiting anyway"),
+    }
     let _ = std::fs::remove_file(&listen);
     Ok(())
 }

@@ -307,6 +307,56 @@ async fn pull_through_hosts_toml_mirror() {
     .await;
 }
 
+/// A "registry" on loopback that accepts connections and never answers, for `secs` seconds.
+fn silent_registry(secs: u64) -> std::net::SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let addr = l.local_addr().unwrap();
+    l.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let end = std::time::Instant::now() + Duration::from_secs(secs);
+        let mut held = Vec::new();
+        while std::time::Instant::now() < end {
+            match l.accept() {
+                Ok((c, _)) => held.push(c),
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_from_a_silent_registry_times_out() {
+    within(60, async {
+        let mut d = Daemon::start_with(Options {
+            extra_config: "pull_stall_timeout_secs = 2\n".into(),
+            ..Default::default()
+        })
+        .await;
+        let addr = silent_registry(30);
+        let name = "silent.invalid:5000";
+        let dir = d.dir.join("certs.d").join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("hosts.toml"),
+            format!("server = \"http://{addr}\"\n"),
+        )
+        .unwrap();
+        let reference = format!("{name}/crius-test/busybox:latest");
+        let t0 = std::time::Instant::now();
+        let (c, msg) = code(pull_with(&mut d, &reference, None).await);
+        let took = t0.elapsed();
+        assert_eq!(c, Code::DeadlineExceeded, "{msg}");
+        assert!(
+            took >= Duration::from_secs(2) && took < Duration::from_secs(20),
+            "stall timeout 2s, pull failed after {took:?}"
+        );
+        assert!(list(&mut d, None).await.is_empty());
+        d.shutdown().await;
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pull_with_basic_auth() {
     within(90, async {

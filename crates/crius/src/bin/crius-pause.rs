@@ -44,6 +44,16 @@ fn main() {
     }
     // SAFETY: signal setup and the reaping loop use async-signal-safe libc calls only.
     unsafe {
+        // The daemon waits for EOF on the pipes it gave us; pid 1 must not hold them.
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+        if null >= 0 {
+            for fd in 0..3 {
+                libc::dup2(null, fd);
+            }
+            if null > 2 {
+                libc::close(null);
+            }
+        }
         libc::signal(libc::SIGTERM, on_term as *const () as usize);
         libc::signal(libc::SIGINT, on_term as *const () as usize);
         libc::signal(libc::SIGCHLD, on_chld as *const () as usize);
