@@ -57,8 +57,9 @@ fn headers(v: &Option<toml::Value>, file: &Path) -> Result<Vec<(String, String)>
     Ok(out)
 }
 
+/// Unknown keys are ignored rather than refused: containerd keeps adding options (e.g. `dial_timeout`)
+/// and a shared certs.d must not break crius pulls.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct HostsFile {
     server: Option<String>,
     capabilities: Option<Vec<String>>,
@@ -74,7 +75,6 @@ struct HostsFile {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct HostEntry {
     capabilities: Option<Vec<String>>,
     skip_verify: Option<bool>,

@@ -618,3 +618,54 @@ async fn many_layers_exceeding_mount_options_page() {
     store.remove_rootfs("deep", &target).unwrap();
     assert!(!target.join("top").exists());
 }
+
+/// Prints pull throughput (run with `--release --ignored --nocapture`); asserts only correctness.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn pull_throughput() {
+    let reg = Registry::start(false);
+    // 4 layers of 16 MiB each: half incompressible noise, half text, so gzip has real work.
+    let layers: Vec<Layer> = (0..4)
+        .map(|i| {
+            let mut data = noise(8 << 20, 100 + i);
+            data.extend(
+                std::iter::repeat_n(
+                    b"crius image pull throughput line\n".as_slice(),
+                    (8 << 20) / 33,
+                )
+                .flatten(),
+            );
+            let name = format!("blob{i}");
+            layer(
+                &[Entry::File(&name, &data, 0o644)],
+                if i % 2 == 0 { Comp::Gzip } else { Comp::Zstd },
+            )
+        })
+        .collect();
+    let compressed: usize = layers.iter().map(|l| l.data.len()).sum();
+    let img = TestImage::new(layers, &["/blob0"]);
+    reg.push_image("test/big", "v1", &img).await;
+    let root = tempfile::tempdir().unwrap();
+    let hosts = tempfile::tempdir().unwrap();
+    let hdir = hosts.path().join(&reg.addr);
+    std::fs::create_dir_all(&hdir).unwrap();
+    std::fs::write(
+        hdir.join("hosts.toml"),
+        format!("server = \"http://{}\"\n", reg.addr),
+    )
+    .unwrap();
+    let store = store(root.path(), hosts.path());
+    let t0 = Instant::now();
+    let got = store
+        .pull(&format!("{}/test/big:v1", reg.addr), None)
+        .await
+        .unwrap();
+    let dt = t0.elapsed();
+    assert_eq!(got.id, img.id());
+    eprintln!(
+        "pulled 64 MiB uncompressed ({:.1} MiB compressed, 4 layers) in {:?}: {:.0} MiB/s uncompressed",
+        compressed as f64 / 1048576.0,
+        dt,
+        64.0 / dt.as_secs_f64()
+    );
+}
