@@ -357,6 +357,141 @@ async fn pull_from_a_silent_registry_times_out() {
     .await;
 }
 
+/// A registry front on loopback: relays every request to the real plain registry, except a GET of
+/// blob `stall_digest`, for which it sends the headers and the first 64 KiB, then nothing until `secs`
+/// have passed. One request per connection (it answers `Connection: close`).
+fn stalling_proxy(stall_digest: String, secs: u64) -> std::net::SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let addr = l.local_addr().unwrap();
+    l.set_nonblocking(true).unwrap();
+    let end = std::time::Instant::now() + Duration::from_secs(secs);
+    std::thread::spawn(move || {
+        while std::time::Instant::now() < end {
+            match l.accept() {
+                Ok((c, _)) => {
+                    let dg = stall_digest.clone();
+                    std::thread::spawn(move || relay_one(c, &dg, end));
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    });
+    addr
+}
+
+fn relay_one(mut c: std::net::TcpStream, stall_digest: &str, end: std::time::Instant) {
+    use std::io::{Read, Write};
+    let _ = c.set_nonblocking(false);
+    let _ = c.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match c.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&head).into_owned();
+    let head_text = text.split("\r\n\r\n").next().unwrap_or("");
+    let mut lines = head_text.split("\r\n");
+    let request_line = lines.next().unwrap_or("").to_string();
+    let path = request_line.split(' ').nth(1).unwrap_or("");
+    if request_line.starts_with("GET ") && path.contains(&format!("/blobs/{stall_digest}")) {
+        let data = std::fs::read(registry_blob(stall_digest)).unwrap_or_default();
+        let resp_head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nDocker-Content-Digest: {stall_digest}\r\n\r\n",
+            data.len()
+        );
+        let _ = c.write_all(resp_head.as_bytes());
+        let _ = c.write_all(&data[..data.len().min(64 * 1024)]);
+        let _ = c.flush();
+        while std::time::Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        return;
+    }
+    let mut fwd = format!("{request_line}\r\n");
+    for l in lines {
+        let lower = l.to_ascii_lowercase();
+        if !lower.starts_with("connection:") && !lower.starts_with("host:") {
+            fwd.push_str(l);
+            fwd.push_str("\r\n");
+        }
+    }
+    fwd.push_str(&format!(
+        "Host: {}\r\nConnection: close\r\n\r\n",
+        registry()
+    ));
+    let Ok(mut up) = std::net::TcpStream::connect(registry()) else {
+        return;
+    };
+    let _ = up.set_read_timeout(Some(Duration::from_secs(10)));
+    if up.write_all(fwd.as_bytes()).is_err() {
+        return;
+    }
+    let mut resp = Vec::new();
+    let _ = up.read_to_end(&mut resp);
+    let has_close = String::from_utf8_lossy(&resp[..resp.len().min(4096)])
+        .to_ascii_lowercase()
+        .contains("\r\nconnection: close");
+    if !has_close {
+        if let Some(i) = resp.windows(2).position(|w| w == b"\r\n") {
+            resp.splice(i + 2..i + 2, b"Connection: close\r\n".iter().copied());
+        }
+    }
+    let _ = c.write_all(&resp);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn layer_download_that_stalls_times_out_and_leaves_nothing() {
+    within(60, async {
+        let mut d = Daemon::start_with(Options {
+            extra_config: "pull_stall_timeout_secs = 2\n".into(),
+            ..Default::default()
+        })
+        .await;
+        let e = entry("busybox:latest");
+        let layer = s(&e["layers"][0]["digest"]);
+        let addr = stalling_proxy(layer.clone(), 30);
+        let name = "stall.invalid:5000";
+        let dir = d.dir.join("certs.d").join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("hosts.toml"),
+            format!("server = \"http://{addr}\"\n"),
+        )
+        .unwrap();
+        let reference = format!("{name}/crius-test/busybox:latest");
+        let t0 = std::time::Instant::now();
+        let (c, msg) = code(pull_with(&mut d, &reference, None).await);
+        let took = t0.elapsed();
+        assert_eq!(c, Code::DeadlineExceeded, "{msg}");
+        assert!(
+            msg.contains(layer.strip_prefix("sha256:").unwrap()),
+            "message does not name the stalled layer {layer}: {msg}"
+        );
+        assert!(
+            took >= Duration::from_secs(2) && took < Duration::from_secs(20),
+            "stall timeout 2s, pull failed after {took:?}"
+        );
+        assert!(list(&mut d, None).await.is_empty());
+        assert_eq!(
+            snapshots(&d),
+            Vec::<String>::new(),
+            "half-unpacked layer kept"
+        );
+        let tmp = d.dir.join("root/images/tmp");
+        let left: Vec<_> = std::fs::read_dir(&tmp)
+            .map(|r| r.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "partial download left behind: {left:?}");
+        // Nothing stays locked: the same layer pulls from the real registry right after.
+        assert_eq!(d.pull(&image("busybox:latest")).await, s(&e["image_id"]));
+        d.shutdown().await;
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pull_with_basic_auth() {
     within(90, async {
