@@ -183,9 +183,20 @@ impl crius_streaming::Backend for Backend {
         streams: crius_streaming::Streams,
     ) -> std::result::Result<i32, String> {
         let rt = self.rt()?;
-        let (handler, cid, process) = rt
+        let mut streams = streams;
+        let (handler, cid, mut process) = rt
             .exec_process(container_id, cmd, streams.tty)
             .map_err(|e| e.to_string())?;
+        // The server held the call back until the client's first terminal size arrived (or
+        // 200 ms passed): the process must start with that size, since a program that reads it
+        // once at start (stty, a shell's line editor) would otherwise see 80x24.
+        let first_size = match (streams.tty, streams.resize.as_mut()) {
+            (true, Some(rx)) => latest_size(rx),
+            _ => None,
+        };
+        if let Some(sz) = first_size {
+            process.set_console_size(Some(console_size(sz)?));
+        }
         let proc = handler
             .exec(&cid, &process)
             .await
@@ -219,6 +230,27 @@ impl crius_streaming::Backend for Backend {
             .map_err(|e| e.to_string())??;
         tokio::net::TcpStream::from_std(std_stream).map_err(|e| e.to_string())
     }
+}
+
+/// The newest size already queued on `rx`, without waiting.
+fn latest_size(
+    rx: &mut tokio::sync::mpsc::Receiver<crius_streaming::TermSize>,
+) -> Option<crius_streaming::TermSize> {
+    let mut last = None;
+    while let Ok(sz) = rx.try_recv() {
+        last = Some(sz);
+    }
+    last
+}
+
+fn console_size(
+    sz: crius_streaming::TermSize,
+) -> std::result::Result<oci_spec::runtime::Box, String> {
+    oci_spec::runtime::BoxBuilder::default()
+        .width(u64::from(sz.width))
+        .height(u64::from(sz.height))
+        .build()
+        .map_err(|e| format!("console size {}x{}: {e}", sz.width, sz.height))
 }
 
 /// Copies the client's stdin into `w` until EOF, then closes `w`.
