@@ -876,6 +876,89 @@ async fn remove_image_untags_then_removes_and_unknown_is_fine() {
     .await;
 }
 
+/// Content files in the daemon's blob store.
+fn blobs(d: &Daemon) -> Vec<String> {
+    let dir = d.dir.join("root/images/blobs/sha256");
+    let mut v: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_an_image_keeps_layers_shared_with_another() {
+    within(60, async {
+        let mut d = Daemon::start().await;
+        let bb = entry("busybox:latest");
+        let user = entry("busybox-user:latest");
+        let shared = s(&bb["layers"][0]["digest"]);
+        assert_eq!(
+            shared,
+            s(&user["layers"][0]["digest"]),
+            "manifest: the two images share their layer"
+        );
+        let bb_id = d.pull(&image("busybox:latest")).await;
+        let user_id = d.pull(&image("busybox-user:latest")).await;
+        let snaps = snapshots(&d);
+        assert_eq!(snaps.len(), 1, "one shared snapshot: {snaps:?}");
+        let hex = |dg: &Value| s(dg).trim_start_matches("sha256:").to_string();
+        for want in [
+            &bb["layers"][0]["digest"],
+            &bb["config_digest"],
+            &user["config_digest"],
+        ] {
+            assert!(
+                blobs(&d).contains(&hex(want)),
+                "blob {want} missing: {:?}",
+                blobs(&d)
+            );
+        }
+
+        remove(&mut d, &bb_id).await.unwrap();
+        assert_eq!(
+            snapshots(&d),
+            snaps,
+            "the shared layer went with the first image"
+        );
+        let left = blobs(&d);
+        assert!(
+            left.contains(&hex(&bb["layers"][0]["digest"])),
+            "shared layer blob collected: {left:?}"
+        );
+        assert!(
+            !left.contains(&hex(&bb["config_digest"])),
+            "removed image's config kept: {left:?}"
+        );
+        assert!(
+            !left.contains(&hex(&bb["manifest_digest"])),
+            "removed image's manifest kept: {left:?}"
+        );
+        let ctr = run_on(
+            &mut d,
+            "shared",
+            &image("busybox-user:latest"),
+            &["sleep", "300"],
+        )
+        .await;
+        let passwd = sh(&mut d, &ctr, &["cat", "/etc/passwd"]).await;
+        assert!(passwd.contains("crius:"), "{passwd}");
+        d.cleanup().await;
+
+        remove(&mut d, &user_id).await.unwrap();
+        assert_eq!(snapshots(&d), Vec::<String>::new());
+        assert_eq!(
+            blobs(&d),
+            Vec::<String>::new(),
+            "blobs left after every image went"
+        );
+        d.shutdown().await;
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remove_image_in_use_keeps_container_and_frees_layers_after_it() {
     within(120, async {
