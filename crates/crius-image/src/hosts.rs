@@ -28,6 +28,49 @@ pub struct Endpoint {
     pub mirror: bool,
     /// Extra request headers from the `header` table (a value may be a list: one header each).
     pub headers: Vec<(String, String)>,
+    /// Client certificate and key (PEM) for mutual TLS; `None` as key means both are in the first file.
+    pub client: Option<(PathBuf, Option<PathBuf>)>,
+}
+
+/// containerd accepts `client = "both.pem"`, `client = ["cert", "key"]` or `client = [["cert", "key"]]`.
+fn client_cert(
+    v: &Option<toml::Value>,
+    base: &Path,
+    file: &Path,
+) -> Result<Option<(PathBuf, Option<PathBuf>)>, ImageError> {
+    let abs = |p: &str| {
+        let p = PathBuf::from(p);
+        if p.is_absolute() {
+            p
+        } else {
+            base.join(p)
+        }
+    };
+    let bad = || ImageError::HostsConfig {
+        path: file.to_path_buf(),
+        detail: "client must be a path, [cert, key] or [[cert, key], ...]".into(),
+    };
+    let pair = |a: &[toml::Value]| -> Result<(PathBuf, Option<PathBuf>), ImageError> {
+        let cert = a.first().and_then(|x| x.as_str()).ok_or_else(bad)?;
+        let key = a
+            .get(1)
+            .and_then(|x| x.as_str())
+            .filter(|k| !k.is_empty())
+            .map(abs);
+        Ok((abs(cert), key))
+    };
+    match v {
+        None => Ok(None),
+        Some(toml::Value::String(s)) => Ok(Some((abs(s), None))),
+        Some(toml::Value::Array(a)) if a.is_empty() => Ok(None),
+        Some(toml::Value::Array(a)) => match &a[0] {
+            // Only the first identity is used: one TLS client presents one certificate.
+            toml::Value::Array(inner) => pair(inner).map(Some),
+            toml::Value::String(_) => pair(a).map(Some),
+            _ => Err(bad()),
+        },
+        Some(_) => Err(bad()),
+    }
 }
 
 fn headers(v: &Option<toml::Value>, file: &Path) -> Result<Vec<(String, String)>, ImageError> {
@@ -198,12 +241,6 @@ pub fn parse_hosts(text: &str, file: &Path, registry: &str) -> Result<Vec<Endpoi
         path: file.to_path_buf(),
         detail: e.to_string(),
     })?;
-    if parsed.client.is_some() {
-        return Err(ImageError::HostsConfig {
-            path: file.to_path_buf(),
-            detail: "client certificates (`client`) are not supported yet".into(),
-        });
-    }
     let server_raw = parsed
         .server
         .clone()
@@ -245,6 +282,7 @@ pub fn parse_hosts(text: &str, file: &Path, registry: &str) -> Result<Vec<Endpoi
             http_fallback: false,
             mirror,
             headers: headers(&entry.header, file)?,
+            client: client_cert(&entry.client, base, file)?,
         });
     }
     let (pull, resolve) = caps(&parsed.capabilities, file)?;
@@ -257,6 +295,7 @@ pub fn parse_hosts(text: &str, file: &Path, registry: &str) -> Result<Vec<Endpoi
         http_fallback: false,
         mirror: false,
         headers: headers(&parsed.header, file)?,
+        client: client_cert(&parsed.client, base, file)?,
     });
     Ok(out)
 }
@@ -299,6 +338,7 @@ pub fn endpoints(hosts_dir: &Path, registry: &str) -> Result<Vec<Endpoint>, Imag
         http_fallback: is_local(registry),
         mirror: false,
         headers: Vec::new(),
+        client: None,
     }])
 }
 
@@ -373,6 +413,26 @@ server = "https://registry.example.com"
             ]
         );
         assert!(e[3].pull && e[3].resolve && !e[3].mirror);
+        assert_eq!(e[0].client, None);
+    }
+
+    #[test]
+    fn client_certificate_forms() {
+        let f = Path::new("/h/x.io/hosts.toml");
+        let one = |t: &str| parse_hosts(t, f, "x.io").unwrap().pop().unwrap().client;
+        assert_eq!(
+            one("client = \"c.pem\""),
+            Some((PathBuf::from("/h/x.io/c.pem"), None))
+        );
+        assert_eq!(
+            one("client = [\"/c.crt\", \"/c.key\"]"),
+            Some((PathBuf::from("/c.crt"), Some(PathBuf::from("/c.key"))))
+        );
+        assert_eq!(
+            one("client = [[\"/c.crt\", \"\"], [\"/d.crt\", \"/d.key\"]]"),
+            Some((PathBuf::from("/c.crt"), None))
+        );
+        assert!(parse_hosts("client = 3", f, "x.io").is_err());
     }
 
     #[test]

@@ -25,14 +25,20 @@ application/vnd.docker.distribution.manifest.v2+json";
 const MAX_MANIFEST: usize = 8 << 20;
 
 /// Clients keyed by their TLS settings; building one loads the native roots, so they are shared.
+type ClientKey = (
+    bool,
+    Vec<std::path::PathBuf>,
+    Option<(std::path::PathBuf, Option<std::path::PathBuf>)>,
+);
+
 #[derive(Default)]
 pub(crate) struct Clients {
-    map: Mutex<HashMap<(bool, Vec<std::path::PathBuf>), reqwest::Client>>,
+    map: Mutex<HashMap<ClientKey, reqwest::Client>>,
 }
 
 impl Clients {
     fn get(&self, ep: &Endpoint, stall: Duration) -> Result<reqwest::Client, ImageError> {
-        let key = (ep.skip_verify, ep.ca.clone());
+        let key = (ep.skip_verify, ep.ca.clone(), ep.client.clone());
         if let Ok(m) = self.map.lock() {
             if let Some(c) = m.get(&key) {
                 return Ok(c.clone());
@@ -57,6 +63,18 @@ impl Clients {
             for c in certs {
                 b = b.add_root_certificate(c);
             }
+        }
+        if let Some((cert, key)) = &ep.client {
+            let mut pem = std::fs::read(cert).map_err(|e| ImageError::io(cert, e))?;
+            if let Some(k) = key {
+                pem.push(b'\n');
+                pem.extend(std::fs::read(k).map_err(|e| ImageError::io(k, e))?);
+            }
+            let id = reqwest::Identity::from_pem(&pem).map_err(|e| ImageError::HostsConfig {
+                path: cert.clone(),
+                detail: format!("invalid client certificate/key: {e}"),
+            })?;
+            b = b.identity(id);
         }
         let client = b.build().map_err(|e| ImageError::Registry {
             registry: ep.url.to_string(),

@@ -127,3 +127,95 @@ async fn https_with_configured_ca_or_skip_verify() {
     .unwrap();
     assert_eq!(store.pull(&r, None).await.unwrap().id, img.id());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_with_client_certificate() {
+    let pki = tempfile::tempdir().unwrap();
+    make_pki(pki.path());
+    let d = pki.path();
+    openssl(
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=crius-client",
+            "-keyout",
+            "client.key",
+            "-out",
+            "client.csr",
+        ],
+        d,
+    );
+    std::fs::write(
+        d.join("cext.cnf"),
+        "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+    )
+    .unwrap();
+    openssl(
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "client.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            "cext.cnf",
+            "-out",
+            "client.pem",
+        ],
+        d,
+    );
+    let reg = Registry::start_tls_extra(
+        &d.join("server.pem"),
+        &d.join("server.key"),
+        &format!("    clientcas:\n      - {}\n", d.join("ca.pem").display()),
+    );
+    let img = TestImage::new(
+        vec![layer(&[Entry::File("mtls", b"ok\n", 0o644)], Comp::Gzip)],
+        &["/mtls"],
+    );
+    // The push helper has no client certificate, so seed the registry's storage through a twin
+    // registry without clientcas sharing the same storage directory.
+    let twin = Registry::start_tls_on(&d.join("server.pem"), &d.join("server.key"), reg.dir.path());
+    twin.push_image("test/mtls", "v1", &img).await;
+    let r = format!("{}/test/mtls:v1", reg.addr);
+
+    let hosts = tempfile::tempdir().unwrap();
+    let hdir = hosts.path().join(&reg.addr);
+    std::fs::create_dir_all(&hdir).unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let store = store(root.path(), hosts.path());
+    std::fs::write(
+        hdir.join("hosts.toml"),
+        format!(
+            "server = \"https://{}\"\nca = \"{}\"\n",
+            reg.addr,
+            d.join("ca.pem").display()
+        ),
+    )
+    .unwrap();
+    let err = store.pull(&r, None).await.unwrap_err();
+    assert!(matches!(err, ImageError::Registry { .. }), "{err}");
+    std::fs::write(
+        hdir.join("hosts.toml"),
+        format!(
+            "server = \"https://{}\"\nca = \"{}\"\nclient = [[\"{}\", \"{}\"]]\n",
+            reg.addr,
+            d.join("ca.pem").display(),
+            d.join("client.pem").display(),
+            d.join("client.key").display()
+        ),
+    )
+    .unwrap();
+    // A new store: TLS clients are cached per store.
+    let store = common::store(&root.path().join("second"), hosts.path());
+    assert_eq!(store.pull(&r, None).await.unwrap().id, img.id());
+}

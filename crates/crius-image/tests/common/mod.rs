@@ -53,18 +53,43 @@ impl Registry {
             cert.display(),
             key.display()
         );
-        Self::start_full(false, None, Some(tls))
+        Self::start_full(false, None, Some(tls), None)
+    }
+
+    /// HTTPS with extra lines under `tls:` (e.g. `clientcas`).
+    pub fn start_tls_extra(cert: &Path, key: &Path, extra: &str) -> Registry {
+        let tls = format!(
+            "  tls:\n    certificate: {}\n    key: {}\n{extra}",
+            cert.display(),
+            key.display()
+        );
+        Self::start_full(false, None, Some(tls), None)
+    }
+
+    /// HTTPS on the storage of another registry (`<other dir>/storage`).
+    pub fn start_tls_on(cert: &Path, key: &Path, other_dir: &Path) -> Registry {
+        let tls = format!(
+            "  tls:\n    certificate: {}\n    key: {}\n",
+            cert.display(),
+            key.display()
+        );
+        Self::start_full(false, None, Some(tls), Some(other_dir.join("storage")))
     }
 
     fn start_with(auth: bool, token: Option<(String, String)>) -> Registry {
-        Self::start_full(auth, token, None)
+        Self::start_full(auth, token, None, None)
     }
 
-    fn start_full(auth: bool, token: Option<(String, String)>, tls: Option<String>) -> Registry {
+    fn start_full(
+        auth: bool,
+        token: Option<(String, String)>,
+        tls: Option<String>,
+        storage: Option<PathBuf>,
+    ) -> Registry {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
-        let storage = dir.path().join("storage");
+        let storage = storage.unwrap_or_else(|| dir.path().join("storage"));
         std::fs::create_dir_all(&storage).unwrap();
         let mut cfg = format!(
             "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
