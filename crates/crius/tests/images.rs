@@ -536,6 +536,11 @@ async fn pull_with_basic_auth() {
             .unwrap_or_else(|e| panic!("pull with credentials: {e}\n{}", d.log()));
         assert_eq!(id, s(&entry("busybox:latest")["image_id"]));
         assert!(status_of(&mut d, &reference).await.is_some());
+        let password = s(&m["auth"]["password"]);
+        assert!(
+            !d.log().contains(&password),
+            "the password reached the daemon log"
+        );
         d.shutdown().await;
     })
     .await;
@@ -1574,6 +1579,34 @@ async fn import_docker_save_and_oci_layout_archives() {
                 .await
                 .unwrap_or_else(|| panic!("{kind}: {reference} does not resolve"));
             assert_eq!(by_ref.id, id);
+            assert!(by_ref.size > 0, "{kind}: size {}", by_ref.size);
+
+            // Importing again is idempotent: same id, still one record.
+            let sock = d.socket.clone();
+            let path = s(&a["path"]);
+            let again = tokio::task::spawn_blocking(move || {
+                Command::new(crius_bin())
+                    .args(["image", "import", "--socket"])
+                    .arg(&sock)
+                    .arg(&path)
+                    .output()
+                    .expect("run crius image import")
+            })
+            .await
+            .unwrap();
+            assert!(
+                again.status.success() && String::from_utf8_lossy(&again.stdout).contains(&id),
+                "{kind}: second import: {} {}{}",
+                again.status,
+                String::from_utf8_lossy(&again.stdout),
+                String::from_utf8_lossy(&again.stderr)
+            );
+            let n = list(&mut d, None)
+                .await
+                .iter()
+                .filter(|i| i.id == id)
+                .count();
+            assert_eq!(n, 1, "{kind}: records after a second import");
         }
         // The imported layers are real: a container runs on the imported image.
         let reference = s(&m["archives"]["docker-save"]["reference"]);
