@@ -722,4 +722,71 @@ mod tests {
             .file_type()
             .is_symlink());
     }
+
+    #[test]
+    fn xattrs_devices_owners_and_special_modes() {
+        let (_t, layer) = sandbox();
+        let mut b = tar::Builder::new(Vec::new());
+        b.append_pax_extensions([("SCHILY.xattr.user.crius", b"yes".as_slice())])
+            .unwrap();
+        let mut h = header("bin/su", tar::EntryType::Regular, 2, 0o4755);
+        h.set_uid(1000);
+        h.set_gid(2000);
+        h.set_cksum();
+        b.append(&h, &b"#!"[..]).unwrap();
+        // Overlay's own attributes from a layer are dropped, not applied.
+        b.append_pax_extensions([("SCHILY.xattr.trusted.overlay.opaque", b"y".as_slice())])
+            .unwrap();
+        b.append(
+            &header("d/", tar::EntryType::Directory, 0, 0o1777),
+            io::empty(),
+        )
+        .unwrap();
+        let mut h = header("dev/null", tar::EntryType::Char, 0, 0o666);
+        h.set_device_major(1).unwrap();
+        h.set_device_minor(3).unwrap();
+        h.set_cksum();
+        b.append(&h, io::empty()).unwrap();
+        b.append(
+            &header("run/fifo", tar::EntryType::Fifo, 0, 0o600),
+            io::empty(),
+        )
+        .unwrap();
+        let tar = b.into_inner().unwrap();
+        unpack("l", &tar[..], &layer).unwrap();
+
+        let su = std::fs::metadata(layer.join("bin/su")).unwrap();
+        assert_eq!(su.permissions().mode() & 0o7777, 0o4755);
+        assert_eq!((su.uid(), su.gid()), (1000, 2000));
+        let get = |p: &Path, k: &str| {
+            let p = CString::new(p.as_os_str().as_bytes()).unwrap();
+            let k = CString::new(k).unwrap();
+            let mut v = [0u8; 16];
+            // SAFETY: valid buffers.
+            let n =
+                unsafe { libc::lgetxattr(p.as_ptr(), k.as_ptr(), v.as_mut_ptr().cast(), v.len()) };
+            (n >= 0).then(|| v[..n as usize].to_vec())
+        };
+        assert_eq!(
+            get(&layer.join("bin/su"), "user.crius"),
+            Some(b"yes".to_vec())
+        );
+        assert_eq!(get(&layer.join("d"), OPAQUE_XATTR), None);
+        assert_eq!(
+            std::fs::metadata(layer.join("d"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o7777,
+            0o1777
+        );
+        let null = std::fs::symlink_metadata(layer.join("dev/null")).unwrap();
+        assert!(null.file_type().is_char_device());
+        assert_eq!(null.rdev(), libc::makedev(1, 3));
+        assert_eq!(null.permissions().mode() & 0o7777, 0o666);
+        assert!(std::fs::symlink_metadata(layer.join("run/fifo"))
+            .unwrap()
+            .file_type()
+            .is_fifo());
+    }
 }

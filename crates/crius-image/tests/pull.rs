@@ -654,18 +654,22 @@ async fn pull_throughput() {
         format!("server = \"http://{}\"\n", reg.addr),
     )
     .unwrap();
-    let store = store(root.path(), hosts.path());
-    let t0 = Instant::now();
-    let got = store
-        .pull(&format!("{}/test/big:v1", reg.addr), None)
-        .await
-        .unwrap();
-    let dt = t0.elapsed();
-    assert_eq!(got.id, img.id());
+    // Best of three cold pulls (fresh store each time): the machine is shared and noisy.
+    let mut best = Duration::MAX;
+    for i in 0..3 {
+        let store = store(&root.path().join(i.to_string()), hosts.path());
+        let t0 = Instant::now();
+        let got = store
+            .pull(&format!("{}/test/big:v1", reg.addr), None)
+            .await
+            .unwrap();
+        best = best.min(t0.elapsed());
+        assert_eq!(got.id, img.id());
+    }
     eprintln!(
         "pulled 64 MiB uncompressed ({:.1} MiB compressed, 4 layers) in {:?}: {:.0} MiB/s uncompressed",
         compressed as f64 / 1048576.0,
-        dt,
-        64.0 / dt.as_secs_f64()
+        best,
+        64.0 / best.as_secs_f64()
     );
 }
