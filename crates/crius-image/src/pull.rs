@@ -302,6 +302,16 @@ impl ImageStore {
                 what: what.clone(),
                 detail: "manifest has no config".into(),
             })?;
+        if let Some(l) = manifest
+            .layers
+            .iter()
+            .find(|l| l.media_type.ends_with("+encrypted"))
+        {
+            return Err(ImageError::Unsupported {
+                what,
+                detail: format!("layer {} is encrypted ({})", l.digest, l.media_type),
+            });
+        }
         let mut blobs = vec![manifest_digest.clone(), config_desc.digest.clone()];
         blobs.extend(index.iter().map(|(d, _)| d.clone()));
         blobs.extend(manifest.layers.iter().map(|l| l.digest.clone()));

@@ -23,6 +23,8 @@ application/vnd.oci.image.manifest.v1+json, \
 application/vnd.docker.distribution.manifest.v2+json";
 
 const MAX_MANIFEST: usize = 8 << 20;
+/// Retries of a request answered with 429/502/503/504.
+const BUSY_RETRIES: u32 = 2;
 
 /// Clients keyed by their TLS settings; building one loads the native roots, so they are shared.
 type ClientKey = (
@@ -300,7 +302,9 @@ impl Session {
     ) -> Result<reqwest::Response, ImageError> {
         let client = self.clients.get(ep, self.stall)?;
         let key = host_key(&ep.url);
-        for attempt in 0..2 {
+        let mut answered = false;
+        let mut busy_retries = 0;
+        loop {
             let mut req = client.request(method.clone(), url.clone());
             if let Some(a) = accept {
                 req = req.header(ACCEPT, a);
@@ -319,7 +323,19 @@ impl Session {
                 .await?
                 .map_err(|e| registry_err(&ep.url, format!("{what}: {}", error_chain(&e))))?;
             match resp.status() {
-                StatusCode::UNAUTHORIZED if attempt == 0 => {
+                // An overloaded but reachable registry gets a short second chance; transport errors do
+                // not, as they include the expected HTTPS failure before a localhost HTTP fallback.
+                StatusCode::TOO_MANY_REQUESTS
+                | StatusCode::BAD_GATEWAY
+                | StatusCode::SERVICE_UNAVAILABLE
+                | StatusCode::GATEWAY_TIMEOUT
+                    if busy_retries < BUSY_RETRIES =>
+                {
+                    busy_retries += 1;
+                    tokio::time::sleep(Duration::from_millis(250 << busy_retries)).await;
+                }
+                StatusCode::UNAUTHORIZED if !answered => {
+                    answered = true;
                     let ch = resp
                         .headers()
                         .get(WWW_AUTHENTICATE)
@@ -359,10 +375,6 @@ impl Session {
                 _ => return Ok(resp),
             }
         }
-        Err(ImageError::Unauthorized {
-            registry: self.reference.registry.clone(),
-            detail: format!("{what}: authentication did not succeed"),
-        })
     }
 
     /// Produces the Authorization header answering `ch`.

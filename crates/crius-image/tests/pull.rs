@@ -619,6 +619,44 @@ async fn many_layers_exceeding_mount_options_page() {
     assert!(!target.join("top").exists());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_registry_is_retried() {
+    let reg = Registry::start(false);
+    let img = base_image(9);
+    reg.push_image("test/busy", "v1", &img).await;
+    let hosts = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    // Two 503s then service: within the retry budget.
+    let proxy = Proxy::start_busy(reg.addr.clone(), 2).await;
+    let hdir = hosts.path().join(&proxy.addr);
+    std::fs::create_dir_all(&hdir).unwrap();
+    std::fs::write(
+        hdir.join("hosts.toml"),
+        format!("server = \"http://{}\"\n", proxy.addr),
+    )
+    .unwrap();
+    let store = store(root.path(), hosts.path());
+    let got = store
+        .pull(&format!("{}/test/busy:v1", proxy.addr), None)
+        .await
+        .unwrap();
+    assert_eq!(got.id, img.id());
+    // Always busy: the pull fails with a registry error naming the status.
+    let proxy = Proxy::start_busy(reg.addr.clone(), usize::MAX).await;
+    let hdir = hosts.path().join(&proxy.addr);
+    std::fs::create_dir_all(&hdir).unwrap();
+    std::fs::write(
+        hdir.join("hosts.toml"),
+        format!("server = \"http://{}\"\n", proxy.addr),
+    )
+    .unwrap();
+    let err = store
+        .pull(&format!("{}/test/busy:v1", proxy.addr), None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("503"), "{err}");
+}
+
 /// Prints pull throughput (run with `--release --ignored --nocapture`); asserts only correctness.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore]

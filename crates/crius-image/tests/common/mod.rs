@@ -414,6 +414,41 @@ pub struct Proxy {
 }
 
 impl Proxy {
+    /// Answers the first `busy` connections with `503 Service Unavailable`, then forwards to `upstream`.
+    pub async fn start_busy(upstream: String, busy: usize) -> Proxy {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let c2 = connections.clone();
+        tokio::spawn(async move {
+            while let Ok((mut down, _)) = l.accept().await {
+                let n = c2.fetch_add(1, Ordering::SeqCst);
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    if n < busy {
+                        let mut buf = [0u8; 4096];
+                        let _ = down.read(&mut buf).await;
+                        let _ = down
+                            .write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                            .await;
+                        let _ = down.shutdown().await;
+                        return;
+                    }
+                    let Ok(mut up) = tokio::net::TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+                });
+            }
+        });
+        Proxy {
+            addr,
+            connections,
+            served: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
     pub async fn start(
         upstream: String,
         free_bytes: u64,
