@@ -309,6 +309,26 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// Tasks of one session. The streaming server drops the session's future when the client goes
+/// away, and a spawned task is not cancelled with it: this aborts them, so no copy loop (and no
+/// descriptor it holds, such as the attach socket) outlives the session.
+#[derive(Default)]
+struct Tasks(Vec<tokio::task::JoinHandle<()>>);
+
+impl Tasks {
+    fn spawn(&mut self, f: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.0.push(tokio::spawn(f));
+    }
+}
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
 /// How long output may keep flowing after the process exited (a grandchild may hold the pipes).
 const DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -327,41 +347,40 @@ async fn pump_exec(
         resize,
         ..
     } = streams;
-    let mut inputs = Vec::new();
-    let mut outputs = Vec::new();
+    let mut inputs = Tasks::default();
+    let mut outputs = Tasks::default();
     if let Some(pty) = g.proc.pty.take() {
         if let Some(input) = stdin {
             let w = pty.try_clone().map_err(|e| format!("pty: {e}"))?;
-            inputs.push(tokio::spawn(copy_stdin(input, w)));
+            inputs.spawn(copy_stdin(input, w));
         }
         if let Some(mut rx) = resize {
             let p = pty.try_clone().map_err(|e| format!("pty: {e}"))?;
-            inputs.push(tokio::spawn(async move {
+            inputs.spawn(async move {
                 while let Some(sz) = rx.recv().await {
                     let _ = p.resize(sz.width, sz.height);
                 }
-            }));
+            });
         }
-        outputs.push(tokio::spawn(copy_out(pty, stdout)));
+        outputs.spawn(copy_out(pty, stdout));
     } else {
         match (stdin, g.proc.stdin.take()) {
-            (Some(input), Some(pipe)) => inputs.push(tokio::spawn(copy_stdin(input, pipe))),
+            (Some(input), Some(pipe)) => inputs.spawn(copy_stdin(input, pipe)),
             // No stdin requested: the process sees EOF at once.
             (_, pipe) => drop(pipe),
         }
         if let Some(out) = g.proc.stdout.take() {
-            outputs.push(tokio::spawn(copy_out(out, stdout)));
+            outputs.spawn(copy_out(out, stdout));
         }
         if let Some(err) = g.proc.stderr.take() {
-            outputs.push(tokio::spawn(copy_out(err, stderr)));
+            outputs.spawn(copy_out(err, stderr));
         }
     }
     let code = g.proc.wait().await.map_err(|e| e.to_string());
     g.finished = true;
-    let _ = tokio::time::timeout(DRAIN, futures::future::join_all(outputs)).await;
-    for t in inputs {
-        t.abort();
-    }
+    let _ = tokio::time::timeout(DRAIN, futures::future::join_all(outputs.0.iter_mut())).await;
+    // Dropping `inputs` and `outputs` stops whatever is left (stdin nobody reads, a grandchild
+    // still holding the output pipes past the drain time).
     code
 }
 
@@ -377,7 +396,12 @@ async fn pump_attach(
         resize,
         tty,
     } = streams;
-    let input = tokio::spawn(async move {
+    let mut tasks = Tasks::default();
+    // This task keeps the write half even after the client's stdin and resize streams ended
+    // (both branches then pend): dropping it shuts the socket's write side down, which the
+    // monitor takes as a detach and stops sending output, so the output after an EOF on stdin
+    // (what `cat` prints last, a final message) would never reach the client.
+    tasks.spawn(async move {
         let mut stdin = stdin;
         let mut resize = resize;
         let mut buf = vec![0u8; 32 * 1024];
@@ -388,7 +412,6 @@ async fn pump_attach(
                         Ok(0) | Err(_) => {
                             let _ = writer.close_stdin().await;
                             stdin = None;
-                            if resize.is_none() { break; }
                         }
                         Ok(n) => if writer.write_stdin(&buf[..n]).await.is_err() { break },
                     }
@@ -396,7 +419,7 @@ async fn pump_attach(
                 sz = async { match resize.as_mut() { Some(r) => r.recv().await, None => std::future::pending().await } } => {
                     match sz {
                         Some(sz) => { let _ = writer.resize(sz.width, sz.height).await; }
-                        None => { resize = None; if stdin.is_none() { break; } }
+                        None => resize = None,
                     }
                 }
             }
@@ -406,10 +429,7 @@ async fn pump_attach(
         let frame = match reader.read_frame().await {
             Ok(Some(f)) => f,
             Ok(None) => break,
-            Err(e) => {
-                input.abort();
-                return Err(e.to_string());
-            }
+            Err(e) => return Err(e.to_string()),
         };
         let out = match frame.kind {
             crius_oci::FrameKind::Stdout => stdout.as_mut(),
@@ -423,7 +443,7 @@ async fn pump_attach(
             }
         }
     }
-    input.abort();
+    drop(tasks);
     for w in [stdout.as_mut(), stderr.as_mut()].into_iter().flatten() {
         let _ = w.shutdown().await;
     }

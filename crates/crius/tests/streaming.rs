@@ -793,3 +793,126 @@ async fn exec_round_trip_figure() {
     }
     d.shutdown().await;
 }
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Waits (bounded) for the daemon's descriptor count to settle at or below `limit`.
+async fn fds_settle(d: &Daemon, limit: usize) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let n = open_fds(d.pid());
+        if n <= limit || Instant::now() > deadline {
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_leaving_attach_and_exec_leak_nothing() {
+    let mut d = Daemon::start().await;
+    d.pull(&image("busybox:latest")).await;
+    let (pod, pod_cfg) = d.run_pod("leak", true).await;
+    let ticker = d
+        .run(
+            &pod,
+            &pod_cfg,
+            "ticker",
+            &["sh", "-c", "while true; do echo tick; sleep 0.1; done"],
+        )
+        .await;
+    let mut cfg = container_config(
+        "tterm",
+        &image("busybox:latest"),
+        &["sh", "-c", "while true; do echo tock; sleep 0.1; done"],
+    );
+    cfg.tty = true;
+    let tterm = d.create(&pod, &pod_cfg, cfg).await.unwrap();
+    d.start_ctr(&tterm).await;
+
+    // One round of every kind of session, each left by the client mid-stream.
+    async fn round(d: &mut Daemon, ticker: &str, tterm: &str) {
+        for t in TRANSPORTS {
+            // Output-only attach: no stdin and no resize to end the backend's input side.
+            let url = attach_url(d, ticker, false, false, true, false).await;
+            let mut s = Session::open(t, &url, false, false, false).await;
+            s.read_until("tick", SESSION_TIMEOUT).await;
+            drop(s);
+            let url = attach_url(d, tterm, true, false, true, false).await;
+            let mut s = Session::open(t, &url, false, false, true).await;
+            s.read_until("tock", SESSION_TIMEOUT).await;
+            drop(s);
+            let url = exec_url(
+                d,
+                ticker,
+                &["sh", "-c", "while true; do echo e; sleep 0.1; done"],
+                false,
+                true,
+                true,
+                true,
+            )
+            .await
+            .unwrap();
+            let mut s = Session::open(t, &url, true, true, false).await;
+            s.read_until("e", SESSION_TIMEOUT).await;
+            drop(s);
+        }
+    }
+    round(&mut d, &ticker, &tterm).await;
+    let base = fds_settle(&d, 0).await;
+    for _ in 0..5 {
+        round(&mut d, &ticker, &tterm).await;
+    }
+    // 30 sessions; a leak of one descriptor per session would show as +30.
+    let after = fds_settle(&d, base + 3).await;
+    assert!(
+        after <= base + 3,
+        "daemon descriptors grew from {base} to {after} over 30 abandoned sessions"
+    );
+    d.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attach_stdin_once_closes_container_stdin() {
+    let mut d = Daemon::start().await;
+    d.pull(&image("busybox:latest")).await;
+    let (pod, pod_cfg) = d.run_pod("once", true).await;
+    for (t, name) in [(Transport::Ws, "once-ws"), (Transport::Spdy, "once-spdy")] {
+        let mut cfg = container_config(
+            name,
+            &image("busybox:latest"),
+            &["sh", "-c", "cat; echo eof-seen; exit 6"],
+        );
+        cfg.stdin = true;
+        cfg.stdin_once = true;
+        let ctr = d.create(&pod, &pod_cfg, cfg).await.unwrap();
+        d.start_ctr(&ctr).await;
+        let url = attach_url(&mut d, &ctr, false, true, true, true).await;
+        let out = run_io(
+            t,
+            &url,
+            ExecIo {
+                stdin: Some(b"line1\nline2\n".to_vec()),
+                close_stdin: true,
+                stdout: true,
+                stderr: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{t:?}: {e}\n{}", d.log()));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "line1\nline2\neof-seen\n",
+            "{t:?} {out:?}\n{}",
+            d.log()
+        );
+        let st = d.wait_exit(&ctr, Duration::from_secs(20)).await;
+        assert_eq!(st.exit_code, 6, "{t:?}");
+    }
+    d.shutdown().await;
+}
