@@ -5,7 +5,11 @@
 //! On-disk layout under `StoreOptions::root`:
 //! `images.redb`, `blobs/sha256/<hex>`, `snapshots/<chain-id hex>/fs`, `containers/<id>/{upper,work}`,
 //! `tmp/` (in-progress downloads; emptied on open). Snapshot directories named `tmp-*` are in-progress
-//! unpacks and are removed on open as well.
+//! unpacks and are removed on open as well; unreferenced content is collected on open.
+//!
+//! Durability: redb commits are durable; blobs are fsynced before their rename; unpacked snapshot
+//! files are not fsynced (as in containerd), so a power loss (not a process kill) right after a pull
+//! can leave a snapshot that has to be removed and pulled again.
 
 pub mod error;
 pub mod hosts;

@@ -657,6 +657,51 @@ async fn busy_registry_is_retried() {
     assert!(err.to_string().contains("503"), "{err}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_during_pull_keeps_shared_layers() {
+    let reg = Registry::start(false);
+    let shared = layer(
+        &[Entry::File("shared", &noise(300_000, 10), 0o644)],
+        Comp::Gzip,
+    );
+    let a = TestImage::new(
+        vec![
+            shared.clone(),
+            layer(&[Entry::File("a", b"a", 0o644)], Comp::Gzip),
+        ],
+        &["/a"],
+    );
+    let b = TestImage::new(
+        vec![shared, layer(&[Entry::File("b", b"b", 0o644)], Comp::Gzip)],
+        &["/b"],
+    );
+    reg.push_image("test/a", "v1", &a).await;
+    reg.push_image("test/b", "v1", &b).await;
+    let work = tempfile::tempdir().unwrap();
+    let hosts = tempfile::tempdir().unwrap();
+    let store = store(&work.path().join("root"), hosts.path());
+    let ra = format!("{}/test/a:v1", reg.addr);
+    let rb = format!("{}/test/b:v1", reg.addr);
+    for round in 0..8 {
+        store.pull(&rb, None).await.unwrap();
+        let s2 = store.clone();
+        let rb2 = rb.clone();
+        let remover = tokio::task::spawn_blocking(move || s2.remove(&rb2));
+        let got = store.pull(&ra, None).await.unwrap();
+        remover.await.unwrap().unwrap();
+        // Everything image A needs is still there: a rootfs mounts and shows the shared layer.
+        let target = work.path().join(format!("mnt{round}"));
+        store.prepare_rootfs(&got.id, "gc-race", &target).unwrap();
+        assert_eq!(
+            std::fs::metadata(target.join("shared")).unwrap().len(),
+            300_000
+        );
+        store.remove_rootfs("gc-race", &target).unwrap();
+        store.remove(&ra).unwrap();
+        assert_eq!(count_dir(&work.path().join("root/snapshots")), 0);
+    }
+}
+
 /// Prints pull throughput (run with `--release --ignored --nocapture`); asserts only correctness.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore]
