@@ -294,8 +294,10 @@ async fn copy_out(
     }
 }
 
-/// Kills the exec'd process unless it finished: the streaming server drops our future when the client
-/// goes away, and no exec'd process may outlive its client.
+/// Kills the exec'd process and everything it started unless it finished: the streaming server
+/// drops our future when the client goes away, and no exec'd process may outlive its client. Its
+/// children count too: `sh -c 'sleep 1000; …'` would otherwise leave the sleep running once the
+/// shell is gone (runc only signals the process it started).
 struct KillOnDrop {
     proc: crius_oci::ExecProcess,
     finished: bool,
@@ -303,9 +305,65 @@ struct KillOnDrop {
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
-        if !self.finished {
-            let _ = self.proc.kill();
+        if self.finished {
+            return;
         }
+        if let Some(pid) = self.proc.pid() {
+            kill_tree(pid);
+        }
+        let _ = self.proc.kill();
+    }
+}
+
+/// The parent pid in `/proc/<pid>/stat` (the field after the parenthesised command name, which
+/// may itself contain spaces and parentheses).
+fn parent_of(stat: &str) -> Option<i32> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// `(pid, parent)` of every process on the host.
+fn process_table() -> Vec<(i32, i32)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            Some((pid, parent_of(&stat)?))
+        })
+        .collect()
+}
+
+/// SIGKILLs `root` and its descendants. Each one is stopped as soon as it is found so that it can
+/// neither fork past the scan nor exit and have its children reparented out of sight (to the
+/// container's init) before they are found.
+fn kill_tree(root: i32) {
+    let signal = |pid: i32, sig: i32| unsafe { libc::kill(pid, sig) };
+    signal(root, libc::SIGSTOP);
+    let mut found = vec![root];
+    for _ in 0..5 {
+        let table = process_table();
+        let mut grew = false;
+        let mut i = 0;
+        while i < found.len() {
+            let parent = found[i];
+            for &(pid, ppid) in &table {
+                if ppid == parent && !found.contains(&pid) {
+                    signal(pid, libc::SIGSTOP);
+                    found.push(pid);
+                    grew = true;
+                }
+            }
+            i += 1;
+        }
+        if !grew {
+            break;
+        }
+    }
+    for pid in found {
+        signal(pid, libc::SIGKILL);
     }
 }
 
@@ -329,7 +387,9 @@ impl Drop for Tasks {
     }
 }
 
-/// How long output may keep flowing after the process exited (a grandchild may hold the pipes).
+/// How long output may keep flowing after the runtime exited. Without a tty runc relays the
+/// process's output itself and only exits once its copies end, so a background child holding the
+/// pipes keeps the session open until it closes them (as with containerd); this bounds the rest.
 const DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
 
 async fn pump_exec(
@@ -448,4 +508,62 @@ async fn pump_attach(
         let _ = w.shutdown().await;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parent_pid_from_stat() {
+        assert_eq!(parent_of("42 (sleep) S 7 42 1 0 -1"), Some(7));
+        assert_eq!(parent_of("42 (a) b) (c) R 9 42 1 0"), Some(9));
+        assert_eq!(parent_of("42 (x"), None);
+    }
+
+    #[test]
+    fn kill_tree_kills_children_of_a_process() {
+        // A shell whose child would outlive it if only the shell were killed.
+        let mut sh = std::process::Command::new("/bin/busybox")
+            .args(["sh", "-c", "sleep 977 & sleep 978; true"])
+            .spawn()
+            .expect("spawn busybox sh");
+        let pid = sh.id() as i32;
+        let children = |pid: i32| -> Vec<i32> {
+            process_table()
+                .into_iter()
+                .filter(|(_, p)| *p == pid)
+                .map(|(c, _)| c)
+                .collect()
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while children(pid).len() < 2 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "children never started"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let kids = children(pid);
+        kill_tree(pid);
+        let _ = sh.wait();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        for k in kids {
+            // Reparented to our init (not reaped by us) they may linger as zombies: dead enough.
+            loop {
+                let stat = std::fs::read_to_string(format!("/proc/{k}/stat")).unwrap_or_default();
+                let state = stat
+                    .rsplit_once(')')
+                    .and_then(|(_, r)| r.split_whitespace().next().map(str::to_string));
+                if stat.is_empty() || state.as_deref() == Some("Z") {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "child {k} survived: {stat}"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+    }
 }

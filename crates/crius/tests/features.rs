@@ -433,3 +433,91 @@ async fn shared_pid_namespace_and_security_context() {
     let _ = a;
     d.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mounts_and_devices() {
+    let mut d = Daemon::start().await;
+    d.pull(&image("busybox:latest")).await;
+    let (pod, pod_cfg) = d.run_pod("mounts", true).await;
+    let host = d.dir.join("hostdata");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("hello.txt"), "from-host\n").unwrap();
+    let missing = d.dir.join("created-by-crius");
+    let mut cfg = container_config("m", &image("busybox:latest"), &["sleep", "300"]);
+    cfg.mounts = vec![
+        cri::Mount {
+            container_path: "/data".into(),
+            host_path: host.display().to_string(),
+            readonly: true,
+            ..Default::default()
+        },
+        cri::Mount {
+            container_path: "/scratch".into(),
+            host_path: missing.display().to_string(),
+            ..Default::default()
+        },
+    ];
+    cfg.devices = vec![cri::Device {
+        container_path: "/dev/mynull".into(),
+        host_path: "/dev/null".into(),
+        permissions: "rwm".into(),
+    }];
+    let id = d.create(&pod, &pod_cfg, cfg).await.unwrap();
+    d.start_ctr(&id).await;
+    assert!(
+        missing.is_dir(),
+        "a missing bind source is created as a directory"
+    );
+    let r = d.exec(&id, &["cat", "/data/hello.txt"], 10).await.unwrap();
+    assert_eq!(r.stdout, b"from-host\n");
+    let r = d
+        .exec(&id, &["sh", "-c", "touch /data/x 2>/dev/null; echo $?"], 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&r.stdout).trim(),
+        "1",
+        "read-only mount"
+    );
+    let r = d
+        .exec(
+            &id,
+            &["sh", "-c", "echo hi > /scratch/f && cat /scratch/f"],
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.stdout, b"hi\n");
+    assert_eq!(std::fs::read_to_string(missing.join("f")).unwrap(), "hi\n");
+    let r = d
+        .exec(&id, &["sh", "-c", "echo x > /dev/mynull && echo ok"], 10)
+        .await
+        .unwrap();
+    assert_eq!(r.stdout, b"ok\n", "{r:?}");
+    let s = d.status(&id).await;
+    assert_eq!(
+        s.mounts.len(),
+        2,
+        "ContainerStatus.mounts lists the CRI mounts"
+    );
+
+    let mut bad = container_config("bad", &image("busybox:latest"), &["true"]);
+    bad.mounts = vec![cri::Mount {
+        container_path: "/x".into(),
+        host_path: "/tmp/../etc".into(),
+        ..Default::default()
+    }];
+    let (c, m) = code(d.create(&pod, &pod_cfg, bad).await);
+    assert_eq!(c, Code::InvalidArgument, "{m}");
+    assert!(m.contains("host_path"), "{m}");
+    let mut bad = container_config("baddev", &image("busybox:latest"), &["true"]);
+    bad.devices = vec![cri::Device {
+        container_path: "/dev/x".into(),
+        host_path: "/dev/does-not-exist".into(),
+        permissions: "rwm".into(),
+    }];
+    let (c, m) = code(d.create(&pod, &pod_cfg, bad).await);
+    assert_eq!(c, Code::InvalidArgument, "{m}");
+    assert!(m.contains("/dev/does-not-exist"), "{m}");
+    d.shutdown().await;
+}

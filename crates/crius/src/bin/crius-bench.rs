@@ -50,6 +50,25 @@ fn stats(name: &str, mut v: Vec<Duration>) {
     );
 }
 
+/// (Pss, Private) KiB from smaps_rollup: what one more monitor really costs, shared libc pages aside.
+fn pss_private_kib(pid: u32) -> (u64, u64) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    let field = |name: &str| {
+        text.lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|n| n.parse::<u64>().ok())
+            })
+            .sum::<u64>()
+    };
+    (
+        field("Pss:"),
+        field("Private_Clean:") + field("Private_Dirty:"),
+    )
+}
+
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -231,6 +250,7 @@ async fn main() -> anyhow::Result<()> {
         let (mut runp, mut create, mut startc, mut stop, mut rmp) =
             (vec![], vec![], vec![], vec![], vec![]);
         let mut monitor_rss = 0;
+        let mut monitor_pss = (0, 0);
         for i in 0..runs {
             let cfg = pod_cfg(&format!("p{i}-{host_network}"), host_network, &logs);
             let t = Instant::now();
@@ -270,7 +290,9 @@ async fn main() -> anyhow::Result<()> {
                     .into_inner();
                 let info: serde_json::Value =
                     serde_json::from_str(v.info.get("info").map(String::as_str).unwrap_or("{}"))?;
-                monitor_rss = rss_kib(info["monitorPid"].as_u64().unwrap_or(0) as u32);
+                let mpid = info["monitorPid"].as_u64().unwrap_or(0) as u32;
+                monitor_rss = rss_kib(mpid);
+                monitor_pss = pss_private_kib(mpid);
             }
             let t = Instant::now();
             b.rt.stop_container(cri::StopContainerRequest {

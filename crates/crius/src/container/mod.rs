@@ -292,6 +292,7 @@ impl Runtime {
                 .map_err(|e| Error::internal("rootfs task", e))?
                 .map_err(crate::image::image_err)?;
         }
+        create_missing_mount_sources(cfg)?;
         let spec = self.container_spec(ctr, cfg, sandbox, prec, image, &rootfs, handler)?;
         let stop_signal = crius_spec::stop_signal(&image_defaults(image), cfg).map_err(spec_err)?;
         let user = spec
@@ -872,6 +873,24 @@ impl Runtime {
             containers_statuses: statuses,
         });
     }
+}
+
+/// Like containerd: a bind mount whose host path does not exist gets an empty directory there. Only
+/// absolute paths free of `..` are touched (spec generation rejects the others with the field named).
+fn create_missing_mount_sources(cfg: &cri::ContainerConfig) -> Result<()> {
+    for m in &cfg.mounts {
+        let p = Path::new(&m.host_path);
+        if m.host_path.is_empty()
+            || !p.is_absolute()
+            || p.components().any(|c| matches!(c, Component::ParentDir))
+        {
+            continue;
+        }
+        if std::fs::symlink_metadata(p).is_err() {
+            std::fs::create_dir_all(p).map_err(|e| io_err("create mount source", p, e))?;
+        }
+    }
+    Ok(())
 }
 
 /// A signal number as the CRI's Signal enum (whose names match the kernel's).

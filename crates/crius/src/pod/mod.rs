@@ -631,7 +631,11 @@ pub(crate) async fn recover(rt: &Arc<Runtime>) -> anyhow::Result<()> {
                 rt.forget_pod(&pod);
             }
             PodState::Ready => {
-                let lost = rec.pins.paths().any(|p| !namespaces::is_pinned(p));
+                let pause_gone = rec
+                    .pause_pid
+                    .map(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
+                    .unwrap_or(false);
+                let lost = pause_gone || rec.pins.paths().any(|p| !namespaces::is_pinned(p));
                 if lost {
                     tracing::warn!(
                         "pod {}: namespaces are gone (reboot?); marking it NotReady",
