@@ -521,3 +521,160 @@ async fn mounts_and_devices() {
     assert!(m.contains("/dev/does-not-exist"), "{m}");
     d.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seccomp_sysctls_and_oom_score_adj() {
+    let mut d = Daemon::start().await;
+    d.pull(&image("busybox:latest")).await;
+    let mut pod_cfg = pod_config("seccomp", true, &d.dir.join("logs/seccomp"));
+    pod_cfg.linux.as_mut().unwrap().sysctls =
+        [("kernel.shm_rmid_forced".to_string(), "1".to_string())].into();
+    let pod =
+        d.rt.run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(pod_cfg.clone()),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .pod_sandbox_id;
+    let with = |name: &str,
+                sc: cri::LinuxContainerSecurityContext,
+                res: Option<cri::LinuxContainerResources>| {
+        let mut c = container_config(name, &image("busybox:latest"), &["sleep", "300"]);
+        c.linux = Some(cri::LinuxContainerConfig {
+            security_context: Some(sc),
+            resources: res,
+        });
+        c
+    };
+    let profile =
+        |t: cri::security_profile::ProfileType, r: &str| cri::LinuxContainerSecurityContext {
+            seccomp: Some(cri::SecurityProfile {
+                profile_type: t as i32,
+                localhost_ref: r.into(),
+            }),
+            ..Default::default()
+        };
+    use cri::security_profile::ProfileType as P;
+    let def = d
+        .create(
+            &pod,
+            &pod_cfg,
+            with("default", profile(P::RuntimeDefault, ""), None),
+        )
+        .await
+        .unwrap();
+    d.start_ctr(&def).await;
+    let unc = d
+        .create(
+            &pod,
+            &pod_cfg,
+            with("unconfined", profile(P::Unconfined, ""), None),
+        )
+        .await
+        .unwrap();
+    d.start_ctr(&unc).await;
+    let seccomp_mode = |r: cri::ExecSyncResponse| {
+        String::from_utf8_lossy(&r.stdout)
+            .lines()
+            .find(|l| l.starts_with("Seccomp:"))
+            .map(|l| l.split_whitespace().nth(1).unwrap_or("").to_string())
+    };
+    let r = d
+        .exec(&def, &["cat", "/proc/self/status"], 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        seccomp_mode(r).as_deref(),
+        Some("2"),
+        "RuntimeDefault installs a filter"
+    );
+    let r = d
+        .exec(&unc, &["cat", "/proc/self/status"], 10)
+        .await
+        .unwrap();
+    assert_eq!(seccomp_mode(r).as_deref(), Some("0"), "Unconfined has none");
+    // The default profile refuses what a container has no business doing.
+    let r = d.exec(&def, &["unshare", "-U", "true"], 10).await.unwrap();
+    assert_ne!(r.exit_code, 0, "unshare -U under RuntimeDefault: {r:?}");
+
+    let (c, m) = code(
+        d.create(
+            &pod,
+            &pod_cfg,
+            with(
+                "localhost",
+                profile(P::Localhost, "/nonexistent/profile.json"),
+                None,
+            ),
+        )
+        .await,
+    );
+    assert_eq!(c, Code::InvalidArgument, "{m}");
+    assert!(m.contains("/nonexistent/profile.json"), "{m}");
+
+    // Pod sysctls reach the containers (IPC-namespaced, so they do not touch the host).
+    let r = d
+        .exec(&def, &["cat", "/proc/sys/kernel/shm_rmid_forced"], 10)
+        .await
+        .unwrap();
+    assert_eq!(r.stdout, b"1\n");
+
+    // oom_score_adj below the daemon's own cannot be granted without CAP_SYS_RESOURCE: it is raised to
+    // the daemon's value instead of failing the container.
+    let own: i32 = std::fs::read_to_string("/proc/self/oom_score_adj")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let res = cri::LinuxContainerResources {
+        oom_score_adj: -999,
+        ..Default::default()
+    };
+    let o = d
+        .create(
+            &pod,
+            &pod_cfg,
+            with(
+                "oom",
+                cri::LinuxContainerSecurityContext::default(),
+                Some(res),
+            ),
+        )
+        .await
+        .unwrap();
+    d.start_ctr(&o).await;
+    let r = d
+        .exec(&o, &["cat", "/proc/self/oom_score_adj"], 10)
+        .await
+        .unwrap();
+    let got: i32 = String::from_utf8_lossy(&r.stdout).trim().parse().unwrap();
+    assert!(
+        got >= own.min(0) && got <= 1000,
+        "oom_score_adj {got} (daemon {own})"
+    );
+    let res = cri::LinuxContainerResources {
+        oom_score_adj: 500,
+        ..Default::default()
+    };
+    let o2 = d
+        .create(
+            &pod,
+            &pod_cfg,
+            with(
+                "oom500",
+                cri::LinuxContainerSecurityContext::default(),
+                Some(res),
+            ),
+        )
+        .await
+        .unwrap();
+    d.start_ctr(&o2).await;
+    let r = d
+        .exec(&o2, &["cat", "/proc/self/oom_score_adj"], 10)
+        .await
+        .unwrap();
+    assert_eq!(r.stdout, b"500\n");
+    d.shutdown().await;
+}
