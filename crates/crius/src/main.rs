@@ -83,7 +83,7 @@ struct DaemonArgs {
 
 impl DaemonArgs {
     fn config(&self) -> anyhow::Result<Config> {
-        let explicit = self.config != PathBuf::from(DEFAULT_CONFIG_PATH);
+        let explicit = self.config.as_path() != std::path::Path::new(DEFAULT_CONFIG_PATH);
         let mut c = Config::load(&self.config, explicit)?;
         macro_rules! set {
             ($f:ident) => {
@@ -117,7 +117,7 @@ fn main() -> ExitCode {
     let result = match cli.cmd {
         Cmd::Daemon(args) => run_daemon(args),
         Cmd::Features { config, json } => (|| {
-            let explicit = config != PathBuf::from(DEFAULT_CONFIG_PATH);
+            let explicit = config.as_path() != std::path::Path::new(DEFAULT_CONFIG_PATH);
             let c = Config::load(&config, explicit)?;
             c.validate()?;
             let gates = crius::features::Gates::new(c.feature_gates);

@@ -319,8 +319,8 @@ async fn main() -> anyhow::Result<()> {
         stats("StopContainer (timeout 0)", stop);
         stats("RemovePodSandbox (after stop)", rmp);
         println!(
-            "{:<34} {} KiB",
-            "monitor RSS (running container)", monitor_rss
+            "{:<34} {} KiB (PSS {} KiB, private {} KiB)",
+            "monitor RSS (running container)", monitor_rss, monitor_pss.0, monitor_pss.1
         );
     }
     println!(

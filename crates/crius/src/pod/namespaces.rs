@@ -120,7 +120,7 @@ pub fn unpin_path(p: &Path) {
 pub fn is_pinned(p: &Path) -> bool {
     // An nsfs bind mount reports the nsfs magic; a plain leftover file does not.
     nix::sys::statfs::statfs(p)
-        .map(|s| s.filesystem_type().0 as i64 == 0x6e736673)
+        .map(|s| s.filesystem_type().0 == 0x6e736673)
         .unwrap_or(false)
 }
 

@@ -346,20 +346,16 @@ impl RuntimeService for RuntimeSvc {
         gated(&self.rt, "EventedPLEG", "GetContainerEvents")?;
         let rx = self.rt.subscribe();
         let stream = futures::stream::unfold(rx, |mut rx| async move {
-            loop {
-                match rx.recv().await {
-                    Ok(ev) => return Some((Ok(ev), rx)),
-                    // A slow reader lost events: tell it, so the kubelet relists instead of trusting a gap.
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        return Some((
-                            Err(Status::data_loss(format!(
-                                "event stream lagged; {n} events dropped, relist"
-                            ))),
-                            rx,
-                        ))
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-                }
+            match rx.recv().await {
+                Ok(ev) => Some((Ok(ev), rx)),
+                // A slow reader lost events: tell it, so the kubelet relists instead of trusting a gap.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => Some((
+                    Err(Status::data_loss(format!(
+                        "event stream lagged; {n} events dropped, relist"
+                    ))),
+                    rx,
+                )),
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => None,
             }
         });
         Ok(Response::new(Box::pin(stream)))

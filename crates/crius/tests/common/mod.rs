@@ -52,20 +52,12 @@ fn bin(name: &str) -> PathBuf {
     p
 }
 
+#[derive(Default)]
 pub struct Options {
     /// Extra TOML appended to the generated config.
     pub extra_config: String,
     /// Use this CNI conf dir (None: an empty dir, i.e. crius' embedded default network).
     pub cni_conf_dir: Option<PathBuf>,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            extra_config: String::new(),
-            cni_conf_dir: None,
-        }
-    }
 }
 
 pub struct Daemon {
