@@ -1211,18 +1211,75 @@ fn make_layer(w: &Path, name: &str, file: &str, content: &str, gzip: bool) -> Te
     }
 }
 
+/// A repository name no other test or run uses.
+fn unique_repo(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("crius-test/{prefix}-{}-{nanos}", std::process::id())
+}
+
+/// Pushes an OCI image of `layers` as `repo:tag` to the plain registry; returns (config, manifest)
+/// digests.
+fn push_image(w: &Path, repo: &str, tag: &str, layers: &[&TestLayer]) -> (String, String) {
+    let config = serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Cmd": ["/unique.txt"], "Labels": {"org.crius.test.image": repo, "tag": tag}},
+        "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>()},
+    });
+    let config_path = w.join(format!("config-{tag}.json"));
+    std::fs::write(&config_path, serde_json::to_vec(&config).unwrap()).unwrap();
+    let config_digest = sha256_file(&config_path);
+    let descs: Vec<Value> = layers
+        .iter()
+        .map(|l| serde_json::json!({"mediaType": l.media_type, "digest": l.digest, "size": l.size}))
+        .collect();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": config_digest,
+            "size": std::fs::metadata(&config_path).unwrap().len(),
+        },
+        "layers": descs,
+    });
+    let manifest_path = w.join(format!("manifest-{tag}.json"));
+    std::fs::write(&manifest_path, serde_json::to_vec(&manifest).unwrap()).unwrap();
+    let manifest_digest = sha256_file(&manifest_path);
+    for l in layers {
+        push_blob(repo, &l.path, &l.digest);
+    }
+    push_blob(repo, &config_path, &config_digest);
+    curl(&[
+        "-X",
+        "PUT",
+        "-H",
+        "Content-Type: application/vnd.oci.image.manifest.v1+json",
+        "--data-binary",
+        &format!("@{}", manifest_path.display()),
+        &format!("http://{}/v2/{repo}/manifests/{tag}", registry()),
+    ]);
+    (config_digest, manifest_digest)
+}
+
+/// Removes a test's own repository and blobs from the plain registry's storage.
+fn drop_repo(repo: &str, digests: &[&String]) {
+    let v2 = test_dir().join("registry-plain/docker/registry/v2");
+    let _ = std::fs::remove_dir_all(v2.join("repositories").join(repo));
+    for dg in digests {
+        if let Some(p) = registry_blob(dg).parent() {
+            let _ = std::fs::remove_dir_all(p);
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupted_layer_blob_fails_the_pull() {
     within(120, async {
-        let nonce = format!(
-            "{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        );
-        let repo = format!("crius-test/corrupt-{nonce}");
+        let repo = unique_repo("corrupt");
         let work = tempfile::Builder::new()
             .prefix("crius-corrupt-")
             .tempdir_in("/tmp")
@@ -1233,46 +1290,14 @@ async fn corrupted_layer_blob_fails_the_pull() {
         // the registry. The uncompressed one is the victim: no decompressor can notice the damage,
         // only the digest check.
         let base = make_layer(w, "base", "base.txt", &format!("{repo} base\n"), true);
-        let victim = make_layer(w, "victim", "unique.txt", &format!("{repo}\n").repeat(64), false);
-        let config = serde_json::json!({
-            "architecture": "amd64",
-            "os": "linux",
-            "config": {"Cmd": ["/unique.txt"], "Labels": {"org.crius.test.image": repo}},
-            "rootfs": {"type": "layers", "diff_ids": [base.diff_id, victim.diff_id]},
-        });
-        let config_path = w.join("config.json");
-        std::fs::write(&config_path, serde_json::to_vec(&config).unwrap()).unwrap();
-        let config_digest = sha256_file(&config_path);
-        let layers: Vec<Value> = [&base, &victim]
-            .iter()
-            .map(|l| serde_json::json!({"mediaType": l.media_type, "digest": l.digest, "size": l.size}))
-            .collect();
-        let manifest = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {
-                "mediaType": "application/vnd.oci.image.config.v1+json",
-                "digest": config_digest,
-                "size": std::fs::metadata(&config_path).unwrap().len(),
-            },
-            "layers": layers,
-        });
-        let manifest_path = w.join("manifest.json");
-        std::fs::write(&manifest_path, serde_json::to_vec(&manifest).unwrap()).unwrap();
-        let manifest_digest = sha256_file(&manifest_path);
-        for l in [&base, &victim] {
-            push_blob(&repo, &l.path, &l.digest);
-        }
-        push_blob(&repo, &config_path, &config_digest);
-        curl(&[
-            "-X",
-            "PUT",
-            "-H",
-            "Content-Type: application/vnd.oci.image.manifest.v1+json",
-            "--data-binary",
-            &format!("@{}", manifest_path.display()),
-            &format!("http://{}/v2/{repo}/manifests/v1", registry()),
-        ]);
+        let victim = make_layer(
+            w,
+            "victim",
+            "unique.txt",
+            &format!("{repo}\n").repeat(64),
+            false,
+        );
+        let (config_digest, manifest_digest) = push_image(w, &repo, "v1", &[&base, &victim]);
         let reference = format!("{}/{repo}:v1", registry());
 
         // Control: intact, the image pulls (so the failure below is the corruption's doing).
@@ -1326,14 +1351,67 @@ async fn corrupted_layer_blob_fails_the_pull() {
         );
         d.shutdown().await;
 
-        // Tidy the registry: this repository and its blobs are this test's alone.
-        let v2 = test_dir().join("registry-plain/docker/registry/v2");
-        let _ = std::fs::remove_dir_all(v2.join("repositories").join(&repo));
-        for dg in [&base.digest, &victim.digest, &config_digest, &manifest_digest] {
-            if let Some(p) = registry_blob(dg).parent() {
-                let _ = std::fs::remove_dir_all(p);
-            }
-        }
+        drop_repo(
+            &repo,
+            &[
+                &base.digest,
+                &victim.digest,
+                &config_digest,
+                &manifest_digest,
+            ],
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn re_pull_after_the_tag_moved_moves_the_tag() {
+    within(60, async {
+        let repo = unique_repo("retag");
+        let work = tempfile::Builder::new()
+            .prefix("crius-retag-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let w = work.path();
+        let one = make_layer(w, "one", "unique.txt", &format!("{repo} one\n"), true);
+        let two = make_layer(w, "two", "unique.txt", &format!("{repo} two\n"), true);
+        let (a, a_manifest) = push_image(w, &repo, "v1", &[&one]);
+        let reference = format!("{}/{repo}:v1", registry());
+        let mut d = Daemon::start().await;
+        assert_eq!(d.pull(&reference).await, a);
+
+        // The registry's tag now names another image.
+        let (b, b_manifest) = push_image(w, &repo, "v1", &[&two]);
+        assert_ne!(a, b);
+        assert_eq!(d.pull(&reference).await, b);
+        let now = status_of(&mut d, &reference).await.expect("tag resolves");
+        assert_eq!(now.id, b, "the tag still names the old image");
+        let old = status_of(&mut d, &a)
+            .await
+            .expect("the old image stays until removed");
+        assert!(
+            !old.repo_tags.contains(&reference),
+            "two images hold one tag: {:?}",
+            old.repo_tags
+        );
+        let all = list(&mut d, None).await;
+        let holders = all
+            .iter()
+            .filter(|i| i.repo_tags.contains(&reference))
+            .count();
+        assert_eq!(holders, 1, "{all:?}");
+        // The untagged old image can still be removed by id, leaving the new one intact.
+        remove(&mut d, &a).await.unwrap();
+        assert!(status_of(&mut d, &a).await.is_none());
+        assert_eq!(
+            status_of(&mut d, &reference).await.map(|i| i.id),
+            Some(b.clone())
+        );
+        d.shutdown().await;
+        drop_repo(
+            &repo,
+            &[&one.digest, &two.digest, &a, &b, &a_manifest, &b_manifest],
+        );
     })
     .await;
 }
