@@ -8,7 +8,6 @@ pub mod daemon;
 pub mod error;
 pub mod features;
 pub mod hexbytes;
-pub mod host;
 pub mod image;
 pub mod oci;
 pub mod pod;

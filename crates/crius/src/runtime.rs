@@ -78,7 +78,8 @@ impl Runtime {
         let (events, _) = broadcast::channel(1024);
         let rt = Arc::new(Runtime {
             gates: Gates::new(cfg.feature_gates.clone()),
-            host: crate::host::host_info(),
+            host: crius_spec::HostInfo::probe()
+                .map_err(|e| anyhow::anyhow!("probing the host: {e}"))?,
             cfg,
             store,
             handlers,
