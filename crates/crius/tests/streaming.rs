@@ -256,9 +256,66 @@ impl Session {
     }
 }
 
+/// On a failing test, removes every pod through the daemon before the harness kills it, so no
+/// container keeps running (and nothing stays mounted) after the test; the daemon's dir and log
+/// are kept by the harness.
+struct CleanupOnPanic(std::path::PathBuf);
+
+impl CleanupOnPanic {
+    fn new(d: &Daemon) -> CleanupOnPanic {
+        CleanupOnPanic(d.socket.clone())
+    }
+}
+
+impl Drop for CleanupOnPanic {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let socket = self.0.clone();
+        // A runtime of its own: we may be unwinding inside the test's runtime.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                let Ok(ch) = crius::client::connect(&socket).await else {
+                    return;
+                };
+                let mut c = cri_api::v1::runtime_service_client::RuntimeServiceClient::new(ch);
+                let fut = async {
+                    let pods = c
+                        .list_pod_sandbox(cri::ListPodSandboxRequest::default())
+                        .await
+                        .map(|r| r.into_inner().items)
+                        .unwrap_or_default();
+                    for p in pods {
+                        let _ = c
+                            .stop_pod_sandbox(cri::StopPodSandboxRequest {
+                                pod_sandbox_id: p.id.clone(),
+                            })
+                            .await;
+                        let _ = c
+                            .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+                                pod_sandbox_id: p.id,
+                            })
+                            .await;
+                    }
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(60), fut).await;
+            });
+        })
+        .join();
+    }
+}
+
 /// A daemon with busybox pulled and a host-network pod running `sleep` as its container.
 async fn daemon_with_sleeper(name: &str) -> (Daemon, String, cri::PodSandboxConfig, String) {
     let mut d = Daemon::start().await;
+    let _cleanup = CleanupOnPanic::new(&d);
     d.pull(&image("busybox:latest")).await;
     let (pod, pod_cfg) = d.run_pod(name, true).await;
     let ctr = d.run(&pod, &pod_cfg, "main", &["sleep", "3000"]).await;
@@ -268,6 +325,7 @@ async fn daemon_with_sleeper(name: &str) -> (Daemon, String, cri::PodSandboxConf
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_streams_stdin_and_exit_codes_over_both_transports() {
     let (mut d, _pod, _cfg, ctr) = daemon_with_sleeper("exec").await;
+    let _cleanup = CleanupOnPanic::new(&d);
     for t in TRANSPORTS {
         // stdout and stderr stay apart.
         let url = exec_url(
@@ -371,6 +429,7 @@ async fn exec_streams_stdin_and_exit_codes_over_both_transports() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_tty_gets_first_size_and_resizes() {
     let (mut d, _pod, _cfg, ctr) = daemon_with_sleeper("tty").await;
+    let _cleanup = CleanupOnPanic::new(&d);
     for t in TRANSPORTS {
         // The size sent right after connecting is the one the process starts with.
         for (w, h) in [(123u16, 45u16), (77, 19)] {
@@ -447,6 +506,7 @@ async fn live_processes(d: &mut Daemon, ctr: &str, needle: &str) -> Vec<String> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_disconnect_kills_the_exec_process() {
     let (mut d, _pod, _cfg, ctr) = daemon_with_sleeper("gone").await;
+    let _cleanup = CleanupOnPanic::new(&d);
     for (t, secs) in [(Transport::Ws, "1001"), (Transport::Spdy, "1002")] {
         for tty in [false, true] {
             let url = exec_url(&mut d, &ctr, &["sleep", secs], tty, false, true, false)
@@ -488,6 +548,7 @@ async fn client_disconnect_kills_the_exec_process() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_validation_and_single_use_urls() {
     let (mut d, pod, pod_cfg, ctr) = daemon_with_sleeper("valid").await;
+    let _cleanup = CleanupOnPanic::new(&d);
 
     let (c, m) = code(
         exec_url(
@@ -546,6 +607,7 @@ async fn exec_validation_and_single_use_urls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attach_reads_output_and_writes_stdin() {
     let mut d = Daemon::start().await;
+    let _cleanup = CleanupOnPanic::new(&d);
     d.pull(&image("busybox:latest")).await;
     let (pod, pod_cfg) = d.run_pod("attach", true).await;
     let mut cfg = container_config(
@@ -637,6 +699,7 @@ async fn attach_reads_output_and_writes_stdin() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attach_ends_when_the_container_exits() {
     let mut d = Daemon::start().await;
+    let _cleanup = CleanupOnPanic::new(&d);
     d.pull(&image("busybox:latest")).await;
     let (pod, pod_cfg) = d.run_pod("attach-end", true).await;
     let mut cfg = container_config(
@@ -669,6 +732,7 @@ async fn attach_ends_when_the_container_exits() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn port_forward_into_pod_network_namespace() {
     let mut d = Daemon::start().await;
+    let _cleanup = CleanupOnPanic::new(&d);
     d.pull(&image("busybox:latest")).await;
     let (pod, pod_cfg) = d.run_pod("pf", false).await;
     let ctr = d
@@ -763,6 +827,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_round_trip_figure() {
     let (mut d, _pod, _cfg, ctr) = daemon_with_sleeper("figure").await;
+    let _cleanup = CleanupOnPanic::new(&d);
     const N: usize = 30;
     for t in TRANSPORTS {
         let mut times = Vec::with_capacity(N);
@@ -815,6 +880,7 @@ async fn fds_settle(d: &Daemon, limit: usize) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_leaving_attach_and_exec_leak_nothing() {
     let mut d = Daemon::start().await;
+    let _cleanup = CleanupOnPanic::new(&d);
     d.pull(&image("busybox:latest")).await;
     let (pod, pod_cfg) = d.run_pod("leak", true).await;
     let ticker = d
@@ -879,6 +945,7 @@ async fn clients_leaving_attach_and_exec_leak_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attach_stdin_once_closes_container_stdin() {
     let mut d = Daemon::start().await;
+    let _cleanup = CleanupOnPanic::new(&d);
     d.pull(&image("busybox:latest")).await;
     let (pod, pod_cfg) = d.run_pod("once", true).await;
     for (t, name) in [(Transport::Ws, "once-ws"), (Transport::Spdy, "once-spdy")] {
@@ -914,5 +981,295 @@ async fn attach_stdin_once_closes_container_stdin() {
         let st = d.wait_exit(&ctr, Duration::from_secs(20)).await;
         assert_eq!(st.exit_code, 6, "{t:?}");
     }
+    d.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_large_output_and_lingering_children() {
+    let (mut d, _pod, _cfg, ctr) = daemon_with_sleeper("bulk").await;
+    let _cleanup = CleanupOnPanic::new(&d);
+    let want_out: String = (1..=200_000).map(|i| format!("{i}\n")).collect();
+    let want_err: String = (1..=20_000).map(|i| format!("{i}\n")).collect();
+    for (t, flow_control) in [
+        (Transport::Ws, false),
+        (Transport::Spdy, false),
+        (Transport::Spdy, true),
+    ] {
+        let url = exec_url(
+            &mut d,
+            &ctr,
+            &["sh", "-c", "seq 1 20000 >&2; seq 1 200000"],
+            false,
+            false,
+            true,
+            true,
+        )
+        .await
+        .unwrap();
+        let io = ExecIo {
+            stdout: true,
+            stderr: true,
+            ..Default::default()
+        };
+        let out = match t {
+            Transport::Spdy => tokio::time::timeout(
+                SESSION_TIMEOUT,
+                spdy::exec(&url, &[spdy_proto()], io, flow_control),
+            )
+            .await
+            .expect("spdy exec timed out"),
+            Transport::Ws => run_io(t, &url, io).await,
+        }
+        .unwrap_or_else(|e| panic!("{t:?}: {e}\n{}", d.log()));
+        assert_eq!(out.status, ExitStatus::Success, "{t:?}");
+        assert_eq!(out.stdout.len(), want_out.len(), "{t:?} fc={flow_control}");
+        assert!(out.stdout == want_out.as_bytes(), "{t:?} stdout differs");
+        assert!(out.stderr == want_err.as_bytes(), "{t:?} stderr differs");
+
+        // A background child that let go of the output does not hold the session up; one that
+        // keeps it open holds it until it closes it (runc relays the output and waits for it,
+        // as containerd does), and what it wrote is delivered before the exit status.
+        let cases: [(&str, &[u8], Duration); 2] = [
+            (
+                "sleep 60 >/dev/null 2>&1 & echo parent-done; exit 2",
+                b"parent-done\n",
+                Duration::from_secs(5),
+            ),
+            (
+                "(sleep 2; echo child-done) & echo parent-done; exit 2",
+                b"parent-done\nchild-done\n",
+                Duration::from_secs(10),
+            ),
+        ];
+        for (script, want, within) in cases {
+            let url = exec_url(
+                &mut d,
+                &ctr,
+                &["sh", "-c", script],
+                false,
+                false,
+                true,
+                false,
+            )
+            .await
+            .unwrap();
+            let start = Instant::now();
+            let out = run_io(
+                t,
+                &url,
+                ExecIo {
+                    stdout: true,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(want),
+                "{t:?} {script}"
+            );
+            assert_eq!(out.status, ExitStatus::Code(2), "{t:?} {script}");
+            assert!(
+                start.elapsed() < within,
+                "{t:?} {script}: took {:?}",
+                start.elapsed()
+            );
+        }
+    }
+    d.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_disconnect_kills_the_exec_process_tree() {
+    let (mut d, _pod, _cfg, ctr) = daemon_with_sleeper("tree").await;
+    let _cleanup = CleanupOnPanic::new(&d);
+    for (t, secs) in [(Transport::Ws, "1011"), (Transport::Spdy, "1012")] {
+        for tty in [false, true] {
+            // The shell stays the parent (the trailing echo keeps it from exec'ing sleep).
+            let script = format!("sleep {secs}; echo after");
+            let url = exec_url(
+                &mut d,
+                &ctr,
+                &["sh", "-c", &script],
+                tty,
+                false,
+                true,
+                false,
+            )
+            .await
+            .unwrap();
+            let s = Session::open(t, &url, false, false, tty).await;
+            let needle = format!("sleep {secs}");
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while live_processes(&mut d, &ctr, &needle).await.len() < 2 {
+                assert!(
+                    Instant::now() < deadline,
+                    "{t:?} tty={tty}: shell and {needle} never showed up"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            drop(s);
+            let deadline = Instant::now() + Duration::from_secs(15);
+            loop {
+                let live = live_processes(&mut d, &ctr, &needle).await;
+                if live.is_empty() {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{t:?} tty={tty}: still alive after the client left: {live:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    d.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn port_forward_moves_bulk_data_both_ways() {
+    let mut d = Daemon::start().await;
+    let _cleanup = CleanupOnPanic::new(&d);
+    d.pull(&image("busybox:latest")).await;
+    let (pod, pod_cfg) = d.run_pod("pfbulk", false).await;
+    let ctr = d
+        .run(
+            &pod,
+            &pod_cfg,
+            "web",
+            &[
+                "sh",
+                "-c",
+                "mkdir -p /tmp/www && seq 1 150000 > /tmp/www/big && exec httpd -f -p 8080 -h /tmp/www",
+            ],
+        )
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while d
+        .exec(
+            &ctr,
+            &["wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/big"],
+            5,
+        )
+        .await
+        .unwrap()
+        .exit_code
+        != 0
+    {
+        assert!(Instant::now() < deadline, "httpd not up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let want: String = (1..=150_000).map(|i| format!("{i}\n")).collect();
+    let body = |reply: &[u8]| -> Vec<u8> {
+        let i = reply
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("HTTP header end");
+        reply[i + 4..].to_vec()
+    };
+    let get = b"GET /big HTTP/1.0\r\n\r\n";
+
+    // Downloads.
+    for flow_control in [false, true] {
+        let url = port_forward_url(&mut d, &pod, &[]).await;
+        let c =
+            spdy::SpdyClient::connect(&url, &[crius_streaming::spdy::PORTFORWARD_V1], flow_control)
+                .await
+                .unwrap();
+        let reply =
+            tokio::time::timeout(SESSION_TIMEOUT, spdy::port_forward_once(&c, 8080, 1, get))
+                .await
+                .expect("spdy download timed out")
+                .unwrap();
+        assert!(
+            body(&reply) == want.as_bytes(),
+            "spdy fc={flow_control}: body differs ({} bytes)",
+            reply.len()
+        );
+    }
+    let url = format!("{}?port=8080", port_forward_url(&mut d, &pod, &[]).await);
+    let reply = tokio::time::timeout(
+        SESSION_TIMEOUT,
+        ws::port_forward_once(&url, &[crius_streaming::ws::V4_BINARY], get),
+    )
+    .await
+    .expect("ws download timed out")
+    .unwrap();
+    assert!(
+        body(&reply) == want.as_bytes(),
+        "ws: body differs ({} bytes)",
+        reply.len()
+    );
+
+    // Upload: a listener in the pod stores what it gets until our half-close.
+    let upload: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+    let up = d
+        .run(
+            &pod,
+            &pod_cfg,
+            "sink",
+            &["sh", "-c", "nc -l -p 9000 > /tmp/up; sleep 300"],
+        )
+        .await;
+    let url = port_forward_url(&mut d, &pod, &[]).await;
+    let c = spdy::SpdyClient::connect(&url, &[crius_streaming::spdy::PORTFORWARD_V1], false)
+        .await
+        .unwrap();
+    // nc may not be listening yet: retry the connection until it is accepted.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut rid = 10;
+    loop {
+        let r = tokio::time::timeout(
+            SESSION_TIMEOUT,
+            spdy::port_forward_once(&c, 9000, rid, &upload),
+        )
+        .await
+        .expect("spdy upload timed out");
+        rid += 1;
+        match r {
+            Ok(_) => break,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "upload never accepted: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = d.exec(&up, &["wc", "-c", "/tmp/up"], 5).await.unwrap();
+        let n: usize = String::from_utf8_lossy(&r.stdout)
+            .split_whitespace()
+            .next()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        if n == upload.len() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "uploaded {n} of {} bytes",
+            upload.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = d
+        .exec(
+            &up,
+            &[
+                "sh",
+                "-c",
+                "od -An -tu1 -v /tmp/up | tr -s ' ' '\\n' | grep -v '^$' | tail -n 3",
+            ],
+            20,
+        )
+        .await
+        .unwrap();
+    let tail: Vec<u8> = upload[upload.len() - 3..].to_vec();
+    let got: Vec<u8> = String::from_utf8_lossy(&r.stdout)
+        .split_whitespace()
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    assert_eq!(got, tail, "{r:?}");
     d.shutdown().await;
 }
