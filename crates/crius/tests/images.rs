@@ -1,5 +1,6 @@
 //! E2E: the CRI ImageService of the real daemon against the real test registries (plain, basic-auth, a
-//! hosts.toml mirror), the `crius image import` CLI, and hostile or corrupted registry content.
+//! hosts.toml mirror), the `crius image import` CLI, and hostile, corrupted or stalling registries
+//! (the last two are built by the tests themselves: their own repositories, a loopback proxy).
 //! Every digest and id comes from the image builder's manifest.json, never from this file.
 
 mod common;
