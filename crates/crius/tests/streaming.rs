@@ -1273,3 +1273,193 @@ async fn port_forward_moves_bulk_data_both_ways() {
     assert_eq!(got, tail, "{r:?}");
     d.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_validation_and_late_failures() {
+    let (mut d, pod, pod_cfg, ctr) = daemon_with_sleeper("valid2").await;
+    let _cleanup = CleanupOnPanic::new(&d);
+
+    let r =
+        d.rt.attach(cri::AttachRequest {
+            container_id: "no-such-container".into(),
+            stdout: true,
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(code(r).0, Code::NotFound);
+    let r =
+        d.rt.attach(cri::AttachRequest {
+            container_id: ctr.clone(),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(code(r).0, Code::InvalidArgument, "no stream requested");
+    let pf = |pod: &str, port: Vec<i32>| cri::PortForwardRequest {
+        pod_sandbox_id: pod.to_string(),
+        port,
+    };
+    assert_eq!(
+        code(d.rt.port_forward(pf("no-such-pod", vec![80])).await).0,
+        Code::NotFound
+    );
+    for bad in [0, -1, 65536] {
+        assert_eq!(
+            code(d.rt.port_forward(pf(&pod, vec![bad])).await).0,
+            Code::InvalidArgument,
+            "port {bad}"
+        );
+    }
+
+    // The process ended by a signal reports 128 + signal.
+    for t in TRANSPORTS {
+        let url = exec_url(
+            &mut d,
+            &ctr,
+            &["sh", "-c", "kill -9 $$"],
+            false,
+            false,
+            true,
+            false,
+        )
+        .await
+        .unwrap();
+        let out = run_io(
+            t,
+            &url,
+            ExecIo {
+                stdout: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(out.status, ExitStatus::Code(137), "{t:?}");
+    }
+
+    // A URL issued while the container ran but used after it stopped fails with a message.
+    let other = d.run(&pod, &pod_cfg, "short", &["sleep", "300"]).await;
+    let urls = [
+        exec_url(&mut d, &other, &["echo", "late"], false, false, true, false)
+            .await
+            .unwrap(),
+        exec_url(&mut d, &other, &["echo", "late"], false, false, true, false)
+            .await
+            .unwrap(),
+    ];
+    let attach = attach_url(&mut d, &other, false, false, true, false).await;
+    d.rt.stop_container(cri::StopContainerRequest {
+        container_id: other.clone(),
+        timeout: 0,
+    })
+    .await
+    .unwrap();
+    for (t, url) in TRANSPORTS.into_iter().zip(urls) {
+        let out = run_io(
+            t,
+            &url,
+            ExecIo {
+                stdout: true,
+                ..Default::default()
+            },
+        )
+        .await;
+        match out {
+            Ok(ExecOutput {
+                status: ExitStatus::Error(msg),
+                ..
+            }) => assert!(msg.contains("not running"), "{t:?}: {msg}"),
+            other => panic!("{t:?}: exec into a stopped container gave {other:?}"),
+        }
+    }
+    let out = run_io(
+        Transport::Ws,
+        &attach,
+        ExecIo {
+            stdout: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(
+        matches!(&out, Ok(ExecOutput { status: ExitStatus::Error(m), .. }) if m.contains("not running")),
+        "attach to a stopped container: {out:?}"
+    );
+
+    // A stopped pod cannot be port-forwarded to.
+    let (pod2, _) = d.run_pod("stopped", true).await;
+    d.rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
+        pod_sandbox_id: pod2.clone(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        code(d.rt.port_forward(pf(&pod2, vec![80])).await).0,
+        Code::FailedPrecondition
+    );
+    d.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_execs_and_tty_input() {
+    let (mut d, _pod, _cfg, ctr) = daemon_with_sleeper("many").await;
+    let _cleanup = CleanupOnPanic::new(&d);
+    let mut urls = Vec::new();
+    for i in 0..16 {
+        let script = format!("echo out-{i}; echo err-{i} >&2; exit {}", i % 5);
+        urls.push((
+            i,
+            exec_url(
+                &mut d,
+                &ctr,
+                &["sh", "-c", &script],
+                false,
+                false,
+                true,
+                true,
+            )
+            .await
+            .unwrap(),
+        ));
+    }
+    let runs = urls.into_iter().map(|(i, url)| async move {
+        let t = TRANSPORTS[i % 2];
+        let out = run_io(
+            t,
+            &url,
+            ExecIo {
+                stdout: true,
+                stderr: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{t:?} #{i}: {e}"));
+        (i, out)
+    });
+    for (i, out) in futures::future::join_all(runs).await {
+        assert_eq!(out.stdout, format!("out-{i}\n").as_bytes(), "#{i}");
+        assert_eq!(out.stderr, format!("err-{i}\n").as_bytes(), "#{i}");
+        assert_eq!(out.status.code(), Some((i % 5) as i32), "#{i}");
+    }
+
+    // With a tty, input goes through the terminal (echoed, line-edited) to the process.
+    for t in TRANSPORTS {
+        let url = exec_url(
+            &mut d,
+            &ctr,
+            &["sh", "-c", "read a; echo got:$a; read b; exit 5"],
+            true,
+            true,
+            true,
+            false,
+        )
+        .await
+        .unwrap();
+        let mut s = Session::open(t, &url, true, false, true).await;
+        s.send_stdin(b"hello\r").await;
+        s.read_until("got:hello", SESSION_TIMEOUT).await;
+        s.send_stdin(b"bye\r").await;
+        drop(s);
+    }
+    d.shutdown().await;
+}
