@@ -152,7 +152,7 @@ impl Backend {
     }
 }
 
-/// Connects to 127.0.0.1:`port` from inside the network namespace pinned at `netns` (None: the host's).
+/// Connects to localhost:`port` from inside the network namespace pinned at `netns` (None: the host's).
 /// The socket is created by a short-lived thread that joined the namespace; the socket stays in it.
 fn dial_in_netns(
     netns: Option<PathBuf>,
@@ -165,8 +165,14 @@ fn dial_in_netns(
             nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
                 .map_err(|e| format!("enter network namespace {}: {e}", ns.display()))?;
         }
-        let s = std::net::TcpStream::connect(("127.0.0.1", port))
-            .map_err(|e| format!("connect to port {port} in the pod: {e}"))?;
+        // "localhost" as kubelet's runtimes dial it: IPv4 first, then IPv6 for a server that
+        // listens on ::1 only.
+        let s =
+            std::net::TcpStream::connect((std::net::Ipv4Addr::LOCALHOST, port)).or_else(|v4| {
+                std::net::TcpStream::connect((std::net::Ipv6Addr::LOCALHOST, port)).map_err(|v6| {
+                    format!("connect to port {port} in the pod: 127.0.0.1: {v4}; [::1]: {v6}")
+                })
+            })?;
         s.set_nonblocking(true).map_err(|e| e.to_string())?;
         Ok(s)
     })

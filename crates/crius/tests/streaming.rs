@@ -800,6 +800,41 @@ async fn port_forward_into_pod_network_namespace() {
     );
     drop(c);
 
+    // A server listening on IPv6 loopback only is reached too (as "localhost" would be).
+    let ctr6 = d
+        .run(
+            &pod,
+            &pod_cfg,
+            "web6",
+            &[
+                "sh",
+                "-c",
+                "mkdir -p /tmp/www && echo hello-from-pod > /tmp/www/index.html && exec httpd -f -p [::1]:8086 -h /tmp/www",
+            ],
+        )
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = d
+            .exec(&ctr6, &["wget", "-q", "-O", "-", "http://[::1]:8086/"], 5)
+            .await
+            .unwrap();
+        if r.exit_code == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "httpd on ::1 not up: {r:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let url = port_forward_url(&mut d, &pod, &[]).await;
+    let c = spdy::SpdyClient::connect(&url, &[crius_streaming::spdy::PORTFORWARD_V1], false)
+        .await
+        .unwrap();
+    check(
+        "spdy ::1",
+        &spdy::port_forward_once(&c, 8086, 0, get).await.unwrap(),
+    );
+    drop(c);
+
     // WebSocket: one connection per URL, port from the query or from the CRI request.
     for i in 0..3 {
         let url = if i % 2 == 0 {
