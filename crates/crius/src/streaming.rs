@@ -203,10 +203,7 @@ impl crius_streaming::Backend for Backend {
         if let Some(sz) = first_size {
             process.set_console_size(Some(console_size(sz)?));
         }
-        let proc = handler
-            .exec(&cid, &process)
-            .await
-            .map_err(|e| e.to_string())?;
+        let proc = start_exec(handler, cid, process).await?;
         pump_exec(proc, streams).await
     }
 
@@ -236,6 +233,32 @@ impl crius_streaming::Backend for Backend {
             .map_err(|e| e.to_string())??;
         tokio::net::TcpStream::from_std(std_stream).map_err(|e| e.to_string())
     }
+}
+
+/// Starts the exec'd process in a task of its own. The client may leave while runc is still
+/// starting it, and dropping `Handler::exec` half-way would kill only runc and leave the process
+/// it had already started running in the container, owned by nobody; the task instead finishes
+/// the start and kills what it started when nobody is waiting for it any more.
+async fn start_exec(
+    handler: Arc<crius_oci::Handler>,
+    cid: String,
+    process: oci_spec::runtime::Process,
+) -> std::result::Result<crius_oci::ExecProcess, String> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let started = handler
+            .exec(&cid, &process)
+            .await
+            .map_err(|e| e.to_string());
+        if let Err(Ok(proc)) = tx.send(started) {
+            drop(KillOnDrop {
+                proc,
+                finished: false,
+            });
+        }
+    });
+    rx.await
+        .map_err(|_| "the exec start task ended without an answer".to_string())?
 }
 
 /// The newest size already queued on `rx`, without waiting.

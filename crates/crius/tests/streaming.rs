@@ -1498,3 +1498,32 @@ async fn concurrent_execs_and_tty_input() {
     }
     d.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_leaving_while_exec_starts_leaves_no_process() {
+    let (mut d, _pod, _cfg, ctr) = daemon_with_sleeper("early").await;
+    let _cleanup = CleanupOnPanic::new(&d);
+    for round in 0..12u32 {
+        let t = TRANSPORTS[(round % 2) as usize];
+        let url = exec_url(&mut d, &ctr, &["sleep", "1021"], false, false, true, false)
+            .await
+            .unwrap();
+        let s = Session::open(t, &url, false, false, false).await;
+        // Leave at varying points of the process start (runc exec takes tens of ms).
+        tokio::time::sleep(Duration::from_millis(u64::from(round) * 5)).await;
+        drop(s);
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let live = live_processes(&mut d, &ctr, "sleep 1021").await;
+        if live.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "exec'd processes outlived their clients: {live:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    d.shutdown().await;
+}
