@@ -13,6 +13,7 @@ pub mod oci;
 pub mod pod;
 pub mod runtime;
 pub mod server;
+pub mod stats;
 pub mod status;
 pub mod store;
 pub mod streaming;

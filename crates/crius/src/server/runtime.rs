@@ -41,6 +41,17 @@ fn gated(rt: &Runtime, feature: &str, rpc: &str) -> Result<(), Status> {
     }
 }
 
+/// Runs a stats read (cgroupfs, a directory walk, a namespace switch) off the async workers.
+async fn blocking<T: Send + 'static>(
+    rt: &Arc<Runtime>,
+    f: impl FnOnce(&Runtime) -> T + Send + 'static,
+) -> Result<T, Status> {
+    let rt = rt.clone();
+    tokio::task::spawn_blocking(move || f(&rt))
+        .await
+        .map_err(|e| Status::internal(format!("stats task failed: {e}")))
+}
+
 fn paged<T: Send + 'static, R: Send + 'static>(
     items: Vec<T>,
     wrap: fn(Vec<T>) -> R,
@@ -250,64 +261,68 @@ impl RuntimeService for RuntimeSvc {
 
     async fn container_stats(
         &self,
-        _req: Request<cri::ContainerStatsRequest>,
+        req: Request<cri::ContainerStatsRequest>,
     ) -> Res<cri::ContainerStatsResponse> {
-        Err(unimplemented_rpc(
-            "ContainerStats",
-            "feature PodAndContainerStatsFromCRI is unsupported",
-        ))
+        let id = req.into_inner().container_id;
+        let stats = blocking(&self.rt, move |rt| rt.container_stats(&id)).await??;
+        Ok(Response::new(cri::ContainerStatsResponse {
+            stats: Some(stats),
+        }))
     }
 
     async fn list_container_stats(
         &self,
-        _req: Request<cri::ListContainerStatsRequest>,
+        req: Request<cri::ListContainerStatsRequest>,
     ) -> Res<cri::ListContainerStatsResponse> {
-        Err(unimplemented_rpc(
-            "ListContainerStats",
-            "feature PodAndContainerStatsFromCRI is unsupported",
-        ))
+        let filter = req.into_inner().filter;
+        let stats = blocking(&self.rt, move |rt| rt.list_container_stats(filter.as_ref())).await?;
+        Ok(Response::new(cri::ListContainerStatsResponse { stats }))
     }
 
     type StreamContainerStatsStream = BoxStream<cri::StreamContainerStatsResponse>;
     async fn stream_container_stats(
         &self,
-        _req: Request<cri::StreamContainerStatsRequest>,
+        req: Request<cri::StreamContainerStatsRequest>,
     ) -> Res<Self::StreamContainerStatsStream> {
-        Err(unimplemented_rpc(
-            "StreamContainerStats",
-            "feature PodAndContainerStatsFromCRI is unsupported",
-        ))
+        gated(&self.rt, "CRIListStreaming", "StreamContainerStats")?;
+        let filter = req.into_inner().filter;
+        let items = blocking(&self.rt, move |rt| rt.list_container_stats(filter.as_ref())).await?;
+        Ok(Response::new(paged(items, |container_stats| {
+            cri::StreamContainerStatsResponse { container_stats }
+        })))
     }
 
     async fn pod_sandbox_stats(
         &self,
-        _req: Request<cri::PodSandboxStatsRequest>,
+        req: Request<cri::PodSandboxStatsRequest>,
     ) -> Res<cri::PodSandboxStatsResponse> {
-        Err(unimplemented_rpc(
-            "PodSandboxStats",
-            "feature PodAndContainerStatsFromCRI is unsupported",
-        ))
+        let id = req.into_inner().pod_sandbox_id;
+        let stats = blocking(&self.rt, move |rt| rt.pod_stats(&id)).await??;
+        Ok(Response::new(cri::PodSandboxStatsResponse {
+            stats: Some(stats),
+        }))
     }
 
     async fn list_pod_sandbox_stats(
         &self,
-        _req: Request<cri::ListPodSandboxStatsRequest>,
+        req: Request<cri::ListPodSandboxStatsRequest>,
     ) -> Res<cri::ListPodSandboxStatsResponse> {
-        Err(unimplemented_rpc(
-            "ListPodSandboxStats",
-            "feature PodAndContainerStatsFromCRI is unsupported",
-        ))
+        let filter = req.into_inner().filter;
+        let stats = blocking(&self.rt, move |rt| rt.list_pod_stats(filter.as_ref())).await?;
+        Ok(Response::new(cri::ListPodSandboxStatsResponse { stats }))
     }
 
     type StreamPodSandboxStatsStream = BoxStream<cri::StreamPodSandboxStatsResponse>;
     async fn stream_pod_sandbox_stats(
         &self,
-        _req: Request<cri::StreamPodSandboxStatsRequest>,
+        req: Request<cri::StreamPodSandboxStatsRequest>,
     ) -> Res<Self::StreamPodSandboxStatsStream> {
-        Err(unimplemented_rpc(
-            "StreamPodSandboxStats",
-            "feature PodAndContainerStatsFromCRI is unsupported",
-        ))
+        gated(&self.rt, "CRIListStreaming", "StreamPodSandboxStats")?;
+        let filter = req.into_inner().filter;
+        let items = blocking(&self.rt, move |rt| rt.list_pod_stats(filter.as_ref())).await?;
+        Ok(Response::new(paged(items, |pod_sandbox_stats| {
+            cri::StreamPodSandboxStatsResponse { pod_sandbox_stats }
+        })))
     }
 
     async fn update_runtime_config(
@@ -367,7 +382,7 @@ impl RuntimeService for RuntimeSvc {
     ) -> Res<cri::ListMetricDescriptorsResponse> {
         Err(unimplemented_rpc(
             "ListMetricDescriptors",
-            "feature PodAndContainerStatsFromCRI is unsupported",
+            "crius serves the CRI stats messages (ListContainerStats, ListPodSandboxStats), not the Prometheus-style pod metrics",
         ))
     }
 
@@ -377,7 +392,7 @@ impl RuntimeService for RuntimeSvc {
     ) -> Res<cri::ListPodSandboxMetricsResponse> {
         Err(unimplemented_rpc(
             "ListPodSandboxMetrics",
-            "feature PodAndContainerStatsFromCRI is unsupported",
+            "crius serves the CRI stats messages (ListContainerStats, ListPodSandboxStats), not the Prometheus-style pod metrics",
         ))
     }
 
@@ -388,7 +403,7 @@ impl RuntimeService for RuntimeSvc {
     ) -> Res<Self::StreamPodSandboxMetricsStream> {
         Err(unimplemented_rpc(
             "StreamPodSandboxMetrics",
-            "feature PodAndContainerStatsFromCRI is unsupported",
+            "crius serves the CRI stats messages (ListContainerStats, ListPodSandboxStats), not the Prometheus-style pod metrics",
         ))
     }
 
