@@ -14,9 +14,9 @@ pub fn image_err(e: crius_image::ImageError) -> Error {
             field: "image".into(),
             reason: msg,
         },
-        E::NotFound { .. } => Error::NotFound {
+        E::NotFound { reference } => Error::NotFound {
             kind: "image",
-            id: msg,
+            id: reference,
         },
         E::Unauthorized { .. } => Error::Unauthenticated(msg),
         E::Forbidden { .. } => Error::PermissionDenied(msg),

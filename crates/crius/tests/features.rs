@@ -678,3 +678,42 @@ async fn seccomp_sysctls_and_oom_score_adj() {
     assert_eq!(r.stdout, b"500\n");
     d.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_hostname_defaults_and_limits() {
+    let mut d = Daemon::start().await;
+    d.pull(&image("busybox:latest")).await;
+    // No hostname (crictl, critest): the node's, as containerd does; a long pod name is fine.
+    let long = "a-pod-name-that-is-much-longer-than-sixty-four-characters-to-check-the-default";
+    let mut cfg = pod_config(long, false, &d.dir.join("logs/long"));
+    cfg.hostname.clear();
+    let pod =
+        d.rt.run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(cfg.clone()),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_inner()
+        .pod_sandbox_id;
+    let c = d.run(&pod, &cfg, "c", &["sleep", "60"]).await;
+    let r = d.exec(&c, &["hostname"], 10).await.unwrap();
+    let node = nix::unistd::gethostname()
+        .unwrap()
+        .to_string_lossy()
+        .to_string();
+    assert_eq!(String::from_utf8_lossy(&r.stdout).trim(), node);
+    // A hostname the kernel cannot hold is refused up front, naming the field.
+    let mut bad = pod_config("badhost", true, &d.dir.join("logs/badhost"));
+    bad.hostname = "h".repeat(65);
+    let (c, m) = code(
+        d.rt.run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(bad),
+            runtime_handler: String::new(),
+        })
+        .await,
+    );
+    assert_eq!(c, Code::InvalidArgument, "{m}");
+    assert!(m.contains("config.hostname"), "{m}");
+    d.shutdown().await;
+}

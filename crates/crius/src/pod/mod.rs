@@ -143,6 +143,15 @@ fn validate(rt: &Runtime, cfg: &cri::PodSandboxConfig) -> Result<()> {
             ));
         }
     }
+    if cfg.hostname.len() > 64 {
+        return Err(Error::invalid(
+            "config.hostname",
+            format!(
+                "{:?} is longer than the kernel's 64-byte limit",
+                cfg.hostname
+            ),
+        ));
+    }
     if let Some(dir) = Some(&cfg.log_directory).filter(|d| !d.is_empty()) {
         if !std::path::Path::new(dir).is_absolute() {
             return Err(Error::invalid(
@@ -279,10 +288,10 @@ impl Runtime {
         let ns = ns_options(cfg);
         let host_net = ns.network == cri::NamespaceMode::Node as i32;
         let host_ipc = ns.ipc == cri::NamespaceMode::Node as i32;
+        // Like containerd: no hostname in the request means the node's.
         let hostname = if cfg.hostname.is_empty() {
-            cfg.metadata
-                .as_ref()
-                .map(|m| m.name.clone())
+            nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().to_string())
                 .unwrap_or_default()
         } else {
             cfg.hostname.clone()
