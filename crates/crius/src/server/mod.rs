@@ -1,5 +1,6 @@
 //! The gRPC server on the CRI unix socket.
 
+pub mod authority;
 pub mod image;
 pub mod runtime;
 
@@ -13,6 +14,7 @@ use cri_api::v1::image_service_server::ImageServiceServer;
 use cri_api::v1::runtime_service_server::RuntimeServiceServer;
 use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
+use tokio_stream::StreamExt;
 
 use crate::runtime::Runtime;
 
@@ -56,7 +58,10 @@ pub async fn serve(
         .add_service(runtime)
         .add_service(image)
         .add_service(admin)
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(
+            UnixListenerStream::new(listener).map(|conn| conn.map(authority::AuthorityFix::new)),
+            shutdown,
+        )
         .await
         .context("gRPC server")
 }
