@@ -798,14 +798,20 @@ impl Runtime {
     ) -> Result<cri::ExecSyncResponse> {
         let (handler, cid, process) = self.exec_process(id, cmd, false)?;
         let timeout = (timeout > 0).then(|| Duration::from_secs(timeout as u64));
-        let out = match handler.exec_sync(&cid, &process, timeout, MAX_EXEC_OUTPUT).await {
+        let out = match handler
+            .exec_sync(&cid, &process, timeout, MAX_EXEC_OUTPUT)
+            .await
+        {
             Ok(out) => out,
             Err(e) => {
                 // The container may have exited between our state check and the runtime's: that is
                 // the caller's precondition failing, not an internal error.
-                let running = matches!(handler.state(&cid).await, Ok(Some(s)) if s.status == "running");
+                let running =
+                    matches!(handler.state(&cid).await, Ok(Some(s)) if s.status == "running");
                 if !running {
-                    return Err(Error::FailedPrecondition(format!("container {cid} is not running: {e}")));
+                    return Err(Error::FailedPrecondition(format!(
+                        "container {cid} is not running: {e}"
+                    )));
                 }
                 return Err(oci_err(e));
             }
