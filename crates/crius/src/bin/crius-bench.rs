@@ -341,10 +341,87 @@ async fn main() -> anyhow::Result<()> {
             "monitor RSS (running container)", monitor_rss, monitor_pss.0, monitor_pss.1
         );
     }
+    exec_round_trips(&mut b, &busybox, runs.max(20)).await?;
     println!(
         "{:<34} {} KiB",
         "daemon RSS (after the runs)",
         rss_kib(b.child.id())
     );
+    Ok(())
+}
+
+/// Exec round trip through the streaming server: Exec RPC, connect, run `true`, exit status back.
+async fn exec_round_trips(b: &mut Bench, image: &str, runs: usize) -> anyhow::Result<()> {
+    use crius_streaming::client::{spdy, ws, ExecIo};
+    let cfg = pod_cfg("exec", true, &b.dir.join("logs"));
+    let pod =
+        b.rt.run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(cfg.clone()),
+            runtime_handler: String::new(),
+        })
+        .await?
+        .into_inner()
+        .pod_sandbox_id;
+    let ctr =
+        b.rt.create_container(cri::CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(ctr_cfg(image)),
+            sandbox_config: Some(cfg),
+        })
+        .await?
+        .into_inner()
+        .container_id;
+    b.rt.start_container(cri::StartContainerRequest {
+        container_id: ctr.clone(),
+    })
+    .await?;
+    for spdy_transport in [false, true] {
+        let mut times = vec![];
+        for _ in 0..runs {
+            let t = Instant::now();
+            let url =
+                b.rt.exec(cri::ExecRequest {
+                    container_id: ctr.clone(),
+                    cmd: vec!["true".into()],
+                    stdout: true,
+                    ..Default::default()
+                })
+                .await?
+                .into_inner()
+                .url;
+            let io = ExecIo {
+                stdout: true,
+                ..Default::default()
+            };
+            let out = if spdy_transport {
+                spdy::exec(&url, &[crius_streaming::spdy::REMOTECOMMAND_V4], io, false).await
+            } else {
+                ws::exec(&url, &[crius_streaming::ws::V5_BINARY], io).await
+            }
+            .map_err(|e| anyhow::anyhow!("exec: {e}"))?;
+            anyhow::ensure!(
+                out.status.code() == Some(0),
+                "exec `true` failed: {:?}",
+                out.status
+            );
+            times.push(t.elapsed());
+        }
+        stats(
+            if spdy_transport {
+                "exec round trip (SPDY v4)"
+            } else {
+                "exec round trip (WebSocket v5)"
+            },
+            times,
+        );
+    }
+    b.rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
+        pod_sandbox_id: pod.clone(),
+    })
+    .await?;
+    b.rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+        pod_sandbox_id: pod,
+    })
+    .await?;
     Ok(())
 }
