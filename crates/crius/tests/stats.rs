@@ -88,11 +88,11 @@ async fn cpu_and_memory_of_running_containers() {
     assert_eq!(attrs.id, burn);
     assert_eq!(attrs.metadata.unwrap().name, "burn");
     assert_eq!(attrs.labels.get("ctr").map(String::as_str), Some("burn"));
-    let c1 = first.cpu.clone().unwrap();
+    let c1 = first.cpu.unwrap();
     assert!(c1.timestamp > 0);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let second = ctr_stats(&mut d, &burn).await;
-    let c2 = second.cpu.clone().unwrap();
+    let c2 = second.cpu.unwrap();
     assert!(c2.timestamp > c1.timestamp);
     let (u1, u2) = (cpu_ns(&first), cpu_ns(&second));
     assert!(
@@ -222,7 +222,7 @@ async fn writable_layer_filters_exited_and_unknown() {
         id: a2[..12].to_string(),
         ..Default::default()
     };
-    assert_eq!(list_ctr_stats(&mut d, by_id).await, [a2.clone()]);
+    assert_eq!(list_ctr_stats(&mut d, by_id).await, [a2.as_str()]);
     let by_pod = cri::ContainerStatsFilter {
         pod_sandbox_id: pa.clone(),
         ..Default::default()
@@ -234,7 +234,7 @@ async fn writable_layer_filters_exited_and_unknown() {
         label_selector: [("ctr".to_string(), "b1".to_string())].into(),
         ..Default::default()
     };
-    assert_eq!(list_ctr_stats(&mut d, by_label).await, [b1.clone()]);
+    assert_eq!(list_ctr_stats(&mut d, by_label).await, [b1.as_str()]);
     let nothing = cri::ContainerStatsFilter {
         pod_sandbox_id: pb.clone(),
         label_selector: [("ctr".to_string(), "a1".to_string())].into(),
@@ -388,7 +388,7 @@ async fn pod_stats_with_network_traffic() {
         .await
         .unwrap()
         .into_inner());
-    assert_eq!(got, [pod.clone()]);
+    assert_eq!(got, [pod.as_str()]);
     let got = ids(d
         .rt
         .list_pod_sandbox_stats(list(cri::PodSandboxStatsFilter {
@@ -398,7 +398,7 @@ async fn pod_stats_with_network_traffic() {
         .await
         .unwrap()
         .into_inner());
-    assert_eq!(got, [other.clone()]);
+    assert_eq!(got, [other.as_str()]);
     let got = ids(d
         .rt
         .list_pod_sandbox_stats(cri::ListPodSandboxStatsRequest::default())
@@ -407,4 +407,62 @@ async fn pod_stats_with_network_traffic() {
         .into_inner());
     assert_eq!(got.len(), 2);
     d.shutdown().await;
+}
+
+/// Removes a pod cgroup parent the test made runc create (runc removes only the containers' own).
+fn remove_cgroup(rel: &str) {
+    let root = std::path::Path::new("/sys/fs/cgroup");
+    if root.join("cgroup.controllers").exists() {
+        let _ = std::fs::remove_dir(root.join(rel));
+        return;
+    }
+    if let Ok(rd) = std::fs::read_dir(root) {
+        for e in rd.flatten() {
+            let _ = std::fs::remove_dir(e.path().join(rel));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_with_its_own_cgroup_parent_reads_it() {
+    let mut d = Daemon::start().await;
+    d.pull(&image("busybox:latest")).await;
+    let mut cfg = pod_config("statsparent", true, &d.dir.join("logs/statsparent"));
+    let uid = cfg.metadata.as_ref().unwrap().uid.clone();
+    let parent = format!("crius-e2e/pod{uid}");
+    cfg.linux.as_mut().unwrap().cgroup_parent = format!("/{parent}");
+    let pod =
+        d.rt.run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(cfg.clone()),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .pod_sandbox_id;
+    let c = d
+        .run(&pod, &cfg, "busy", &["sh", "-c", "while :; do :; done"])
+        .await;
+    // A limit on the pod cgroup itself shows up only if the pod's figures come from that cgroup.
+    let v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let limit_file = if v2 {
+        format!("/sys/fs/cgroup/{parent}/memory.max")
+    } else {
+        format!("/sys/fs/cgroup/memory/{parent}/memory.limit_in_bytes")
+    };
+    std::fs::write(&limit_file, (512u64 << 20).to_string()).unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let s = pod_stats(&mut d, &pod).await.linux.unwrap();
+    let ctr_cpu = cpu_ns(&s.containers[0]);
+    assert_eq!(s.containers[0].attributes.as_ref().unwrap().id, c);
+    let pod_cpu = v(&s.cpu.unwrap().usage_core_nano_seconds).unwrap();
+    assert!(pod_cpu >= ctr_cpu, "pod {pod_cpu} < container {ctr_cpu}");
+    let m = s.memory.unwrap();
+    let ws = v(&m.working_set_bytes).unwrap();
+    assert!(ws > 0);
+    assert_eq!(v(&m.available_bytes), Some((512 << 20) - ws), "{m:?}");
+    assert!(v(&s.process.unwrap().process_count).unwrap() >= 1);
+    d.shutdown().await;
+    remove_cgroup(&parent);
 }
