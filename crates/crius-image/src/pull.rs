@@ -360,12 +360,17 @@ impl ImageStore {
             .map(|job| self.ensure_layer(session.clone(), job));
         // Bounded like containerd's max_concurrent_downloads, so a 100-layer image does not open 100
         // connections to one registry.
+        // Every job runs to its end before a failure is reported: dropping the others mid-way would
+        // leave their blocking unpack threads finishing (and cleaning up) after the pull returned.
         {
-            use futures::stream::{StreamExt, TryStreamExt};
-            futures::stream::iter(jobs)
+            use futures::stream::StreamExt;
+            let results: Vec<Result<(), ImageError>> = futures::stream::iter(jobs)
                 .buffer_unordered(MAX_CONCURRENT_LAYERS)
-                .try_collect::<Vec<()>>()
-                .await?;
+                .collect()
+                .await;
+            if let Some(e) = results.into_iter().find_map(Result::err) {
+                return Err(e);
+            }
         }
 
         content.write_blob(
