@@ -18,4 +18,4 @@ cargo build --workspace --bins --locked 2>&1 | tail -n 3
 
 # Bounded: a hung test fails the run instead of eating CI's time.
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-2}"
-timeout --signal=KILL "${CRIUS_TEST_TIMEOUT:-2400}" cargo test --workspace --locked "$@"
+timeout --signal=KILL "${CRIUS_TEST_TIMEOUT:-2400}" cargo test --workspace --locked --no-fail-fast "$@"
