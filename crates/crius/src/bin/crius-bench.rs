@@ -241,6 +241,7 @@ async fn main() -> anyhow::Result<()> {
         // Another tag of the same image: manifest and config only, the layers are there.
         warm.push(pull(&mut b, &format!("{}/crius-test/busybox:1.36", registry())).await?);
     }
+    stats("pull busybox (cold, after rm)", cold_bb);
     stats("pull busybox:1.36 (layers there)", warm);
     let mut list = vec![];
     let mut status = vec![];

@@ -347,10 +347,34 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        // A failed test: kill the daemon but leave the dir (with daemon.log) for the post-mortem.
+        // A failed test: kill the daemon and what it started (containers outlive the daemon by design,
+        // and a leftover busy loop would slow every later test), but keep the dir with daemon.log.
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+            let root = self.dir.join("state/runtime/runc");
+            let ids = Command::new("runc")
+                .arg("--root")
+                .arg(&root)
+                .args(["list", "-q"])
+                .output();
+            for id in ids
+                .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+                .unwrap_or_default()
+                .lines()
+            {
+                let _ = Command::new("runc")
+                    .arg("--root")
+                    .arg(&root)
+                    .args(["kill", "-a", id, "KILL"])
+                    .status();
+            }
+            // Pause processes of pods that share a PID namespace name their pod dir on the command line.
+            let _ = Command::new("pkill")
+                .arg("-9")
+                .arg("-f")
+                .arg(format!("crius-pause {}", self.dir.display()))
+                .status();
             eprintln!("crius e2e dir kept for inspection: {}", self.dir.display());
         }
     }
