@@ -4,7 +4,10 @@ use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files = [root.join("cri/v1/api.proto"), root.join("crius/v1/admin.proto")];
+    let files = [
+        root.join("cri/v1/api.proto"),
+        root.join("crius/v1/admin.proto"),
+    ];
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());
     }
