@@ -170,17 +170,7 @@ async fn update_resources_and_reopen_log() {
     });
     let id = d.create(&pod, &pod_cfg, cfg).await.unwrap();
     d.start_ctr(&id).await;
-    let v =
-        d.rt.container_status(cri::ContainerStatusRequest {
-            container_id: id.clone(),
-            verbose: true,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let pid = serde_json::from_str::<serde_json::Value>(&v.info["info"]).unwrap()["pid"]
-        .as_i64()
-        .unwrap();
+    let pid = d.pid_of(&id).await;
     let file = memory_limit_file(pid).expect("memory cgroup of the container");
     assert_eq!(
         std::fs::read_to_string(&file).unwrap().trim(),

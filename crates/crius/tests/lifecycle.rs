@@ -83,15 +83,7 @@ async fn full_lifecycle_logs_exec_stop_remove() {
     assert_eq!(r.exit_code, 0);
 
     // Verbose status carries the pid, which is a live process.
-    let v =
-        d.rt.container_status(cri::ContainerStatusRequest {
-            container_id: ctr.clone(),
-            verbose: true,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let info: serde_json::Value = serde_json::from_str(&v.info["info"]).unwrap();
+    let info = d.verbose_info(&ctr).await;
     let pid = info["pid"].as_i64().unwrap();
     assert!(
         pid > 0 && std::path::Path::new(&format!("/proc/{pid}")).exists(),

@@ -8,19 +8,6 @@ use std::time::Duration;
 use common::*;
 use cri_api::v1 as cri;
 
-async fn pid_of(d: &mut Daemon, id: &str) -> i64 {
-    let v =
-        d.rt.container_status(cri::ContainerStatusRequest {
-            container_id: id.to_string(),
-            verbose: true,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let info: serde_json::Value = serde_json::from_str(&v.info["info"]).unwrap();
-    info["pid"].as_i64().unwrap()
-}
-
 fn alive(pid: i64) -> bool {
     // A zombie would still have /proc/pid; check the state too.
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -37,7 +24,7 @@ async fn kill9_restart_recovers_running_and_exited_containers() {
     let quitter = d
         .run(&pod, &pod_cfg, "quitter", &["sh", "-c", "sleep 2; exit 7"])
         .await;
-    let pid = pid_of(&mut d, &runner).await;
+    let pid = d.pid_of(&runner).await;
     let pod_ip =
         d.rt.pod_sandbox_status(cri::PodSandboxStatusRequest {
             pod_sandbox_id: pod.clone(),
@@ -129,7 +116,7 @@ async fn sigterm_leaves_containers_running() {
     d.pull(&image("busybox:latest")).await;
     let (pod, pod_cfg) = d.run_pod("term", true).await;
     let ctr = d.run(&pod, &pod_cfg, "c", &["sleep", "300"]).await;
-    let pid = pid_of(&mut d, &ctr).await;
+    let pid = d.pid_of(&ctr).await;
     let status = d.terminate();
     assert!(status.success(), "daemon exit on SIGTERM: {status}");
     assert!(!d.socket.exists(), "socket removed on clean shutdown");

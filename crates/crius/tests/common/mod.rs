@@ -279,6 +279,27 @@ impl Daemon {
             .unwrap()
     }
 
+    /// The verbose ContainerStatus info (crius puts one JSON object under key "info").
+    pub async fn verbose_info(&mut self, id: &str) -> serde_json::Value {
+        let v = self
+            .rt
+            .container_status(cri::ContainerStatusRequest {
+                container_id: id.to_string(),
+                verbose: true,
+            })
+            .await
+            .unwrap_or_else(|e| panic!("ContainerStatus {id}: {e}"))
+            .into_inner();
+        serde_json::from_str(&v.info["info"]).expect("verbose info is JSON")
+    }
+
+    /// Host pid of the container's init, from the verbose status.
+    pub async fn pid_of(&mut self, id: &str) -> i64 {
+        self.verbose_info(id).await["pid"]
+            .as_i64()
+            .expect("pid in verbose info")
+    }
+
     /// Waits until the container has exited; returns its status.
     pub async fn wait_exit(&mut self, id: &str, within: Duration) -> cri::ContainerStatus {
         let deadline = Instant::now() + within;
