@@ -115,8 +115,13 @@ conds = {c["type"]: c for c in info.get("status", {}).get("conditions", [])}
 bad = [f'{t}: {c.get("reason")} {c.get("message")}' for t, c in conds.items() if not c.get("status")]
 if bad:
     sys.exit("critest: daemon not ready: " + "; ".join(bad))
-names = [h.get("name") for h in info.get("status", {}).get("runtimeHandlers", [])]
-print(f"critest: runtime handlers reported: {names}")
+handler = sys.argv[2]
+if info.get("config", {}).get("default_runtime") != handler:
+    sys.exit(f"critest: default_runtime is {info.get('config', {}).get('default_runtime')!r}, not {handler!r}")
+h = (info.get("runtimeHandlers") or {}).get(handler) or {}
+if not h.get("available"):
+    sys.exit(f"critest: handler {handler} is not available: {h}")
+print(f"critest: default handler {handler}: {h.get('version')} ({h.get('binary')})")
 PY
 
 log "running critest ($(date -u +%T))"
