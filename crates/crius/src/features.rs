@@ -198,7 +198,7 @@ pub const FEATURES: &[Feature] = &[
         kep: 5365,
         cri: &["ImageSpec.image_ref"],
         maturity: Maturity::Beta,
-        note: "ContainerStatus.mounts[].image.image_ref is the mounted image's repo digest (its id when it has none)",
+        note: "ContainerStatus.mounts[].image.image_ref is the mounted image's id, as PullImage answered it",
     },
     Feature {
         name: "InPlacePodLevelResourcesVerticalScaling",

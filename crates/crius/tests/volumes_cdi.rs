@@ -126,29 +126,17 @@ async fn image_volume_read_only_sub_path_status_and_removal() {
             }
         }
 
-        // ContainerStatus reports the mounts as asked, with the image's resolved reference.
+        // ContainerStatus reports the mounts as asked, with what PullImage answered as image_ref.
         let st = d.status(&ctr).await;
-        let digest = d
-            .img
-            .image_status(cri::ImageStatusRequest {
-                image: Some(cri::ImageSpec {
-                    image: layered.clone(),
-                    ..Default::default()
-                }),
-                verbose: false,
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .image
-            .expect("layered is pulled")
-            .repo_digests[0]
-            .clone();
         assert_eq!(st.mounts.len(), 3, "{:?}", st.mounts);
         let m0 = st.mounts[0].image.as_ref().expect("mount 0 has its image");
         assert_eq!(m0.image, layered);
-        assert_eq!(m0.image_ref, digest);
+        assert_eq!(m0.image_ref, layered_id);
         assert_eq!(st.mounts[1].image.as_ref().unwrap().image, layered_id);
+        assert_eq!(st.mounts[1].image.as_ref().unwrap().image_ref, layered_id);
+        // Plain fields of the request are echoed too.
+        assert_eq!(st.mounts[0].container_path, "/vol");
+        assert!(st.mounts[0].host_path.is_empty(), "{:?}", st.mounts[0]);
         assert_eq!(st.mounts[1].image_sub_path, "data");
 
         // Removing the image while it is mounted behaves as for an image a container runs from: the
@@ -179,6 +167,18 @@ async fn image_volume_read_only_sub_path_status_and_removal() {
         assert!(gone.is_none(), "{gone:?}");
         assert_eq!(snapshots(&d), snaps, "layers of a mounted image went");
         assert_eq!(sh(&mut d, &ctr, "cat /vol/data/keep.txt").await, "keep\n");
+
+        // A daemon crash and restart keeps the volume's record (and so its layers) with its container.
+        d.kill9();
+        d.spawn().await;
+        assert_eq!(
+            snapshots(&d),
+            snaps,
+            "recovery dropped a mounted image's layers"
+        );
+        assert_eq!(sh(&mut d, &ctr, "cat /vol/data/keep.txt").await, "keep\n");
+        let st = d.status(&ctr).await;
+        assert_eq!(st.mounts[0].image.as_ref().unwrap().image_ref, layered_id);
 
         d.rt.stop_container(cri::StopContainerRequest {
             container_id: ctr.clone(),

@@ -20,7 +20,8 @@ pub struct MountedImage {
     /// Index in `ContainerConfig.mounts`.
     pub index: usize,
     pub image_id: String,
-    /// The repo digest when the image has one, else its id (as `ContainerStatus.image_ref`).
+    /// What PullImage answered for the image (its id), reported as `mounts[].image.image_ref`
+    /// (KEP-5365; critest compares it with the PullImageResponse).
     pub image_ref: String,
 }
 
@@ -130,11 +131,7 @@ pub fn mount_all(
         bind.readonly = true;
         mounted.push(MountedImage {
             index: i,
-            image_ref: image
-                .repo_digests
-                .first()
-                .cloned()
-                .unwrap_or_else(|| image.id.clone()),
+            image_ref: image.id.clone(),
             image_id: image.id,
         });
     }

@@ -128,7 +128,8 @@ fn check_applicable(res: &cri::LinuxContainerResources, what: &str) -> Result<()
     Ok(())
 }
 
-/// Writes resources + overhead into the crius-made pod cgroup (v1), creating it if needed.
+/// Writes resources + overhead into the crius-made pod cgroup (v1), creating it where a value is to be
+/// written (runc makes the other levels when the first container starts).
 fn apply(
     parent: &str,
     res: &cri::LinuxContainerResources,
@@ -136,27 +137,35 @@ fn apply(
 ) -> Result<()> {
     check_applicable(res, "resources")?;
     check_applicable(overhead, "overhead")?;
-    let mem = cgroup_dir("memory", parent)?;
-    let cpu = cgroup_dir("cpu", parent)?;
-    for d in [&mem, &cpu] {
-        std::fs::create_dir_all(d).map_err(|e| crate::error::io_err("create pod cgroup", d, e))?;
-    }
+    let mut cpu_writes: Vec<(&str, String)> = Vec::new();
     if res.cpu_period > 0 {
-        write(&cpu, "cpu.cfs_period_us", &res.cpu_period.to_string())?;
+        cpu_writes.push(("cpu.cfs_period_us", res.cpu_period.to_string()));
     }
     if res.cpu_quota > 0 {
         let q = res.cpu_quota + overhead.cpu_quota.max(0);
-        write(&cpu, "cpu.cfs_quota_us", &q.to_string())?;
+        cpu_writes.push(("cpu.cfs_quota_us", q.to_string()));
     } else if res.cpu_quota < 0 {
-        write(&cpu, "cpu.cfs_quota_us", "-1")?;
+        cpu_writes.push(("cpu.cfs_quota_us", "-1".into()));
     }
     if res.cpu_shares > 0 {
         let s = res.cpu_shares + overhead.cpu_shares.max(0);
-        write(&cpu, "cpu.shares", &s.to_string())?;
+        cpu_writes.push(("cpu.shares", s.to_string()));
     }
+    let mut mem_writes: Vec<(&str, String)> = Vec::new();
     if res.memory_limit_in_bytes > 0 {
         let m = res.memory_limit_in_bytes + overhead.memory_limit_in_bytes.max(0);
-        write(&mem, "memory.limit_in_bytes", &m.to_string())?;
+        mem_writes.push(("memory.limit_in_bytes", m.to_string()));
+    }
+    for (controller, writes) in [("cpu", cpu_writes), ("memory", mem_writes)] {
+        if writes.is_empty() {
+            continue;
+        }
+        let dir = cgroup_dir(controller, parent)?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| crate::error::io_err("create pod cgroup", &dir, e))?;
+        for (file, value) in writes {
+            write(&dir, file, &value)?;
+        }
     }
     Ok(())
 }
