@@ -323,8 +323,15 @@ fn load(dirs: &[PathBuf]) -> Registry {
     let mut reg = Registry::default();
     // Per directory: name → files defining it, so same-directory duplicates are conflicts.
     for dir in dirs {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            continue;
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            // A missing spec dir is normal (no vendor installed a spec yet).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                reg.errors
+                    .push((dir.clone(), format!("read spec dir: {e}")));
+                continue;
+            }
         };
         let mut files: Vec<PathBuf> = entries
             .flatten()

@@ -81,18 +81,28 @@ fn run(bin: &Path, args: &[&str], timeout: Duration) -> Result<(bool, String), S
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
-    let (mut out, mut err) = (child.stdout.take(), child.stderr.take());
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        if let Some(o) = out.as_mut() {
-            let _ = o.read_to_string(&mut s);
-        }
-        let mut e = String::new();
-        if let Some(r) = err.as_mut() {
-            let _ = r.read_to_string(&mut e);
-        }
-        format!("{s}{e}")
-    });
+    // Both pipes are drained at once so a chatty child never blocks on a full one.
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_string(&mut s);
+            }
+            s
+        })
+    };
+    let out = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let err = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
     let deadline = Instant::now() + timeout;
     let status = loop {
         match child.try_wait() {
@@ -111,7 +121,7 @@ fn run(bin: &Path, args: &[&str], timeout: Duration) -> Result<(bool, String), S
             Err(e) => return Err(format!("waiting for {}: {e}", bin.display())),
         }
     };
-    let text = reader.join().unwrap_or_default();
+    let text = out.join().unwrap_or_default() + &err.join().unwrap_or_default();
     Ok((status.success(), text))
 }
 

@@ -75,6 +75,10 @@ pub fn validate(rt: &Runtime, cfg: &cri::ContainerConfig) -> Result<()> {
             Ok(None) | Err(crius_image::ImageError::NotFound { .. }) => {
                 return Err(Error::not_found("image", img.image.clone()))
             }
+            Err(
+                e @ (crius_image::ImageError::InvalidReference { .. }
+                | crius_image::ImageError::Ambiguous { .. }),
+            ) => return Err(Error::invalid(field(i, "image.image"), e.to_string())),
             Err(e) => return Err(crate::image::image_err(e)),
         }
     }
