@@ -55,6 +55,10 @@ pub struct Config {
     pub pause_path: Option<PathBuf>,
     /// Seconds a registry may send nothing before a pull fails.
     pub pull_stall_timeout_secs: u64,
+    /// CDI spec directories, lowest priority first (a device in a later dir overrides an earlier one).
+    pub cdi_spec_dirs: Vec<PathBuf>,
+    /// The CRIU binary probed at start for checkpointing (path or name in PATH).
+    pub criu_path: PathBuf,
 }
 
 impl Default for Config {
@@ -84,6 +88,8 @@ impl Default for Config {
             monitor_path: None,
             pause_path: None,
             pull_stall_timeout_secs: 60,
+            cdi_spec_dirs: vec![PathBuf::from("/etc/cdi"), PathBuf::from("/var/run/cdi")],
+            criu_path: PathBuf::from("criu"),
         }
     }
 }
@@ -156,6 +162,9 @@ impl Config {
         }
         for d in &self.cni_bin_dir {
             abs("cni_bin_dir", d)?;
+        }
+        for d in &self.cdi_spec_dirs {
+            abs("cdi_spec_dirs", d)?;
         }
         if !self.runtimes.contains_key(&self.default_runtime) {
             return Err(ConfigError::Invalid {

@@ -13,6 +13,8 @@ struct Cli {
     cmd: Cmd,
 }
 
+// Parsed once at start: boxing the daemon's flags would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the CRI daemon.
@@ -70,6 +72,12 @@ struct DaemonArgs {
     /// CNI plugin dir; repeat or comma-separate for several [default: /opt/cni/bin,/usr/lib/cni]
     #[arg(long, value_delimiter = ',')]
     cni_bin_dir: Vec<PathBuf>,
+    /// CDI spec dirs, lowest priority first; repeat or comma-separate [default: /etc/cdi,/var/run/cdi]
+    #[arg(long, value_delimiter = ',')]
+    cdi_spec_dirs: Vec<PathBuf>,
+    /// CRIU binary probed for checkpointing [default: criu]
+    #[arg(long)]
+    criu_path: Option<PathBuf>,
     /// Runtime handler for pods that name none [default: runc]
     #[arg(long)]
     default_runtime: Option<String>,
@@ -100,6 +108,10 @@ impl DaemonArgs {
         set!(default_runtime);
         set!(log_level);
         set!(streaming_address);
+        set!(criu_path);
+        if !self.cdi_spec_dirs.is_empty() {
+            c.cdi_spec_dirs = self.cdi_spec_dirs.clone();
+        }
         if !self.cni_bin_dir.is_empty() {
             c.cni_bin_dir = self.cni_bin_dir.clone();
         }
@@ -120,7 +132,9 @@ fn main() -> ExitCode {
             let explicit = config.as_path() != std::path::Path::new(DEFAULT_CONFIG_PATH);
             let c = Config::load(&config, explicit)?;
             c.validate()?;
-            let gates = crius::features::Gates::new(c.feature_gates);
+            let criu = crius::criu::probe(&c.criu_path);
+            let gates = crius::features::Gates::new(c.feature_gates)
+                .with_detail("ContainerCheckpoint", criu.reason());
             if json {
                 println!("{}", serde_json::to_string_pretty(&gates.report())?);
             } else {
