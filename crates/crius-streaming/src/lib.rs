@@ -30,7 +30,9 @@
 //!
 //! Protocols served: WebSocket `v5.channel.k8s.io`, `v4.channel.k8s.io`,
 //! `v4.base64.channel.k8s.io`, `channel.k8s.io`, `base64.channel.k8s.io` (exec/attach) and
-//! `v4.channel.k8s.io`/`v4.base64.channel.k8s.io`/`portforward.k8s.io` (port forward);
+//! `v4.channel.k8s.io`/`v4.base64.channel.k8s.io`/`portforward.k8s.io` (port forward), and
+//! `SPDY/3.1+portforward.k8s.io` (SPDY port forwarding tunnelled in WebSocket binary messages,
+//! what kubectl and crictl use with the WebSocket transport since Kubernetes 1.31);
 //! SPDY/3.1 with `v4`/`v3`/`v2.channel.k8s.io`/`channel.k8s.io` and `portforward.k8s.io`.
 
 use std::net::SocketAddr;

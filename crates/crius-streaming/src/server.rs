@@ -267,6 +267,14 @@ fn route(shared: Arc<Shared>, mut req: Request<Incoming>) -> Response<Full<Bytes
     };
 
     let job = match (pending, negotiated) {
+        (Pending::PortForward(pf), Negotiated::WebSocket { protocol, .. })
+            if protocol.is_some_and(|p| p.starts_with(ws::tunnel::SPDY_PREFIX)) =>
+        {
+            // SPDY inside the WebSocket: ports are named per stream, as with plain SPDY.
+            Job::TunneledSpdyPortForward {
+                pod: pf.pod_sandbox_id,
+            }
+        }
         (Pending::PortForward(pf), Negotiated::WebSocket { protocol, .. }) => {
             let ports = if query_ports.is_empty() {
                 let mut ports = Vec::new();
@@ -332,6 +340,12 @@ fn route(shared: Arc<Shared>, mut req: Request<Incoming>) -> Response<Full<Bytes
             Job::SpdyPortForward { pod } => {
                 spdy::serve_port_forward(upgraded, backend, pod, timeout).await
             }
+            Job::TunneledSpdyPortForward { pod } => {
+                let (rd, wr) = tokio::io::split(upgraded);
+                let (stream, pumps) = ws::tunnel::spawn(rd, wr, ws::tunnel::Role::Server);
+                spdy::serve_port_forward(stream, backend, pod, timeout).await;
+                pumps.finish().await;
+            }
         }
     });
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -363,6 +377,10 @@ enum Job {
         session: Session,
     },
     SpdyPortForward {
+        pod: String,
+    },
+    /// `SPDY/3.1+portforward.k8s.io`: SPDY carried in WebSocket binary messages.
+    TunneledSpdyPortForward {
         pod: String,
     },
 }

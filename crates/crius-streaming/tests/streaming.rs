@@ -836,6 +836,106 @@ async fn client_leaving_closes_pod_connections() {
     .await
 }
 
+// ------------------------------------------- SPDY tunnelled over WebSocket (client-go 1.31+)
+
+#[tokio::test]
+async fn tunneled_spdy_port_forward_concurrent_and_errors() {
+    bounded(async {
+        let s = server().await;
+        let p1 = echo_listener().await;
+        let p2 = echo_listener().await;
+        let url = s.port_forward_url(PortForwardRequest::default());
+        let c = Arc::new(ok(spdy::SpdyClient::connect_tunneled(
+            &url,
+            &["portforward.k8s.io"],
+            false,
+        )
+        .await));
+        assert_eq!(c.protocol.as_deref(), Some("portforward.k8s.io"));
+        let got = ok(spdy::port_forward_once(&c, p1, 0, b"hello").await);
+        assert_eq!(got, format!("{p1}:hello").into_bytes());
+
+        // 12 concurrent connections, each more than a window, interleaved in binary messages.
+        let mut tasks = Vec::new();
+        for i in 1..=12u32 {
+            let c = c.clone();
+            let port = if i % 2 == 0 { p1 } else { p2 };
+            tasks.push(tokio::spawn(async move {
+                let payload = vec![b'a' + (i % 26) as u8; 150 * 1024];
+                let got = spdy::port_forward_once(&c, port, i, &payload).await;
+                (port, payload, got)
+            }));
+        }
+        for t in tasks {
+            let (port, payload, got) = match t.await {
+                Ok(v) => v,
+                Err(e) => panic!("join: {e}"),
+            };
+            let got = ok(got);
+            let mut want = format!("{port}:").into_bytes();
+            want.extend_from_slice(&payload);
+            assert!(got == want, "port {port}: {} bytes back", got.len());
+        }
+
+        // A port nobody listens on is reported on the error stream, and the session goes on.
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0");
+            l.ok()
+                .and_then(|l| l.local_addr().ok())
+                .map(|a| a.port())
+                .unwrap_or(1)
+        };
+        match spdy::port_forward_once(&c, closed, 50, b"x").await {
+            Err(ClientError::Protocol(m)) => {
+                assert!(
+                    m.contains(&format!("error forwarding port {closed}")),
+                    "{m}"
+                )
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let got = ok(spdy::port_forward_once(&c, p2, 51, b"after").await);
+        assert_eq!(got, format!("{p2}:after").into_bytes());
+    })
+    .await
+}
+
+#[tokio::test]
+async fn tunneled_spdy_client_leaving_closes_pod_connections() {
+    bounded(async {
+        let s = server().await;
+        let (port, mut closed) = silent_listener().await;
+        let url = s.port_forward_url(PortForwardRequest::default());
+        let c = ok(spdy::SpdyClient::connect_tunneled(&url, &["portforward.k8s.io"], true).await);
+        let (data, error) = ok(c.port_forward_streams(port, 1).await);
+        ok(data.write(b"hi").await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop((c, data, error));
+        let r = tokio::time::timeout(Duration::from_secs(5), closed.recv()).await;
+        assert!(matches!(r, Ok(Some(()))), "pod connection left open");
+    })
+    .await
+}
+
+#[tokio::test]
+async fn tunnel_is_only_offered_for_port_forward() {
+    bounded(async {
+        let s = server().await;
+        // exec does not speak the tunnel: the upgrade is refused and the token survives.
+        let url = s.exec_url(exec_req(sh("echo hi"), false, false));
+        match spdy::SpdyClient::connect_tunneled(&url, &["v4.channel.k8s.io"], false).await {
+            Err(ClientError::Refused { status: 400, body }) => {
+                assert!(body.contains("subprotocols"), "{body}")
+            }
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(_) => panic!("exec accepted a SPDY tunnel"),
+        }
+        let out = ok(ws::exec(&url, &["v5.channel.k8s.io"], io(None, false)).await);
+        assert_eq!(out.stdout, b"hi\n");
+    })
+    .await
+}
+
 // ---------------------------------------------------------------- latency figure
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {

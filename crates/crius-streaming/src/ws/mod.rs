@@ -6,6 +6,7 @@
 //! the base64 payload.
 
 pub mod frame;
+pub mod tunnel;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,7 +34,10 @@ pub const PORTFORWARD: &str = "portforward.k8s.io";
 /// Server preference does not matter (the client's order wins); this is the supported set.
 pub const REMOTECOMMAND_PROTOCOLS: &[&str] =
     &[V5_BINARY, V4_BINARY, V4_BASE64, V1_BINARY, V1_BASE64];
-pub const PORTFORWARD_PROTOCOLS: &[&str] = &[V4_BINARY, V4_BASE64, PORTFORWARD];
+/// Port forwarding: the channel protocols, and SPDY tunnelled through binary messages (what
+/// client-go, i.e. kubectl and crictl 1.31+, use with the WebSocket transport).
+pub const PORTFORWARD_PROTOCOLS: &[&str] =
+    &[tunnel::SPDY_PORTFORWARD, V4_BINARY, V4_BASE64, PORTFORWARD];
 
 pub const CHANNEL_STDIN: u8 = 0;
 pub const CHANNEL_STDOUT: u8 = 1;
