@@ -836,6 +836,71 @@ async fn client_leaving_closes_pod_connections() {
     .await
 }
 
+/// A "pod" service that streams without end; reports on `closed` when a write fails (its
+/// client connection was closed).
+async fn endless_listener() -> (u16, tokio::sync::mpsc::UnboundedReceiver<()>) {
+    let l = match TcpListener::bind("127.0.0.1:0").await {
+        Ok(l) => l,
+        Err(e) => panic!("bind: {e}"),
+    };
+    let port = l.local_addr().map(|a| a.port()).unwrap_or(0);
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut c, _)) = l.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let chunk = vec![b'y'; 16 * 1024];
+                while c.write_all(&chunk).await.is_ok() {}
+                let _ = tx.send(());
+            });
+        }
+    });
+    (port, rx)
+}
+
+/// client-go half-closes the data stream when its local connection ends and then drops the
+/// stream without a reset: a pod that keeps talking must not keep the connection forever.
+#[tokio::test]
+async fn half_closed_forward_to_an_endless_pod_is_closed_after_the_grace() {
+    bounded(async {
+        let s = server().await;
+        let (port, mut closed) = endless_listener().await;
+        for tunneled in [false, true] {
+            let url = s.port_forward_url(PortForwardRequest::default());
+            let c = if tunneled {
+                ok(spdy::SpdyClient::connect_tunneled(&url, &["portforward.k8s.io"], false).await)
+            } else {
+                ok(spdy::SpdyClient::connect(&url, &["portforward.k8s.io"], false).await)
+            };
+            let (mut data, mut error) = ok(c.port_forward_streams(port, 1).await);
+            assert!(data.read().await.is_some(), "the pod's data arrives");
+            ok(data.close().await);
+            let started = Instant::now();
+            // Keep reading (as spdystream does, discarding) until the server ends the stream.
+            let drained = tokio::time::timeout(Duration::from_secs(15), async {
+                while data.read().await.is_some() {}
+            })
+            .await;
+            assert!(
+                drained.is_ok(),
+                "tunneled={tunneled}: data stream never ended"
+            );
+            let r = tokio::time::timeout(Duration::from_secs(5), closed.recv()).await;
+            assert!(
+                matches!(r, Ok(Some(()))),
+                "tunneled={tunneled}: pod connection left open"
+            );
+            let took = started.elapsed();
+            assert!(
+                took >= Duration::from_secs(4) && took < Duration::from_secs(12),
+                "tunneled={tunneled}: closed after {took:?}"
+            );
+            assert!(error.read_to_end().await.is_empty());
+        }
+    })
+    .await
+}
+
 // ------------------------------------------- SPDY tunnelled over WebSocket (client-go 1.31+)
 
 #[tokio::test]
