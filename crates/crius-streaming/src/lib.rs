@@ -42,6 +42,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
+mod budget;
 pub mod client;
 mod remotecommand;
 mod server;

@@ -71,7 +71,7 @@ fn version_of(protocol: Option<&str>) -> u8 {
 fn spawn_inbound_pump<W>(
     conn: Arc<session::Conn>,
     id: u32,
-    mut data: mpsc::Receiver<Vec<u8>>,
+    mut data: mpsc::Receiver<crate::budget::Chunk>,
     mut dst: W,
 ) -> JoinHandle<()>
 where

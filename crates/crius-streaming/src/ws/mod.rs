@@ -19,6 +19,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::budget::{Budget, Chunk};
 use crate::remotecommand::{ResizeDecoder, Session};
 use crate::status;
 use crate::Backend;
@@ -234,7 +235,7 @@ pub(crate) async fn serve_remotecommand<IO>(
     // control WebSocket has; without it a client could make us buffer without bound.
     let (stdin_tx, stdin_task) = match pipes.stdin {
         Some(mut pipe) => {
-            let (tx, mut rx) = mpsc::channel::<Vec<u8>>(INBOUND_QUEUE);
+            let (tx, mut rx) = mpsc::channel::<Chunk>(INBOUND_QUEUE);
             let task = tokio::spawn(async move {
                 while let Some(data) = rx.recv().await {
                     if pipe.write_all(&data).await.is_err() {
@@ -250,6 +251,7 @@ pub(crate) async fn serve_remotecommand<IO>(
     };
     let resize_tx = pipes.resize;
     let reader_out = out_tx.clone();
+    let budget = Budget::new();
     let mut reader = tokio::spawn(async move {
         let mut stdin_tx = stdin_tx;
         let mut resize = ResizeDecoder::default();
@@ -286,7 +288,7 @@ pub(crate) async fn serve_remotecommand<IO>(
             match channel {
                 CHANNEL_STDIN => {
                     if let Some(tx) = &stdin_tx {
-                        let _ = tx.send(data).await;
+                        let _ = tx.send(budget.charge(data).await).await;
                     }
                 }
                 CHANNEL_RESIZE => {
@@ -364,7 +366,7 @@ pub(crate) async fn serve_port_forward<IO>(
         let _ = out_tx
             .send(Out::Channel(err_ch, port.to_le_bytes().to_vec()))
             .await;
-        let (tx, rx) = mpsc::channel::<Vec<u8>>(INBOUND_QUEUE);
+        let (tx, rx) = mpsc::channel::<Chunk>(INBOUND_QUEUE);
         inbound.push(tx);
         let backend = backend.clone();
         let pod = pod.clone();
@@ -375,6 +377,7 @@ pub(crate) async fn serve_port_forward<IO>(
     }
 
     let reader_out = out_tx.clone();
+    let budget = Budget::new();
     let mut reader = tokio::spawn(async move {
         let mut msgs = MessageReader::new(rd);
         loop {
@@ -397,7 +400,7 @@ pub(crate) async fn serve_port_forward<IO>(
             // Only even (data) channels carry client bytes; error channels are write-only.
             if channel % 2 == 0 {
                 if let Some(tx) = inbound.get(channel as usize / 2) {
-                    let _ = tx.send(data).await;
+                    let _ = tx.send(budget.charge(data).await).await;
                 }
             }
         }
@@ -430,7 +433,7 @@ async fn forward_one(
     port: u16,
     data_ch: u8,
     err_ch: u8,
-    mut inbound: mpsc::Receiver<Vec<u8>>,
+    mut inbound: mpsc::Receiver<Chunk>,
     out: mpsc::Sender<Out>,
 ) {
     let tcp = match backend.port_forward(&pod, port).await {
