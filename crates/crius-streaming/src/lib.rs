@@ -70,6 +70,13 @@ pub struct Config {
     /// The URL prefix put into the URLs handed out (e.g. `http://10.0.0.5:10010` when listening
     /// on `0.0.0.0`). Default: `http://<bound address>`.
     pub base_url: Option<String>,
+    /// A session whose client connection carries no byte either way for this long is closed.
+    /// Default 4 h, the kubelet's `streamingConnectionIdleTimeout`.
+    pub idle_timeout: Duration,
+    /// Upgraded sessions served at once; further upgrades are refused with 503 (the URL stays
+    /// usable). Default 128. With at most 4 MiB buffered per session this bounds the memory
+    /// clients can make the server hold.
+    pub max_sessions: usize,
 }
 
 impl Default for Config {
@@ -79,6 +86,8 @@ impl Default for Config {
             token_ttl: Duration::from_secs(60),
             stream_creation_timeout: Duration::from_secs(30),
             base_url: None,
+            idle_timeout: Duration::from_secs(4 * 3600),
+            max_sessions: 128,
         }
     }
 }

@@ -901,6 +901,116 @@ async fn half_closed_forward_to_an_endless_pod_is_closed_after_the_grace() {
     .await
 }
 
+// ---------------------------------------------------------------- session limits
+
+#[tokio::test]
+async fn idle_sessions_are_closed_and_busy_ones_are_not() {
+    bounded(async {
+        let s = server_with(Config {
+            idle_timeout: Duration::from_secs(1),
+            ..Config::default()
+        })
+        .await;
+        let (port, mut closed) = silent_listener().await;
+        // Idle: a forward is open but nothing moves. The server hangs up, and the pod-side
+        // connection is closed with it.
+        let url = s.port_forward_url(PortForwardRequest::default());
+        let c = ok(spdy::SpdyClient::connect(&url, &["portforward.k8s.io"], false).await);
+        let (mut data, _error) = ok(c.port_forward_streams(port, 1).await);
+        let started = Instant::now();
+        assert!(data.read().await.is_none(), "the idle session ends");
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+            "closed after {took:?}"
+        );
+        let r = tokio::time::timeout(Duration::from_secs(5), closed.recv()).await;
+        assert!(matches!(r, Ok(Some(()))), "pod connection left open");
+
+        // Busy: an exec printing every 300 ms for 2.5 s outlives the 1 s idle timeout.
+        let url = s.exec_url(exec_req(
+            sh("for i in 1 2 3 4 5 6 7 8; do echo $i; sleep 0.3; done"),
+            false,
+            false,
+        ));
+        let out = ok(ws::exec(&url, &["v5.channel.k8s.io"], io(None, false)).await);
+        assert_eq!(out.stdout, b"1\n2\n3\n4\n5\n6\n7\n8\n");
+        assert_eq!(out.status, ExitStatus::Success);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn sessions_over_the_cap_are_refused_and_the_url_survives() {
+    bounded(async {
+        let s = server_with(Config {
+            max_sessions: 2,
+            ..Config::default()
+        })
+        .await;
+        let port = echo_listener().await;
+        let c1 = ok(spdy::SpdyClient::connect(
+            &s.port_forward_url(PortForwardRequest::default()),
+            &["portforward.k8s.io"],
+            false,
+        )
+        .await);
+        let c2 = ok(spdy::SpdyClient::connect_tunneled(
+            &s.port_forward_url(PortForwardRequest::default()),
+            &["portforward.k8s.io"],
+            false,
+        )
+        .await);
+        let url = s.port_forward_url(PortForwardRequest::default());
+        match spdy::SpdyClient::connect(&url, &["portforward.k8s.io"], false).await {
+            Err(ClientError::Refused { status: 503, body }) => {
+                assert!(body.contains("too many streaming sessions"), "{body}")
+            }
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(_) => panic!("a third session was accepted"),
+        }
+        // The sessions admitted work; once one ends, the refused URL is served.
+        assert_eq!(
+            ok(spdy::port_forward_once(&c1, port, 0, b"one").await),
+            format!("{port}:one").into_bytes()
+        );
+        drop(c2);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let c3 = loop {
+            match spdy::SpdyClient::connect(&url, &["portforward.k8s.io"], false).await {
+                Ok(c) => break c,
+                Err(ClientError::Refused { status: 503, .. }) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                Err(e) => panic!("after a session ended: {e}"),
+            }
+        };
+        assert_eq!(
+            ok(spdy::port_forward_once(&c3, port, 0, b"three").await),
+            format!("{port}:three").into_bytes()
+        );
+    })
+    .await
+}
+
+#[tokio::test]
+async fn websocket_port_forward_port_count_is_bounded() {
+    bounded(async {
+        let s = server().await;
+        let url = s.port_forward_url(PortForwardRequest::default());
+        let query: Vec<String> = (1..=65).map(|p| format!("port={}", 1000 + p)).collect();
+        let url = format!("{url}?{}", query.join("&"));
+        match ws::WsClient::connect(&url, &["v4.channel.k8s.io"]).await {
+            Err(ClientError::Refused { status: 400, body }) => {
+                assert!(body.contains("at most 64 ports"), "{body}")
+            }
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(_) => panic!("65 ports accepted"),
+        }
+    })
+    .await
+}
+
 // ------------------------------------------- SPDY tunnelled over WebSocket (client-go 1.31+)
 
 #[tokio::test]

@@ -40,6 +40,9 @@ pub const REMOTECOMMAND_PROTOCOLS: &[&str] =
 pub const PORTFORWARD_PROTOCOLS: &[&str] =
     &[tunnel::SPDY_PORTFORWARD, V4_BINARY, V4_BASE64, PORTFORWARD];
 
+/// Ports one WebSocket port-forward session may name (two channels each, numbered in a byte).
+pub const MAX_PORTS: usize = 64;
+
 pub const CHANNEL_STDIN: u8 = 0;
 pub const CHANNEL_STDOUT: u8 = 1;
 pub const CHANNEL_STDERR: u8 = 2;
