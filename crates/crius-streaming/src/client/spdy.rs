@@ -132,6 +132,18 @@ impl SpdyStream {
         Ok(())
     }
 
+    /// Sends `data` as one DATA frame, whatever its size and the windows (for tests of how
+    /// the server copes with large frames and clients that ignore flow control).
+    pub async fn write_frame(&self, data: &[u8]) -> Result<(), ClientError> {
+        self.inner
+            .write(&Frame::Data {
+                stream_id: self.id,
+                flags: 0,
+                data: data.to_vec(),
+            })
+            .await
+    }
+
     /// Half-closes our side (FIN).
     pub async fn close(&self) -> Result<(), ClientError> {
         self.inner

@@ -14,6 +14,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 pub mod frame;
 mod session;
+pub use session::MAX_STREAMS;
 
 use crate::remotecommand::{ResizeDecoder, Session};
 use crate::{status, Backend};
