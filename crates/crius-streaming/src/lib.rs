@@ -34,6 +34,16 @@
 //! `SPDY/3.1+portforward.k8s.io` (SPDY port forwarding tunnelled in WebSocket binary messages,
 //! what kubectl and crictl use with the WebSocket transport since Kubernetes 1.31);
 //! SPDY/3.1 with `v4`/`v3`/`v2.channel.k8s.io`/`channel.k8s.io` and `portforward.k8s.io`.
+//!
+//! Limits (clients are untrusted): at most [`Config::max_sessions`] upgraded sessions (503
+//! beyond, the URL stays usable); a session idle for [`Config::idle_timeout`] is closed; each
+//! session buffers at most 4 MiB received from its client and not yet consumed (then reading
+//! stops: TCP backpressure, or FLOW_CONTROL_ERROR for a SPDY peer that ignores its windows);
+//! a SPDY connection has at most [`spdy::MAX_STREAMS`] streams open (advertised in SETTINGS;
+//! more are refused), so at most half as many port-forward connections; WebSocket messages are
+//! at most 2 MiB and a WebSocket port forward names at most 64 ports. A port-forward connection
+//! the client half-closed is closed 5 s later if the pod has not finished (client-go forgets
+//! such streams without a reset, so nothing else tells the server the client left).
 
 use std::net::SocketAddr;
 use std::pin::Pin;
