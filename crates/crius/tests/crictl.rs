@@ -371,8 +371,53 @@ async fn wait_left_markers(d: &mut Daemon, ctr: &str, want: usize, what: &str) {
     }
 }
 
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// The daemon's descriptor count once it is at or below `limit` (or after 15 s).
+async fn fds_settle(d: &Daemon, limit: usize) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let n = open_fds(d.pid());
+        if n <= limit || Instant::now() > deadline {
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The daemon's descriptor count once it has not changed for half a second (at most 10 s).
+async fn fds_steady(d: &Daemon) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (mut last, mut same) = (open_fds(d.pid()), 0);
+    while same < 5 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let n = open_fds(d.pid());
+        same = if n == last { same + 1 } else { 0 };
+        last = n;
+    }
+    last
+}
+
 async fn port_forward_scenarios(transport: &str) {
     let (mut d, _cleanup, crictl, pod, ctr) = daemon_with_servers(&format!("pf-{transport}")).await;
+    // A warm-up forward so that whatever the daemon keeps after its first one is in the
+    // baseline of open descriptors.
+    {
+        let mut warm = Forward::start(&crictl, transport, &pod, &[8080]).await;
+        let body = http_get(&warm.addr(8080), "/").await;
+        assert!(
+            body.is_ok(),
+            "{transport}: warm-up: {body:?}\n{}",
+            warm.output()
+        );
+        warm.child.start_kill().unwrap();
+        let _ = tokio::time::timeout(Duration::from_secs(10), warm.child.wait()).await;
+    }
+    let fds_before = fds_steady(&d).await;
     let fwd = Forward::start(&crictl, transport, &pod, &[8080, 9000, 9001]).await;
     let web = fwd.addr(8080);
 
@@ -467,6 +512,12 @@ async fn port_forward_scenarios(transport: &str) {
     let _ = tokio::time::timeout(Duration::from_secs(10), fwd.child.wait()).await;
     wait_left_markers(&mut d, &ctr, 2, &format!("{transport}: crictl killed")).await;
     drop(s);
+    // Every connection and session of the forward is gone from the daemon.
+    let fds_after = fds_settle(&d, fds_before).await;
+    assert!(
+        fds_after <= fds_before,
+        "{transport}: daemon holds {fds_after} descriptors, {fds_before} before the forward"
+    );
 
     d.shutdown().await;
 }
