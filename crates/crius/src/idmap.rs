@@ -500,6 +500,26 @@ pub fn release(prepared: &[PathBuf]) {
     }
 }
 
+/// Detaches and removes every `<dir>/<container>/<n>` mount point (layer copies a crashed daemon
+/// left behind); never removes anything recursively.
+pub fn release_leftovers(dir: &Path) {
+    let Ok(ctrs) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for c in ctrs.flatten() {
+        if let Ok(layers) = std::fs::read_dir(c.path()) {
+            for l in layers.flatten() {
+                tracing::info!(
+                    "releasing leftover idmapped layer copy {}",
+                    l.path().display()
+                );
+                release_tree(&l.path());
+            }
+        }
+        let _ = std::fs::remove_dir(c.path());
+    }
+}
+
 /// Idmapped copies of image layers for a user-namespaced container's overlay rootfs.
 pub struct LayerMapper {
     pub userns: PathBuf,

@@ -70,13 +70,18 @@ impl Handlers {
         if let Err(e) = &host_rro {
             tracing::warn!("host-side recursive read-only mounts unavailable: {e}");
         }
+        // Idmapped layer copies a crashed daemon left mounted (it died between mapping the layers
+        // and mounting the overlay over them).
+        crate::idmap::release_leftovers(&cfg.root.join("idmap"));
+        let trials = by_name
+            .iter()
+            .filter(|(_, h)| matches!(h.status, HandlerStatus::Available { .. }))
+            .map(|(name, h)| async move {
+                let native = native_of(h);
+                (name.clone(), native, crate::userns::trial(h, native).await)
+            });
         let mut userns = BTreeMap::new();
-        for (name, h) in &by_name {
-            if !matches!(h.status, HandlerStatus::Available { .. }) {
-                continue;
-            }
-            let native = native_of(h);
-            let res = crate::userns::trial(h, native).await;
+        for (name, native, res) in futures::future::join_all(trials).await {
             match &res {
                 Ok(()) => tracing::info!(
                     "runtime handler {name}: user namespaces work (idmapped mounts by {})",

@@ -51,6 +51,14 @@ impl CrunGuard {
 
 impl Drop for CrunGuard {
     fn drop(&mut self) {
+        // A v1 hierarchy with child cgroups outlives its last mount (crun left `crius-e2e`, the
+        // pods' parent, behind): remove the empty ones, deepest first, so hugetlb can go back.
+        // Busy ones (another test's containers) fail to rmdir and stay.
+        let mut dirs: Vec<PathBuf> = walk(&self.dir).into_iter().filter(|p| p.is_dir()).collect();
+        dirs.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+        for d in dirs {
+            let _ = std::fs::remove_dir(&d);
+        }
         let _ = std::process::Command::new("umount").arg(&self.dir).status();
         let _ = std::fs::remove_dir(&self.dir);
     }
@@ -514,7 +522,19 @@ async fn userns_checks(handler: &str, base: u32) {
     .await;
     assert_eq!((rc, o.trim()), (0, "mine"), "{handler}");
     assert_eq!(std::fs::metadata(vols.p("shared/a")).unwrap().uid(), ha);
-    let cfg_b = userns_pod(&d, &format!("userns-b-{handler}"), hb);
+    // Pod b also shares one PID namespace (the pause process is in its user namespace).
+    let mut cfg_b = userns_pod(&d, &format!("userns-b-{handler}"), hb);
+    cfg_b
+        .linux
+        .as_mut()
+        .unwrap()
+        .security_context
+        .as_mut()
+        .unwrap()
+        .namespace_options
+        .as_mut()
+        .unwrap()
+        .pid = cri::NamespaceMode::Pod as i32;
     let pod_b = run_userns_pod(&mut d, &cfg_b).await;
     let b = d
         .create(
@@ -533,6 +553,17 @@ async fn userns_checks(handler: &str, base: u32) {
     let (rc, o) = sh(&mut d, &b, "cat /proc/self/uid_map; cat /shared/a").await;
     assert!(o.contains(&hb.to_string()), "{handler}: {o}");
     assert_ne!(rc, 0, "{handler}: pod b read pod a's file: {o}");
+    let (rc, o) = sh(
+        &mut d,
+        &b,
+        "cat /proc/1/cmdline | tr '\\0' ' '; echo; id -u",
+    )
+    .await;
+    assert_eq!(rc, 0, "{handler}: {o}");
+    assert!(
+        o.contains("crius-pause"),
+        "{handler}: pid 1 of pod b is its pause: {o}"
+    );
 
     // A daemon restart keeps the pod's namespaces, mappings and mounts.
     d.kill9();

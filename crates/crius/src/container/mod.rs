@@ -327,7 +327,7 @@ impl Runtime {
             })
             .await
             .map_err(|e| Error::internal("mount preparation task", e))?
-            .map_err(|e| Error::invalid("config.mounts", e))?
+            .map_err(|e| Error::FailedPrecondition(format!("config.mounts: {e}")))?
         };
         let res = self
             .create_with_spec(ctr, handler, cfg, image, &dir, spec, log_path)
