@@ -177,7 +177,9 @@ pub struct HostInfo {
     pub selinux: bool,
 }
 
-/// What the OCI runtime handler (runc, crun) can do, from its `features` output.
+/// What a container's spec may ask of its runtime handler: what the handler does itself (its
+/// `features` output) plus what the daemon prepares host-side for it (the daemon rewrites such
+/// mounts into plain binds of prepared copies before the handler sees the spec).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct HandlerCaps {
     /// Recursive read-only mounts (`rro` mount option).

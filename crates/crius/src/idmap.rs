@@ -554,6 +554,64 @@ impl LayerMapper {
 mod tests {
     use super::*;
 
+    fn bind(dest: &str, src: &Path, opts: &[&str]) -> oci_spec::runtime::Mount {
+        let mut m = oci_spec::runtime::Mount::default();
+        m.set_destination(PathBuf::from(dest));
+        m.set_typ(Some("bind".into()));
+        m.set_source(Some(src.to_path_buf()));
+        m.set_options(Some(opts.iter().map(|s| s.to_string()).collect()));
+        m
+    }
+
+    fn is_mounted(p: &Path) -> bool {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .any(|l| l.split(' ').nth(4) == Some(p.to_str().unwrap()))
+    }
+
+    /// Needs root (mounts); this project's tests run as root.
+    #[test]
+    fn rro_binds_are_rewritten_only_when_the_handler_cannot() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("src");
+        std::fs::create_dir(&src).unwrap();
+        let mut spec = oci_spec::runtime::Spec::default();
+        spec.set_mounts(Some(vec![
+            bind("/plain", &src, &["rbind", "rprivate", "ro"]),
+            bind("/rro", &src, &["rbind", "rprivate", "rro"]),
+        ]));
+        let mut native = spec.clone();
+        let none = prepare_spec_mounts(
+            &mut native,
+            tmp.path(),
+            Native {
+                rro: true,
+                idmap: true,
+            },
+            None,
+        )
+        .unwrap();
+        assert!(none.is_empty());
+        assert_eq!(native.mounts(), spec.mounts());
+
+        let prepared = prepare_spec_mounts(&mut spec, tmp.path(), Native::default(), None).unwrap();
+        assert_eq!(prepared, vec![tmp.path().join("mounts/1")]);
+        let ms = spec.mounts().clone().unwrap();
+        assert_eq!(ms[0].source().as_deref(), Some(src.as_path()));
+        assert_eq!(ms[1].source().as_deref(), Some(prepared[0].as_path()));
+        assert_eq!(
+            ms[1].options().clone().unwrap(),
+            vec!["rbind", "rprivate", "ro"]
+        );
+        assert!(is_mounted(&prepared[0]));
+        let st = nix::sys::statvfs::statvfs(&prepared[0]).unwrap();
+        assert!(st.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY));
+        release(&prepared);
+        assert!(!is_mounted(&prepared[0]));
+        assert!(!prepared[0].exists());
+    }
+
     #[test]
     fn map_text_is_one_line_per_range() {
         let m = [IdMap {
