@@ -342,6 +342,12 @@ impl Volumes {
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
         }
         std::fs::write(dir.join("plain/secret"), "host secret\n").unwrap();
+        std::fs::write(dir.join("termination-log"), "").unwrap();
+        std::fs::set_permissions(
+            dir.join("termination-log"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
         std::fs::set_permissions(
             dir.join("plain/secret"),
             std::fs::Permissions::from_mode(0o600),
@@ -395,6 +401,17 @@ async fn userns_checks(handler: &str, base: u32) {
             mount(&vols.p("plain"), "/plain", false, false),
             mapped,
             mount(&vols.p("shared"), "/shared", false, false),
+            // A single file, as the kubelet binds /etc/hosts and the termination log.
+            cri::Mount {
+                uid_mappings: idmap(ha),
+                gid_mappings: idmap(ha),
+                ..mount(
+                    &vols.p("termination-log"),
+                    "/dev/termination-log",
+                    false,
+                    false,
+                )
+            },
         ],
     );
     // A capability the pod's root has over the pod's network namespace (which its user
@@ -457,6 +474,17 @@ async fn userns_checks(handler: &str, base: u32) {
     assert_eq!((m.uid(), m.gid()), (0, 0), "{handler}");
     let m = std::fs::metadata(vols.p("mapped/by-root")).unwrap();
     assert_eq!((m.uid(), m.gid()), (7, 8), "{handler}");
+    let (rc, o) = sh(
+        &mut d,
+        &a,
+        "echo bye > /dev/termination-log && stat -c '%u:%g' /dev/termination-log",
+    )
+    .await;
+    assert_eq!((rc, o.trim()), (0, "0:0"), "{handler}: {o}");
+    assert_eq!(
+        std::fs::read_to_string(vols.p("termination-log")).unwrap(),
+        "bye\n"
+    );
 
     // The rootfs: image files are root's inside, the writable layer is the pod root's on disk,
     // the shared layers are not touched.
