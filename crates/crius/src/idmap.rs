@@ -489,8 +489,77 @@ pub fn prepare_spec_mounts(
         }
         out.push(m);
     }
+    if pod_userns.is_some() {
+        out = with_submounts(out);
+    }
     spec.set_mounts(Some(out));
     Ok(prepared)
+}
+
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// crun 1.8 binds only the top mount of an `rbind` source inside a user namespace (runc binds the
+/// whole tree): each mount below a bind source gets an explicit bind of its own, right after its
+/// parent, so the container sees the same tree with either handler.
+fn with_submounts(mounts: Vec<oci_spec::runtime::Mount>) -> Vec<oci_spec::runtime::Mount> {
+    let points: Vec<PathBuf> = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(unescape_mountinfo(p)))
+        .collect();
+    let mut out = Vec::with_capacity(mounts.len());
+    for m in mounts {
+        let rbind = is_bind(&m)
+            && m.options()
+                .as_ref()
+                .is_some_and(|o| o.iter().any(|x| x == "rbind"));
+        let src = m
+            .source()
+            .as_ref()
+            .and_then(|s| std::fs::canonicalize(s).ok());
+        let dest = m.destination().clone();
+        let opts = m.options().clone();
+        out.push(m);
+        let (true, Some(src)) = (rbind, src) else {
+            continue;
+        };
+        let mut below: Vec<&PathBuf> = points
+            .iter()
+            .filter(|p| p.starts_with(&src) && **p != src)
+            .collect();
+        below.sort_by_key(|p| p.components().count());
+        below.dedup();
+        for p in below {
+            let Ok(rel) = p.strip_prefix(&src) else {
+                continue;
+            };
+            let mut sub = oci_spec::runtime::Mount::default();
+            sub.set_destination(dest.join(rel));
+            sub.set_typ(Some("bind".into()));
+            sub.set_source(Some(p.clone()));
+            sub.set_options(opts.clone());
+            out.push(sub);
+        }
+    }
+    out
 }
 
 /// Detaches prepared mounts (after the runtime made its own copies).

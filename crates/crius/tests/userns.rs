@@ -64,6 +64,32 @@ impl Drop for CrunGuard {
     }
 }
 
+/// On a failed test, kills what crun ran for the daemon (the harness only knows runc's root).
+struct CrunReaper(PathBuf);
+
+impl Drop for CrunReaper {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let crun = |args: &[&str]| {
+            std::process::Command::new("crun")
+                .arg("--root")
+                .arg(&self.0)
+                .args(args)
+                .output()
+        };
+        let ids = crun(&["list", "-q"])
+            .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+            .unwrap_or_default();
+        for id in ids.lines().filter(|l| !l.is_empty()) {
+            let _ = crun(&["kill", "-a", id, "KILL"]);
+            std::thread::sleep(Duration::from_millis(200));
+            let _ = crun(&["delete", "-f", id]);
+        }
+    }
+}
+
 async fn start(handler: &str) -> Daemon {
     let d = Daemon::start_with(Options {
         extra_config: format!("default_runtime = \"{handler}\"\n"),
@@ -157,6 +183,7 @@ fn mounts_under(dir: &Path) -> Vec<String> {
 async fn rro_checks(handler: &str) {
     let src = RroSource::new();
     let mut d = start(handler).await;
+    let _reaper = CrunReaper(d.dir.join("state/runtime/crun"));
     assert!(
         handler_features(&mut d).await.recursive_read_only_mounts,
         "{handler}: recursive_read_only_mounts must be reported\n{}",
@@ -342,6 +369,17 @@ impl Volumes {
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
         }
         std::fs::write(dir.join("plain/secret"), "host secret\n").unwrap();
+        std::fs::create_dir_all(dir.join("nested/sub")).unwrap();
+        std::fs::create_dir_all(dir.join("nested-src")).unwrap();
+        std::fs::write(dir.join("nested-src/f"), "from a submount\n").unwrap();
+        nix::mount::mount(
+            Some(&dir.join("nested-src")),
+            &dir.join("nested/sub"),
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .unwrap();
         std::fs::write(dir.join("termination-log"), "").unwrap();
         std::fs::set_permissions(
             dir.join("termination-log"),
@@ -362,6 +400,10 @@ impl Volumes {
 
 impl Drop for Volumes {
     fn drop(&mut self) {
+        let _ = nix::mount::umount2(
+            &self.dir.join("nested/sub"),
+            nix::mount::MntFlags::MNT_DETACH,
+        );
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -379,6 +421,7 @@ fn idmapped_mounts_naming(paths: &[&Path]) -> Vec<String> {
 async fn userns_checks(handler: &str, base: u32) {
     let vols = Volumes::new();
     let mut d = start(handler).await;
+    let _reaper = CrunReaper(d.dir.join("state/runtime/crun"));
     assert!(
         handler_features(&mut d).await.user_namespaces,
         "{handler}: user_namespaces must be reported\n{}",
@@ -401,6 +444,13 @@ async fn userns_checks(handler: &str, base: u32) {
             mount(&vols.p("plain"), "/plain", false, false),
             mapped,
             mount(&vols.p("shared"), "/shared", false, false),
+            // A volume with a mount inside it (crun binds only the top one in a user namespace).
+            cri::Mount {
+                uid_mappings: idmap(ha),
+                gid_mappings: idmap(ha),
+                ..mount(&vols.p("nested"), "/nested", true, false)
+            },
+            mount(&vols.p("nested"), "/nested-plain", true, false),
             // A single file, as the kubelet binds /etc/hosts and the termination log.
             cri::Mount {
                 uid_mappings: idmap(ha),
@@ -474,6 +524,18 @@ async fn userns_checks(handler: &str, base: u32) {
     assert_eq!((m.uid(), m.gid()), (0, 0), "{handler}");
     let m = std::fs::metadata(vols.p("mapped/by-root")).unwrap();
     assert_eq!((m.uid(), m.gid()), (7, 8), "{handler}");
+    let (rc, o) = sh(
+        &mut d,
+        &a,
+        "cat /nested/sub/f /nested-plain/sub/f; stat -c '%u' /nested/sub/f /nested-plain/sub/f",
+    )
+    .await;
+    assert_eq!(rc, 0, "{handler}: {o}");
+    assert_eq!(
+        o.lines().collect::<Vec<_>>(),
+        vec!["from a submount", "from a submount", "0", "65534"],
+        "{handler}: submounts of volumes, idmapped and not"
+    );
     let (rc, o) = sh(
         &mut d,
         &a,
