@@ -31,6 +31,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 pub use error::ImageError;
+pub use rootfs::LowerMapper;
 
 use content::Content;
 use meta::{ImageRecord, Meta};

@@ -10,6 +10,17 @@ use crate::error::{ImageError, IoContext};
 use crate::meta::RootfsRecord;
 use crate::{valid_container_id, ImageStore};
 
+/// Turns image layers into the lower dirs a container's overlay uses (see
+/// [`ImageStore::prepare_rootfs_mapped`]).
+pub struct LowerMapper<'a> {
+    /// Host uid/gid that owns the writable layer (the container's root).
+    pub owner: (u32, u32),
+    /// Layer dirs (top first) → the dirs to give overlayfs.
+    pub map: &'a dyn Fn(&[PathBuf]) -> std::io::Result<Vec<PathBuf>>,
+    /// Called with what `map` returned once the overlay is mounted (or failed).
+    pub release: &'a dyn Fn(&[PathBuf]),
+}
+
 /// The kernel copies mount data into one page.
 pub(crate) const MAX_MOUNT_DATA: usize = 4095;
 
@@ -157,6 +168,19 @@ impl ImageStore {
         container_id: &str,
         target: &Path,
     ) -> Result<(), ImageError> {
+        self.prepare_rootfs_mapped(image_id, container_id, target, None)
+    }
+
+    /// Like [`ImageStore::prepare_rootfs`], with the lower layers replaced by what
+    /// `mapper` makes of them (idmapped copies for a user-namespaced container) and the upper dir
+    /// owned by `mapper.owner`. The layers on disk are not touched.
+    pub fn prepare_rootfs_mapped(
+        &self,
+        image_id: &str,
+        container_id: &str,
+        target: &Path,
+        mapper: Option<&LowerMapper>,
+    ) -> Result<(), ImageError> {
         let cdir = self.container_dir(container_id)?;
         let mut lowers = Vec::new();
         {
@@ -221,6 +245,28 @@ impl ImageStore {
         if is_mountpoint(target)? {
             return Ok(());
         }
+        if let Some(m) = mapper {
+            let (uid, gid) = m.owner;
+            std::os::unix::fs::chown(&upper, Some(uid), Some(gid)).ctx(&upper)?;
+            let mapped = (m.map)(&lowers).map_err(|e| ImageError::Mount {
+                target: target.to_path_buf(),
+                detail: format!("idmapped lower layers for container {container_id}: {e}"),
+            })?;
+            let res = self.mount_overlay(container_id, &mapped, &upper, &work, target);
+            (m.release)(&mapped);
+            return res;
+        }
+        self.mount_overlay(container_id, &lowers, &upper, &work, target)
+    }
+
+    fn mount_overlay(
+        &self,
+        container_id: &str,
+        lowers: &[PathBuf],
+        upper: &Path,
+        work: &Path,
+        target: &Path,
+    ) -> Result<(), ImageError> {
         let lower = lowers
             .iter()
             .map(|p| p.to_string_lossy().into_owned())
@@ -246,16 +292,14 @@ impl ImageStore {
         }
         // Too many layers for one page of mount options: hand the layers to the kernel one by one
         // (fsconfig "lowerdir+", Linux 6.8+).
-        mount_many_layers(&lowers, Some((&upper, &work)), 0, target).map_err(|e| {
-            ImageError::Mount {
-                target: target.to_path_buf(),
-                detail: format!(
+        mount_many_layers(lowers, Some((upper, work)), 0, target).map_err(|e| ImageError::Mount {
+            target: target.to_path_buf(),
+            detail: format!(
                 "overlay mount for container {container_id} with {} layers ({} bytes of options, \
                  beyond the {MAX_MOUNT_DATA}-byte limit of mount(2)) via fsconfig lowerdir+: {e}",
                 lowers.len(),
                 data.len()
             ),
-            }
         })
     }
 

@@ -57,8 +57,8 @@ pub const FEATURES: &[Feature] = &[
         name: "UserNamespacesSupport",
         kep: 127,
         cri: &["NamespaceOption.userns_options", "Mount.uidMappings", "Mount.gidMappings", "RuntimeHandlerFeatures.user_namespaces"],
-        maturity: Maturity::Unsupported,
-        note: "needs idmapped mounts (runc >= 1.2, crun >= 1.9); reported per handler, refused on userns_options",
+        maturity: Maturity::Beta,
+        note: "userns_options POD (one uid and one gid range, container id 0 mapped); the pod's user namespace is pinned with (and owns) its net/ipc/uts namespaces and every container joins it. Idmapped mounts are made by crius host-side (open_tree + mount_setattr MOUNT_ATTR_IDMAP + move_mount) for runc 1.1 and crun 1.8, which cannot: rootfs = overlay over idmapped layer copies + upper dir owned by the pod's root, volumes with uidMappings/gidMappings bound from idmapped copies; a handler whose features report idmap gets the volume mappings itself. RuntimeHandlerFeatures.user_namespaces is true only where the start-up userns trial container passed (verbose Status: handlers.*.userNamespaces)",
     },
     Feature {
         name: "PodOverhead",
@@ -128,7 +128,7 @@ pub const FEATURES: &[Feature] = &[
         kep: 3857,
         cri: &["Mount.recursive_read_only", "RuntimeHandlerFeatures.recursive_read_only_mounts"],
         maturity: Maturity::Ga,
-        note: "available per handler, from `<runtime> features` (mountOptions has \"rro\"); refused otherwise",
+        note: "by the handler where its features list the rro mount option (runc 1.1); otherwise crius binds a host-side recursively read-only copy (open_tree + mount_setattr AT_RECURSIVE MOUNT_ATTR_RDONLY, kernel >= 5.12, checked at start) as a plain ro bind (crun 1.8); verbose Status says which per handler",
     },
     Feature {
         name: "DevicePluginCDIDevices",

@@ -287,13 +287,35 @@ impl Runtime {
         let dir = self.container_dir(&ctr.id);
         let rootfs = dir.join("rootfs");
         std::fs::create_dir_all(&dir).map_err(|e| io_err("create container dir", &dir, e))?;
+        let userns = crate::pod::userns_of(prec)?;
+        if userns.is_some() {
+            crate::userns::ensure_traversable(&self.cfg.state, &dir)?;
+        }
         {
             let images = self.images.clone();
             let (image_id, cid, rootfs) = (image.id.clone(), ctr.id.clone(), rootfs.clone());
-            tokio::task::spawn_blocking(move || images.prepare_rootfs(&image_id, &cid, &rootfs))
-                .await
-                .map_err(|e| Error::internal("rootfs task", e))?
-                .map_err(crate::image::image_err)?;
+            let scratch = self.cfg.root.join("idmap").join(&ctr.id);
+            let userns = userns.clone();
+            tokio::task::spawn_blocking(move || match userns {
+                None => images.prepare_rootfs(&image_id, &cid, &rootfs),
+                Some(u) => {
+                    let layers = crate::idmap::LayerMapper {
+                        userns: u.pin.clone(),
+                        scratch,
+                    };
+                    let map = |l: &[PathBuf]| layers.map(l);
+                    let release = |m: &[PathBuf]| layers.release(m);
+                    let mapper = crius_image::LowerMapper {
+                        owner: u.root(),
+                        map: &map,
+                        release: &release,
+                    };
+                    images.prepare_rootfs_mapped(&image_id, &cid, &rootfs, Some(&mapper))
+                }
+            })
+            .await
+            .map_err(|e| Error::internal("rootfs task", e))?
+            .map_err(crate::image::image_err)?;
         }
         create_missing_mount_sources(cfg)?;
         // Image volumes become read-only binds and CDI devices are applied after spec generation, so the
@@ -310,6 +332,39 @@ impl Runtime {
             self.container_spec(ctr, &spec_cfg, sandbox, prec, image, &rootfs, handler)?;
         image_volume::harden(&mut spec, &dir);
         crate::cdi::apply(&mut spec, &cdi)?;
+        // Mounts the handler cannot make (rro, idmapped binds) are prepared host-side and released
+        // once the runtime has its own copies.
+        let (spec, prepared) = {
+            let (d, native, u) = (dir.clone(), crate::oci::native_of(handler), userns.clone());
+            tokio::task::spawn_blocking(move || {
+                let mut spec = spec;
+                crate::idmap::prepare_spec_mounts(&mut spec, &d, native, u.as_ref())
+                    .map(|p| (spec, p))
+            })
+            .await
+            .map_err(|e| Error::internal("mount preparation task", e))?
+            .map_err(|e| Error::FailedPrecondition(format!("config.mounts: {e}")))?
+        };
+        let res = self
+            .create_with_spec(ctr, handler, cfg, image, &dir, spec, log_path, volumes)
+            .await;
+        crate::idmap::release(&prepared);
+        res
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn create_with_spec(
+        self: &Arc<Self>,
+        ctr: &Arc<Ctr>,
+        handler: &Arc<crius_oci::Handler>,
+        cfg: &cri::ContainerConfig,
+        image: &crius_image::Image,
+        dir: &Path,
+        spec: oci_spec::runtime::Spec,
+        log_path: Option<PathBuf>,
+        volumes: Vec<image_volume::MountedImage>,
+    ) -> Result<()> {
+        let dir = dir.to_path_buf();
         let stop_signal = crius_spec::stop_signal(&image_defaults(image), cfg).map_err(spec_err)?;
         let user = spec
             .process()
@@ -434,18 +489,18 @@ impl Runtime {
                         .collect()
                 })
                 .unwrap_or_default(),
+            userns: crate::pod::userns_of(prec)?.map(|u| crius_spec::UsernsContext {
+                path: u.pin,
+                map: crius_spec::PodUserns {
+                    uids: u.uids,
+                    gids: u.gids,
+                },
+            }),
         };
+        // What the spec may ask for: the handler does it, or crius prepares it (crate::idmap).
         let caps = crius_spec::HandlerCaps {
-            rro: handler
-                .features
-                .as_ref()
-                .map(|f| f.recursive_read_only_mounts)
-                .unwrap_or(false),
-            idmap: handler
-                .features
-                .as_ref()
-                .map(|f| f.user_namespaces)
-                .unwrap_or(false),
+            rro: self.handlers.rro(handler),
+            idmap: crate::oci::native_of(handler).idmap || self.handlers.userns_ok(&handler.name),
         };
         let defaults = image_defaults(image);
         let input = crius_spec::SpecInput {

@@ -114,6 +114,26 @@ fn ns_options(cfg: &cri::PodSandboxConfig) -> cri::NamespaceOption {
         .unwrap_or_default()
 }
 
+/// The pod's own user namespace (pin and mappings), if it has one.
+pub fn userns_of(rec: &SandboxRecord) -> Result<Option<crate::idmap::PodUserns>> {
+    let Some(pin) = rec.pins.user.clone() else {
+        return Ok(None);
+    };
+    let map = crius_spec::pod_userns(&ns_options(&rec.config()))
+        .map_err(crate::container::spec_err)?
+        .ok_or_else(|| {
+            Error::Internal(format!(
+                "pod {} has a user namespace pin but no userns_options",
+                rec.id
+            ))
+        })?;
+    Ok(Some(crate::idmap::PodUserns {
+        pin,
+        uids: map.uids,
+        gids: map.gids,
+    }))
+}
+
 fn host_network(cfg: &cri::PodSandboxConfig) -> bool {
     ns_options(cfg).network == cri::NamespaceMode::Node as i32
 }
@@ -140,14 +160,6 @@ fn validate(rt: &Runtime, cfg: &cri::PodSandboxConfig) -> Result<()> {
             "config.linux.security_context.namespace_options.pid",
             "TARGET mode is for containers, not pods",
         ));
-    }
-    if let Some(u) = &ns.userns_options {
-        if u.mode != cri::NamespaceMode::Node as i32 {
-            return Err(Error::unimplemented(
-                "config.linux.security_context.namespace_options.userns_options",
-                "user namespaces need idmapped mounts, which no handler here supports (feature UserNamespacesSupport)",
-            ));
-        }
     }
     if cfg.hostname.len() > 64 {
         return Err(Error::invalid(
@@ -185,6 +197,19 @@ impl Runtime {
             handler.to_string()
         };
         self.handlers.get(&handler_name)?;
+        if crius_spec::pod_userns(&ns_options(&cfg))
+            .map_err(crate::container::spec_err)?
+            .is_some()
+            && !self.handlers.userns_ok(&handler_name)
+        {
+            return Err(Error::unimplemented(
+                "config.linux.security_context.namespace_options.userns_options",
+                format!(
+                    "runtime handler {handler_name:?} cannot run pods with a user namespace on this node: {}",
+                    self.handlers.userns_reason(&handler_name)
+                ),
+            ));
+        }
         if !host_network(&cfg) {
             if let Err(e) = self.cni.status() {
                 return Err(Error::FailedPrecondition(format!(
@@ -310,11 +335,38 @@ impl Runtime {
         } else {
             cfg.hostname.clone()
         };
+        let userns = crius_spec::pod_userns(&ns).map_err(crate::container::spec_err)?;
+        if userns.is_some() {
+            crate::userns::ensure_traversable(&self.cfg.state, &dir)?;
+        }
         let pins = {
             let dir = dir.clone();
             let hostname = hostname.clone();
-            tokio::task::spawn_blocking(move || {
-                namespaces::pin(&dir, !host_net, !host_ipc, !host_net, &hostname)
+            let userns = userns.clone();
+            tokio::task::spawn_blocking(move || match &userns {
+                None => namespaces::pin(&dir, !host_net, !host_ipc, !host_net, &hostname),
+                Some(u) => {
+                    let mut want = Vec::new();
+                    if !host_net {
+                        want.extend(["net", "uts"]);
+                    }
+                    if !host_ipc {
+                        want.push("ipc");
+                    }
+                    let pinned = crate::userns::pin_pod(&dir, u, &want, &hostname)?;
+                    let get = |k: &str| {
+                        pinned
+                            .iter()
+                            .find(|(kind, _)| kind == k)
+                            .map(|(_, p)| p.clone())
+                    };
+                    Ok(namespaces::Pins {
+                        net: get("net"),
+                        ipc: get("ipc"),
+                        uts: get("uts"),
+                        user: get("user"),
+                    })
+                }
             })
             .await
             .map_err(|e| Error::internal("namespace task", e))??
@@ -322,8 +374,12 @@ impl Runtime {
         pod.update(self, |r| r.pins = pins.clone())?;
 
         if ns.pid == cri::NamespaceMode::Pod as i32 {
-            let pid =
-                namespaces::spawn_pause(&self.cfg.pause_binary(), &dir.join("pause.pid")).await?;
+            let pid = namespaces::spawn_pause(
+                &self.cfg.pause_binary(),
+                &dir.join("pause.pid"),
+                pins.user.as_deref(),
+            )
+            .await?;
             pod.update(self, |r| r.pause_pid = Some(pid))?;
         }
 
@@ -348,6 +404,11 @@ impl Runtime {
         } else {
             Some(files::mount_shm(&dir)?)
         };
+        if let Some(u) = &userns {
+            let mut own: Vec<&std::path::Path> = vec![&hostname_file, &hosts_file, &resolv_file];
+            own.extend(shm.as_deref());
+            crate::userns::chown_pod_files(u, &own)?;
+        }
         pod.update(self, |r| {
             r.hostname_file = Some(hostname_file);
             r.hosts_file = Some(hosts_file);

@@ -20,6 +20,9 @@ pub struct Pins {
     pub net: Option<PathBuf>,
     pub ipc: Option<PathBuf>,
     pub uts: Option<PathBuf>,
+    /// The pod's own user namespace (userns_options POD); it owns the others.
+    #[serde(default)]
+    pub user: Option<PathBuf>,
 }
 
 impl Pins {
@@ -28,6 +31,7 @@ impl Pins {
             .iter()
             .chain(self.ipc.iter())
             .chain(self.uts.iter())
+            .chain(self.user.iter())
     }
 }
 
@@ -126,17 +130,28 @@ pub fn is_pinned(p: &Path) -> bool {
 
 /// Starts the pod's pause process, pid 1 of a new PID namespace that the pod's containers join.
 /// Returns its pid (in the host's PID namespace). It survives daemon restarts (own session).
-pub async fn spawn_pause(pause_bin: &Path, pid_file: &Path) -> Result<i32> {
+pub async fn spawn_pause(pause_bin: &Path, pid_file: &Path, userns: Option<&Path>) -> Result<i32> {
     let mut cmd = tokio::process::Command::new(pause_bin);
     cmd.arg(pid_file)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    // SAFETY: setsid and unshare are async-signal-safe syscalls; the new PID namespace applies to the
-    // pause binary's children, and it forks its pid 1 right away.
+    // A pod with its own user namespace: the PID namespace must belong to it (the containers' root
+    // mounts /proc for it), so pause enters the user namespace before unsharing.
+    let userns = match userns {
+        Some(p) => {
+            Some(std::fs::File::open(p).map_err(|e| io_err("open user namespace pin", p, e))?)
+        }
+        None => None,
+    };
+    // SAFETY: setsid, setns and unshare are async-signal-safe syscalls; the new PID namespace applies
+    // to the pause binary's children, and it forks its pid 1 right away.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             nix::unistd::setsid().map_err(std::io::Error::from)?;
+            if let Some(f) = &userns {
+                nix::sched::setns(f, CloneFlags::CLONE_NEWUSER).map_err(std::io::Error::from)?;
+            }
             unshare(CloneFlags::CLONE_NEWPID).map_err(std::io::Error::from)?;
             Ok(())
         });
