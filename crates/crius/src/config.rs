@@ -55,6 +55,9 @@ pub struct Config {
     pub pause_path: Option<PathBuf>,
     /// Seconds a registry may send nothing before a pull fails.
     pub pull_stall_timeout_secs: u64,
+    /// Address of the Prometheus metrics endpoint (`http://<addr>/metrics`), e.g. `127.0.0.1:9090`.
+    /// Off unless set.
+    pub metrics_address: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -84,6 +87,7 @@ impl Default for Config {
             monitor_path: None,
             pause_path: None,
             pull_stall_timeout_secs: 60,
+            metrics_address: None,
         }
     }
 }
@@ -267,6 +271,15 @@ mod tests {
             err.contains("default_runtime") && err.contains("kata"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn metrics_address_is_off_unless_set() {
+        assert_eq!(Config::default().metrics_address, None);
+        let cfg = Config::parse("metrics_address = \"127.0.0.1:9090\"").unwrap();
+        assert_eq!(cfg.metrics_address, Some("127.0.0.1:9090".parse().unwrap()));
+        let err = Config::parse("metrics_address = \"nope\"").unwrap_err();
+        assert!(err.contains("metrics_address"), "{err}");
     }
 
     #[test]

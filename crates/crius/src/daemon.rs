@@ -14,6 +14,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let streaming_address = cfg.streaming_address;
     let rt = Runtime::new(cfg).await?;
     crate::streaming::start(&rt, streaming_address).await?;
+    if let Some(addr) = rt.cfg.metrics_address {
+        crate::metrics::http::start(&rt, addr).await?;
+    }
     let listener = crate::server::bind(&listen)?;
     tracing::info!(
         "crius {} serving the CRI on {}",

@@ -93,11 +93,10 @@ impl Runtime {
             identity_token: a.identity_token,
             registry_token: a.registry_token,
         });
-        let img = self
-            .images
-            .pull(&reference, auth.as_ref())
-            .await
-            .map_err(image_err)?;
+        let started = std::time::Instant::now();
+        let pulled = self.images.pull(&reference, auth.as_ref()).await;
+        crate::metrics::get().image_pull(&pulled, started.elapsed());
+        let img = pulled.map_err(image_err)?;
         Ok(img.id)
     }
 

@@ -9,6 +9,7 @@ pub mod error;
 pub mod features;
 pub mod hexbytes;
 pub mod image;
+pub mod metrics;
 pub mod oci;
 pub mod pod;
 pub mod runtime;

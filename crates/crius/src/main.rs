@@ -13,6 +13,8 @@ struct Cli {
     cmd: Cmd,
 }
 
+// Parsed once at start-up: the size of the daemon's variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the CRI daemon.
@@ -79,6 +81,9 @@ struct DaemonArgs {
     /// Streaming server address for exec/attach/port-forward [default: 127.0.0.1:0]
     #[arg(long)]
     streaming_address: Option<std::net::SocketAddr>,
+    /// Prometheus metrics endpoint address, e.g. 127.0.0.1:9090 [default: off]
+    #[arg(long)]
+    metrics_address: Option<std::net::SocketAddr>,
 }
 
 impl DaemonArgs {
@@ -100,6 +105,9 @@ impl DaemonArgs {
         set!(default_runtime);
         set!(log_level);
         set!(streaming_address);
+        if let Some(a) = self.metrics_address {
+            c.metrics_address = Some(a);
+        }
         if !self.cni_bin_dir.is_empty() {
             c.cni_bin_dir = self.cni_bin_dir.clone();
         }

@@ -523,6 +523,7 @@ impl Runtime {
             tracing::warn!("container {}: record exit: {e}", ctr.id);
         }
         let rec = ctr.record();
+        crate::metrics::get().container_exited(&rec.reason);
         if let Ok(h) = self.handlers.existing(&rec.handler) {
             // Frees the runtime's state and the cgroup; the rootfs stays until RemoveContainer.
             if let Err(e) = h.delete(&ctr.id, true).await {

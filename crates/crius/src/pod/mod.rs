@@ -317,9 +317,8 @@ impl Runtime {
         if let Some(netns) = &pins.net {
             // Written before ADD: if the daemon dies during ADD, recovery still runs DEL.
             pod.update(self, |r| r.network_up = true)?;
-            let status = self
-                .cni
-                .setup(&pod_network(&pod.id, cfg, netns.clone())?)
+            let net = pod_network(&pod.id, cfg, netns.clone())?;
+            let status = crate::metrics::cni("ADD", self.cni.setup(&net))
                 .await
                 .map_err(|e| Error::Internal(format!("pod {}: CNI ADD: {e}", pod.id)))?;
             ips = status.ips.iter().map(|ip| ip.to_string()).collect();
@@ -351,7 +350,7 @@ impl Runtime {
             let cfg = rec.config();
             let netns = rec.pins.net.clone().unwrap_or_default();
             match pod_network(&rec.id, &cfg, netns) {
-                Ok(net) => match self.cni.teardown(&net).await {
+                Ok(net) => match crate::metrics::cni("DEL", self.cni.teardown(&net)).await {
                     Ok(()) => {
                         let _ = pod.update(self, |r| r.network_up = false);
                     }
