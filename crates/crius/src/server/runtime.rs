@@ -380,20 +380,19 @@ impl RuntimeService for RuntimeSvc {
         &self,
         _req: Request<cri::ListMetricDescriptorsRequest>,
     ) -> Res<cri::ListMetricDescriptorsResponse> {
-        Err(unimplemented_rpc(
-            "ListMetricDescriptors",
-            "crius serves the CRI stats messages (ListContainerStats, ListPodSandboxStats), not the Prometheus-style pod metrics",
-        ))
+        Ok(Response::new(cri::ListMetricDescriptorsResponse {
+            descriptors: crate::stats::cri_metrics::descriptors(),
+        }))
     }
 
     async fn list_pod_sandbox_metrics(
         &self,
         _req: Request<cri::ListPodSandboxMetricsRequest>,
     ) -> Res<cri::ListPodSandboxMetricsResponse> {
-        Err(unimplemented_rpc(
-            "ListPodSandboxMetrics",
-            "crius serves the CRI stats messages (ListContainerStats, ListPodSandboxStats), not the Prometheus-style pod metrics",
-        ))
+        let pod_metrics = blocking(&self.rt, |rt| rt.pod_sandbox_metrics()).await?;
+        Ok(Response::new(cri::ListPodSandboxMetricsResponse {
+            pod_metrics,
+        }))
     }
 
     type StreamPodSandboxMetricsStream = BoxStream<cri::StreamPodSandboxMetricsResponse>;
@@ -401,10 +400,13 @@ impl RuntimeService for RuntimeSvc {
         &self,
         _req: Request<cri::StreamPodSandboxMetricsRequest>,
     ) -> Res<Self::StreamPodSandboxMetricsStream> {
-        Err(unimplemented_rpc(
-            "StreamPodSandboxMetrics",
-            "crius serves the CRI stats messages (ListContainerStats, ListPodSandboxStats), not the Prometheus-style pod metrics",
-        ))
+        gated(&self.rt, "CRIListStreaming", "StreamPodSandboxMetrics")?;
+        let items = blocking(&self.rt, |rt| rt.pod_sandbox_metrics()).await?;
+        Ok(Response::new(paged(items, |pod_sandbox_metrics| {
+            cri::StreamPodSandboxMetricsResponse {
+                pod_sandbox_metrics,
+            }
+        })))
     }
 
     async fn runtime_config(
