@@ -58,6 +58,9 @@ pub struct Config {
     /// Address of the Prometheus metrics endpoint (`http://<addr>/metrics`), e.g. `127.0.0.1:9090`.
     /// Off unless set.
     pub metrics_address: Option<SocketAddr>,
+    /// Container events held for a GetContainerEvents client that is not reading; a client further
+    /// behind gets its stream closed (DataLoss) rather than a gap.
+    pub container_events_buffer: usize,
 }
 
 impl Default for Config {
@@ -88,6 +91,7 @@ impl Default for Config {
             pause_path: None,
             pull_stall_timeout_secs: 60,
             metrics_address: None,
+            container_events_buffer: 1024,
         }
     }
 }
@@ -203,6 +207,12 @@ impl Config {
                 reason: reason.into(),
             });
         }
+        if self.container_events_buffer == 0 {
+            return Err(ConfigError::Invalid {
+                key: "container_events_buffer".into(),
+                reason: "must be at least 1".into(),
+            });
+        }
         if self.pull_stall_timeout_secs == 0 {
             return Err(ConfigError::Invalid {
                 key: "pull_stall_timeout_secs".into(),
@@ -280,6 +290,14 @@ mod tests {
         assert_eq!(cfg.metrics_address, Some("127.0.0.1:9090".parse().unwrap()));
         let err = Config::parse("metrics_address = \"nope\"").unwrap_err();
         assert!(err.contains("metrics_address"), "{err}");
+    }
+
+    #[test]
+    fn an_empty_event_buffer_is_refused() {
+        let cfg = Config::parse("container_events_buffer = 0").unwrap();
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("container_events_buffer"), "{err}");
+        assert_eq!(Config::default().container_events_buffer, 1024);
     }
 
     #[test]

@@ -107,7 +107,7 @@ pub const FEATURES: &[Feature] = &[
         kep: 3386,
         cri: &["RuntimeService.GetContainerEvents", "ContainerEventResponse", "PodSandboxStatusResponse.containers_statuses"],
         maturity: Maturity::Alpha,
-        note: "GetContainerEvents streams created/started/stopped/deleted events with the gate on",
+        note: "GetContainerEvents streams created/started/stopped/deleted events of containers and of pods (pod id as container_id, as containerd), each with the full PodSandboxStatus and every container status of the pod; a client more than container_events_buffer events behind gets its stream closed with DataLoss, never a gap",
     },
     Feature {
         name: "WindowsHostNetwork",

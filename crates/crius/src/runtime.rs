@@ -75,7 +75,7 @@ impl Runtime {
             cache_dir: cfg.root.join("cni-cache"),
         });
         let handlers = Handlers::probe(&cfg).await;
-        let (events, _) = broadcast::channel(1024);
+        let (events, _) = broadcast::channel(cfg.container_events_buffer.max(1));
         let rt = Arc::new(Runtime {
             gates: Gates::new(cfg.feature_gates.clone()),
             host: crius_spec::HostInfo::probe()

@@ -530,8 +530,10 @@ impl Runtime {
                 tracing::warn!("container {}: runtime delete after exit: {e}", ctr.id);
             }
         }
-        let _ = ctr.exited.send(true);
+        // The event goes out before waiters (StopContainer, StopPodSandbox) are released, so a pod's
+        // STOPPED event always follows its containers'.
         self.emit_event(ctr, cri::ContainerEventType::ContainerStoppedEvent);
+        let _ = ctr.exited.send(true);
     }
 
     /// StopContainer. Idempotent; unknown ids are success.
@@ -870,23 +872,8 @@ impl Runtime {
     }
 
     fn emit_event(&self, ctr: &Ctr, kind: cri::ContainerEventType) {
-        let rec = ctr.record();
-        let pod_status = self.pod(&rec.sandbox_id).ok().map(|p| {
-            let pr = p.record();
-            self.pod_status_of(&pr)
-        });
-        let statuses = if kind == cri::ContainerEventType::ContainerDeletedEvent {
-            vec![]
-        } else {
-            vec![self.container_status_of(&rec)]
-        };
-        self.emit(cri::ContainerEventResponse {
-            container_id: rec.id.clone(),
-            container_event_type: kind as i32,
-            created_at: now_ns(),
-            pod_sandbox_status: pod_status,
-            containers_statuses: statuses,
-        });
+        // The whole pod goes with the event (crate::events).
+        self.container_event(&ctr.id, &ctr.sandbox_id, kind);
     }
 }
 

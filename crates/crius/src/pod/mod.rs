@@ -239,6 +239,8 @@ impl Runtime {
             Ok(()) => {
                 pod.update(self, |r| r.state = PodState::Ready)?;
                 drop(guard);
+                self.sandbox_event(&id, cri::ContainerEventType::ContainerCreatedEvent);
+                self.sandbox_event(&id, cri::ContainerEventType::ContainerStartedEvent);
                 Ok(id)
             }
             Err(e) => {
@@ -409,7 +411,11 @@ impl Runtime {
                 pod.id
             )));
         }
+        let was_ready = pod.record().state == PodState::Ready;
         pod.update(self, |r| r.state = PodState::NotReady)?;
+        if was_ready {
+            self.sandbox_event(&pod.id, cri::ContainerEventType::ContainerStoppedEvent);
+        }
         Ok(())
     }
 
@@ -435,7 +441,18 @@ impl Runtime {
                 pod.id
             )));
         }
+        if pod.record().state == PodState::Ready {
+            // Removed without a stop first: it stopped all the same.
+            pod.update(self, |r| r.state = PodState::NotReady)?;
+            self.sandbox_event(&pod.id, cri::ContainerEventType::ContainerStoppedEvent);
+        }
+        let last = self.pod_snapshot(&pod.id);
         self.forget_pod(&pod);
+        self.send_event(
+            &pod.id,
+            cri::ContainerEventType::ContainerDeletedEvent,
+            last,
+        );
         Ok(())
     }
 

@@ -360,20 +360,7 @@ impl RuntimeService for RuntimeSvc {
     ) -> Res<Self::GetContainerEventsStream> {
         gated(&self.rt, "EventedPLEG", "GetContainerEvents")?;
         let rx = self.rt.subscribe();
-        let stream = futures::stream::unfold(rx, |mut rx| async move {
-            match rx.recv().await {
-                Ok(ev) => Some((Ok(ev), rx)),
-                // A slow reader lost events: tell it, so the kubelet relists instead of trusting a gap.
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => Some((
-                    Err(Status::data_loss(format!(
-                        "event stream lagged; {n} events dropped, relist"
-                    ))),
-                    rx,
-                )),
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => None,
-            }
-        });
-        Ok(Response::new(Box::pin(stream)))
+        Ok(Response::new(Box::pin(crate::events::stream(rx))))
     }
 
     async fn list_metric_descriptors(
