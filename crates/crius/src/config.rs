@@ -61,6 +61,9 @@ pub struct Config {
     /// Container events held for a GetContainerEvents client that is not reading; a client further
     /// behind gets its stream closed (DataLoss) rather than a gap.
     pub container_events_buffer: usize,
+    /// OTLP/HTTP endpoint for trace export, e.g. `http://127.0.0.1:4318/v1/traces` (JSON encoding, no
+    /// TLS). Off unless set.
+    pub tracing_endpoint: Option<String>,
 }
 
 impl Default for Config {
@@ -92,6 +95,7 @@ impl Default for Config {
             pull_stall_timeout_secs: 60,
             metrics_address: None,
             container_events_buffer: 1024,
+            tracing_endpoint: None,
         }
     }
 }
@@ -206,6 +210,12 @@ impl Config {
                 key: format!("feature_gates.{gate}"),
                 reason: reason.into(),
             });
+        }
+        if let Some(url) = &self.tracing_endpoint {
+            crate::metrics::trace::parse_endpoint(url).map_err(|reason| ConfigError::Invalid {
+                key: "tracing_endpoint".into(),
+                reason,
+            })?;
         }
         if self.container_events_buffer == 0 {
             return Err(ConfigError::Invalid {

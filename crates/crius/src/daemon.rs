@@ -14,6 +14,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let streaming_address = cfg.streaming_address;
     let rt = Runtime::new(cfg).await?;
     crate::streaming::start(&rt, streaming_address).await?;
+    if let Some(url) = &rt.cfg.tracing_endpoint {
+        crate::metrics::trace::init(url)?;
+    }
     if let Some(addr) = rt.cfg.metrics_address {
         crate::metrics::http::start(&rt, addr).await?;
     }

@@ -94,7 +94,15 @@ impl Runtime {
             registry_token: a.registry_token,
         });
         let started = std::time::Instant::now();
-        let pulled = self.images.pull(&reference, auth.as_ref()).await;
+        let pulled = crate::metrics::trace::child(
+            "registry pull",
+            vec![(
+                "container.image.name",
+                crate::metrics::trace::Attr::Str(reference.clone()),
+            )],
+            self.images.pull(&reference, auth.as_ref()),
+        )
+        .await;
         crate::metrics::get().image_pull(&pulled, started.elapsed());
         let img = pulled.map_err(image_err)?;
         Ok(img.id)

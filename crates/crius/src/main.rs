@@ -84,6 +84,9 @@ struct DaemonArgs {
     /// Prometheus metrics endpoint address, e.g. 127.0.0.1:9090 [default: off]
     #[arg(long)]
     metrics_address: Option<std::net::SocketAddr>,
+    /// OTLP/HTTP trace endpoint, e.g. http://127.0.0.1:4318/v1/traces [default: off]
+    #[arg(long)]
+    tracing_endpoint: Option<String>,
 }
 
 impl DaemonArgs {
@@ -107,6 +110,9 @@ impl DaemonArgs {
         set!(streaming_address);
         if let Some(a) = self.metrics_address {
             c.metrics_address = Some(a);
+        }
+        if let Some(t) = &self.tracing_endpoint {
+            c.tracing_endpoint = Some(t.clone());
         }
         if !self.cni_bin_dir.is_empty() {
             c.cni_bin_dir = self.cni_bin_dir.clone();

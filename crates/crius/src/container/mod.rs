@@ -327,9 +327,13 @@ impl Runtime {
             oom_file,
             create_timeout: CREATE_TIMEOUT,
         };
-        let mon = crius_oci::spawn_monitor(handler, &mcfg)
-            .await
-            .map_err(oci_err)?;
+        let mon = crate::metrics::trace::child(
+            "OCI create",
+            vec![],
+            crius_oci::spawn_monitor(handler, &mcfg),
+        )
+        .await
+        .map_err(oci_err)?;
         ctr.update(self, |r| {
             r.state = CtrState::Created;
             r.pid = mon.container_pid;
@@ -471,7 +475,9 @@ impl Runtime {
             )));
         }
         let handler = self.handlers.existing(&rec.handler)?;
-        handler.start(&ctr.id).await.map_err(oci_err)?;
+        crate::metrics::trace::child("OCI start", vec![], handler.start(&ctr.id))
+            .await
+            .map_err(oci_err)?;
         ctr.update(self, |r| {
             r.state = CtrState::Running;
             r.started_at = now_ns();

@@ -13,6 +13,7 @@
 pub mod grpc;
 pub mod http;
 pub mod process;
+pub mod trace;
 
 use std::future::Future;
 use std::sync::{LazyLock, Mutex};
@@ -376,12 +377,12 @@ impl Drop for SessionGuard {
 }
 
 /// Times a CNI operation (`ADD` or `DEL`) and counts its failure.
-pub async fn cni<T, E>(
+pub async fn cni<T, E: std::fmt::Display>(
     operation: &'static str,
     f: impl Future<Output = Result<T, E>>,
 ) -> Result<T, E> {
     let start = Instant::now();
-    let r = f.await;
+    let r = trace::child(&format!("CNI {operation}"), vec![], f).await;
     let m = get();
     let l = OperationLabels {
         operation: operation.to_string(),
