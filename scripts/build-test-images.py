@@ -380,7 +380,9 @@ nobody:x:65534:
 """
 
 
-def base_rootfs(busybox: str) -> Layer:
+def base_rootfs(busybox: str, hardlinks: bool = False) -> Layer:
+    """hardlinks: applets as hard links to /bin/busybox (as upstream busybox images have them), so that
+    masking one applet path (critest masks /bin/ls) does not mask the busybox binary behind it."""
     layer = Layer()
     for d in ("bin", "dev", "etc", "home", "lib", "proc", "sbin", "sys", "usr", "usr/bin",
               "usr/sbin", "var"):
@@ -388,18 +390,25 @@ def base_rootfs(busybox: str) -> Layer:
     layer.dir("root", mode=0o700)
     layer.dir("tmp", mode=0o1777)
     layer.dir("home/crius", uid=1000, gid=1000)
-    layer.file("bin/busybox", read(busybox), mode=0o755)
     applets = run([busybox, "--list-full"]).stdout.decode().split()
     if len(applets) < 100:
         raise BuildError(f"{busybox} --list-full listed only {len(applets)} applets")
+    # Every applet in /bin so tests can rely on /bin/<applet>; the Debian location too when it differs
+    # (scripts use /usr/bin/env and the like). linuxrc is listed at the root: an initramfs detail.
+    paths = {"bin/busybox"}
     for full in applets:
         base = full.rsplit("/", 1)[-1]
-        # Every applet in /bin so tests can rely on /bin/<applet>; the Debian
-        # location too when it differs (scripts use /usr/bin/env and the like).
-        for path in {f"bin/{base}", full}:
-            # linuxrc is listed at the root; an initramfs detail, not an applet.
-            if path != "bin/busybox" and "/" in path:
-                layer.symlink(path, "/bin/busybox")
+        paths.update(p for p in (f"bin/{base}", full) if "/" in p)
+    if hardlinks:
+        # Upstream busybox images: one regular file (the first name in tar order), the rest hard links.
+        first, *rest = sorted(paths)
+        layer.file(first, read(busybox), mode=0o755)
+        for path in rest:
+            layer.hardlink(path, first)
+    else:
+        layer.file("bin/busybox", read(busybox), mode=0o755)
+        for path in sorted(paths - {"bin/busybox"}):
+            layer.symlink(path, "/bin/busybox")
     for path, host in shared_libs(busybox):
         mode = os.stat(host).st_mode & 0o777
         layer.file(path, read(host), mode=mode)
@@ -559,6 +568,109 @@ def build_images(busybox: str, arch: str) -> tuple:
         "note": "create protected_target before the pull; it must keep its content and nlink 1"}
 
     return ImageSet(images, extra), base
+
+
+IPCS_STANDIN = b"""#!/bin/sh
+# crius test image: busybox has no ipcs applet; this lists System V IPC objects from /proc/sysvipc.
+case "$1" in -q) f=msg ;; -s) f=sem ;; *) f=shm ;; esac
+echo "------ $f (/proc/sysvipc/$f) ------"
+cat "/proc/sysvipc/$f"
+"""
+
+CRITEST_PASSWD = PASSWD + b"www-data:x:33:33:www-data:/var/www:/bin/sh\n"
+# uid 1000 (crius) is a member of group 50000 only: the supplemental-groups-policy specs compare the
+# exact list.
+CRITEST_GROUP = (b"root:x:0:\ncrius:x:1000:\nnobody:x:65534:\nwww-data:x:33:\nspecial:x:1004:\n"
+                 b"predefined:x:50000:crius\n")
+
+
+def compile_static(src: str, out_dir: str) -> bytes:
+    """Builds one of scripts/test-images/*.c as a static binary (gcc, glibc's libc.a)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    source = os.path.join(here, "test-images", src)
+    out = os.path.join(out_dir, src[:-2])
+    if not (os.path.exists(out) and os.path.getmtime(out) >= os.path.getmtime(source)):
+        run(["gcc", "-static", "-Os", "-s", "-o", out + ".tmp", source])
+        os.replace(out + ".tmp", out)
+    return read(out)
+
+
+def critest_images(busybox: str, arch: str, cache: str) -> dict:
+    """Every image critest v1.36 pulls (shared/data/critest-images.md), under its upstream repository
+    path, so that hosts.toml mirrors for registry.k8s.io, k8s.gcr.io, gcr.io, docker.io and
+    public.ecr.aws can point at the plain test registry. Keys are "repo:tag" in that registry."""
+    os.makedirs(cache, exist_ok=True)
+    base = base_rootfs(busybox, hardlinks=True).tar()
+    web = compile_static("webserver.c", cache)
+    nnp = compile_static("nnp.c", cache)
+    pause = compile_static("pause.c", cache)
+    out: dict = {}
+    sh_cfg = {"Cmd": ["sh"], "Env": [PATH_ENV]}
+
+    def img(key: str, extra_layers: list, config: dict, with_base: bool = True):
+        layers = ([(base, "gzip")] if with_base else []) + [(t.tar(), "gzip") for t in extra_layers]
+        name = key.rpartition(":")[0]
+        out[key] = make_image(name, layers, "docker", config, arch,
+                              history=[f"layer {i}" for i in range(len(layers))])
+
+    def marker(text: str) -> Layer:
+        m = Layer()
+        m.file("etc/crius-test-image", f"{text}\n".encode())
+        return m
+
+    tools = Layer()
+    tools.file("usr/bin/ipcs", IPCS_STANDIN, mode=0o755)
+    tools.file("etc/passwd", CRITEST_PASSWD)
+    tools.file("etc/group", CRITEST_GROUP)
+    tools.dir("var/run")
+    tools.dir("var/www", uid=33, gid=33)
+    img("e2e-test-images/busybox:1.29-2", [tools], sh_cfg)
+
+    nginx = Layer()
+    nginx.file("usr/sbin/nginx", web, mode=0o755)
+    nginx.dir("var/run")
+    img("e2e-test-images/nginx:1.14-2", [tools, nginx],
+        {"Cmd": ["nginx", "-g", "daemon off;"], "Env": [PATH_ENV], "ExposedPorts": {"80/tcp": {}},
+         "StopSignal": "SIGQUIT"})
+    img("k8s-staging-cri-tools/hostnet-nginx-" + arch + ":latest", [tools, nginx],
+        {"Cmd": ["nginx", "-g", "daemon off;"], "Env": [PATH_ENV, "PORT=12003"],
+         "ExposedPorts": {"12003/tcp": {}}, "StopSignal": "SIGQUIT"})
+    httpd = Layer()
+    httpd.file("usr/local/bin/httpd", web, mode=0o755)
+    img("e2e-test-images/httpd:2.4.39-4", [tools, httpd],
+        {"Cmd": ["httpd"], "Env": [PATH_ENV], "ExposedPorts": {"80/tcp": {}}})
+    nnp_layer = Layer()
+    nnp_layer.file("usr/local/bin/nnp", nnp, mode=0o4755)
+    img("e2e-test-images/nonewprivs:1.3", [tools, nnp_layer],
+        {"Entrypoint": ["/usr/local/bin/nnp"], "Env": [PATH_ENV], "User": "1000"})
+
+    for tag in ("3.6", "3.8", "3.9", "3.10", "3.10.1"):
+        p = Layer()
+        p.file("pause", pause, mode=0o755)
+        img(f"pause:{tag}", [p],
+            {"Entrypoint": ["/pause"], "User": "65535:65535", "Labels": {LABEL: f"pause:{tag}"}},
+            with_base=False)
+
+    cri = "k8s-staging-cri-tools/"
+    img(cri + "test-image-latest:latest", [marker("test-image-latest")], sh_cfg)
+    img(cri + "test-image-tag:test", [marker("test-image-tag:test")], sh_cfg)
+    img(cri + "test-image-tag:all", [marker("test-image-tag:all")], sh_cfg)
+    for i in (1, 2, 3):
+        img(f"{cri}test-image-{i}:latest", [marker(f"test-image-{i}")], sh_cfg)
+    for t in ("1", "2", "3"):
+        img(f"{cri}test-image-tags:{t}", [marker("test-image-tags")], sh_cfg)
+    for name, user in (("user-uid", "1002"), ("user-username", "www-data"),
+                       ("user-uid-group", "1003:1004"), ("user-username-group", "www-data:1004"),
+                       ("predefined-group", "1000")):
+        img(f"{cri}test-image-{name}:latest", [tools, marker(f"test-image-{name}")],
+            {"Cmd": ["sh"], "Env": [PATH_ENV], "User": user})
+
+    for key in ("library/busybox:latest", "library/busybox:1.37.0",
+                "docker/library/busybox:1.35.0-glibc", "docker/library/busybox:1-uclibc",
+                "docker/library/busybox:1", "docker/library/busybox:1-glibc",
+                "docker/library/busybox:1-musl"):
+        img(key, [tools], sh_cfg)
+    return out
 
 
 def multiarch_index(repo: str, fmt: str, list_mt: str, base: bytes, busybox_cfg: dict,
@@ -852,6 +964,7 @@ def main() -> int:
     busybox = fetch_busybox(os.path.join(test_dir, "cache"))
     arch = host_arch()
     image_set, base = build_images(busybox, arch)
+    critest = critest_images(busybox, arch, os.path.join(test_dir, "cache", "critest-bin"))
     t_build = time.monotonic()
     log(f"built {len(image_set.images)} references in {t_build - t0:.2f}s")
 
@@ -864,6 +977,9 @@ def main() -> int:
             for reference, obj in image_set.images.items():
                 reg.push(reference, obj, args.force)
             log(f"{reg.addr}: {reg.stats}")
+        for reference, obj in critest.items():
+            registries[0].push(reference, obj, args.force)
+        log(f"{registries[0].addr}: critest images: {len(critest)} references")
     t_push = time.monotonic()
     if args.verify:
         verify(registries, image_set.images, base, test_dir)
@@ -901,6 +1017,9 @@ def main() -> int:
         "auth": {"registry": auth_addr, "username": user, "password": password},
         "pushed": not args.no_push,
         "images": out_images,
+        # critest v1.36's images under their upstream repository paths (see scripts/critest.sh).
+        "critest_images": {ref: {"repository": ref.rpartition(":")[0], "tag": ref.rpartition(":")[2],
+                                 **obj.summary()} for ref, obj in critest.items()},
         "archives": {
             "docker-save": dict(path=docker_path, sha256=sha256(docker_tar), **docker_info),
             "oci-layout": dict(path=oci_path, sha256=sha256(oci_tar), **oci_info),

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: installs what is missing, starts the local registries, builds
-# the test images, builds every binary, then runs unit and end-to-end tests (real daemon, runc, CNI
-# plugins, registry). Root is required (namespaces, mounts, cgroups).
+# the test images, builds every binary, runs critest v1.36 once per runtime handler (runc, crun, youki), then
+# unit and end-to-end tests (real daemon, runc, CNI plugins, registry). Root is required (namespaces,
+# mounts, cgroups).
 #
 # Usage: scripts/test.sh [extra cargo test args]
 set -euo pipefail
@@ -12,10 +13,26 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 scripts/start-registries.sh start
 python3 scripts/build-test-images.py
+scripts/install-youki.sh
 
 # Every binary first: the e2e tests run the daemon, the monitor and the pause binary from target/.
 cargo build --workspace --bins --locked 2>&1 | tail -n 3
 
+failed=()
+# critest v1.36 against the daemon, once per runtime handler (runc, crun, youki), each compared with its expectation file
+# (tests/critest/expect-HANDLER.txt). CRIUS_CRITEST=0 skips it (e.g. while iterating on unit tests).
+if [ "${CRIUS_CRITEST:-1}" != 0 ]; then
+    for handler in runc crun youki; do
+        bash scripts/critest.sh "$handler" || failed+=("critest $handler")
+    done
+fi
+
 # Bounded: a hung test fails the run instead of eating CI's time.
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-2}"
-timeout --signal=KILL "${CRIUS_TEST_TIMEOUT:-2400}" cargo test --workspace --locked --no-fail-fast "$@"
+timeout --signal=KILL "${CRIUS_TEST_TIMEOUT:-2400}" cargo test --workspace --locked --no-fail-fast "$@" \
+    || failed+=("cargo test")
+
+if [ "${#failed[@]}" -gt 0 ]; then
+    printf 'test.sh: FAILED: %s\n' "${failed[@]}" >&2
+    exit 1
+fi

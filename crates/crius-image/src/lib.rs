@@ -23,6 +23,7 @@ mod registry;
 mod rootfs;
 mod unpack;
 mod usage;
+mod volume;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -425,7 +426,13 @@ impl ImageStore {
             live_blobs.extend(rec.blobs().map(str::to_string));
             live_snaps.extend(rec.chain.iter().cloned());
         }
-        for (_, r) in self.inner.meta.rootfs()? {
+        for (_, r) in self
+            .inner
+            .meta
+            .rootfs()?
+            .into_iter()
+            .chain(self.inner.meta.volumes()?)
+        {
             live_snaps.extend(r.chain);
         }
         let hex_of = |s: &String| s.strip_prefix("sha256:").map(str::to_string);

@@ -11,7 +11,7 @@ use crate::meta::RootfsRecord;
 use crate::{valid_container_id, ImageStore};
 
 /// The kernel copies mount data into one page.
-const MAX_MOUNT_DATA: usize = 4095;
+pub(crate) const MAX_MOUNT_DATA: usize = 4095;
 
 fn unescape_mountinfo(s: &str) -> String {
     let b = s.as_bytes();
@@ -48,7 +48,7 @@ pub(crate) fn is_mountpoint(target: &Path) -> Result<bool, ImageError> {
         .any(|mp| unescape_mountinfo(mp) == want))
 }
 
-fn cpath(p: &Path) -> std::io::Result<std::ffi::CString> {
+pub(crate) fn cpath(p: &Path) -> std::io::Result<std::ffi::CString> {
     use std::os::unix::ffi::OsStrExt;
     std::ffi::CString::new(p.as_os_str().as_bytes())
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "NUL in path"))
@@ -62,11 +62,15 @@ fn sys(r: libc::c_long) -> std::io::Result<libc::c_long> {
     }
 }
 
-/// Mounts overlay through the new mount API, adding each lower layer separately (top first).
-fn mount_many_layers(
+/// `fsmount` attributes of a read-only image volume.
+pub(crate) const MOUNT_ATTR_RDONLY_NOSUID_NODEV: libc::c_uint = 0x1 | 0x2 | 0x4;
+
+/// Mounts overlay through the new mount API, adding each lower layer separately (top first). Without
+/// `upper_work` the overlay is read-only; `attrs` are `MOUNT_ATTR_*` flags of the new mount.
+pub(crate) fn mount_many_layers(
     lowers: &[PathBuf],
-    upper: &Path,
-    work: &Path,
+    upper_work: Option<(&Path, &Path)>,
+    attrs: libc::c_uint,
     target: &Path,
 ) -> std::io::Result<()> {
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -99,8 +103,10 @@ fn mount_many_layers(
     for l in lowers {
         set("lowerdir+", l)?;
     }
-    set("upperdir", upper)?;
-    set("workdir", work)?;
+    if let Some((upper, work)) = upper_work {
+        set("upperdir", upper)?;
+        set("workdir", work)?;
+    }
     // SAFETY: valid fd; null key/value are what FSCONFIG_CMD_CREATE takes.
     sys(unsafe {
         libc::syscall(
@@ -113,7 +119,8 @@ fn mount_many_layers(
         )
     })?;
     // SAFETY: valid fd.
-    let mnt = sys(unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, 0) })?;
+    let mnt =
+        sys(unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, attrs) })?;
     // SAFETY: mnt is a fresh fd.
     let mnt = unsafe { OwnedFd::from_raw_fd(mnt as i32) };
     let empty = std::ffi::CString::new("").map_err(std::io::Error::other)?;
@@ -239,14 +246,16 @@ impl ImageStore {
         }
         // Too many layers for one page of mount options: hand the layers to the kernel one by one
         // (fsconfig "lowerdir+", Linux 6.8+).
-        mount_many_layers(&lowers, &upper, &work, target).map_err(|e| ImageError::Mount {
-            target: target.to_path_buf(),
-            detail: format!(
+        mount_many_layers(&lowers, Some((&upper, &work)), 0, target).map_err(|e| {
+            ImageError::Mount {
+                target: target.to_path_buf(),
+                detail: format!(
                 "overlay mount for container {container_id} with {} layers ({} bytes of options, \
                  beyond the {MAX_MOUNT_DATA}-byte limit of mount(2)) via fsconfig lowerdir+: {e}",
                 lowers.len(),
                 data.len()
             ),
+            }
         })
     }
 

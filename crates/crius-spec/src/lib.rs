@@ -15,7 +15,7 @@
 //! | `command`, `args` | `process.args`, merged with image entrypoint/cmd like the kubelet/containerd |
 //! | `working_dir` | `process.cwd` (else image WorkingDir, else `/`) |
 //! | `envs` | `process.env` (override image env by key) |
-//! | `mounts[i]` | `mounts` (see [`mounts`]): `selinux_relabel` ignored without SELinux; `recursive_read_only` needs [`HandlerCaps::rro`]; `uidMappings`/`gidMappings` need [`HandlerCaps::idmap`]; `image`/`image_sub_path` → Unsupported |
+//! | `mounts[i]` | `mounts` (see [`mounts`]): `selinux_relabel` ignored without SELinux; `recursive_read_only` needs [`HandlerCaps::rro`]; `uidMappings`/`gidMappings` need [`HandlerCaps::idmap`]; `image`/`image_sub_path` → Unsupported here (the daemon mounts image volumes and passes them as read-only binds) |
 //! | `devices[i]` | `linux.devices` + device cgroup rules |
 //! | `labels`, `annotations` | daemon (stored, reported); not put in the OCI spec |
 //! | `log_path`, `stdin`, `stdin_once` | daemon / monitor |
@@ -23,7 +23,7 @@
 //! | `linux.resources` | [`linux_resources`], [`oom_score_adj`] |
 //! | `linux.security_context` | see below |
 //! | `windows` | Unsupported when set |
-//! | `CDI_devices` | Unsupported when non-empty |
+//! | `CDI_devices` | Unsupported when non-empty (the daemon resolves CDI devices and edits the spec itself) |
 //! | `stop_signal` | [`stop_signal`] (daemon uses it on StopContainer) |
 //!
 //! # `LinuxContainerSecurityContext`

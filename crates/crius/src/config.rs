@@ -64,6 +64,15 @@ pub struct Config {
     /// OTLP/HTTP endpoint for trace export, e.g. `http://127.0.0.1:4318/v1/traces` (JSON encoding, no
     /// TLS). Off unless set.
     pub tracing_endpoint: Option<String>,
+    /// CDI spec directories, lowest priority first (a device in a later dir overrides an earlier one).
+    pub cdi_spec_dirs: Vec<PathBuf>,
+    /// The CRIU binary probed at start for checkpointing (path or name in PATH).
+    pub criu_path: PathBuf,
+    /// An exec/attach/port-forward session whose connection carries nothing for this long is
+    /// closed (`4h`, `30m`, `90s`, `1h30m`; the kubelet's default is 4h).
+    pub stream_idle_timeout: String,
+    /// Exec/attach/port-forward sessions served at once; more are refused (HTTP 503).
+    pub max_streaming_sessions: usize,
 }
 
 impl Default for Config {
@@ -96,6 +105,10 @@ impl Default for Config {
             metrics_address: None,
             container_events_buffer: 1024,
             tracing_endpoint: None,
+            cdi_spec_dirs: vec![PathBuf::from("/etc/cdi"), PathBuf::from("/var/run/cdi")],
+            criu_path: PathBuf::from("criu"),
+            stream_idle_timeout: "4h".to_string(),
+            max_streaming_sessions: 128,
         }
     }
 }
@@ -169,6 +182,9 @@ impl Config {
         for d in &self.cni_bin_dir {
             abs("cni_bin_dir", d)?;
         }
+        for d in &self.cdi_spec_dirs {
+            abs("cdi_spec_dirs", d)?;
+        }
         if !self.runtimes.contains_key(&self.default_runtime) {
             return Err(ConfigError::Invalid {
                 key: "default_runtime".into(),
@@ -229,7 +245,34 @@ impl Config {
                 reason: "must be at least 1".into(),
             });
         }
+        match parse_duration(&self.stream_idle_timeout) {
+            Ok(d) if d >= std::time::Duration::from_secs(1) => {}
+            Ok(_) => {
+                return Err(ConfigError::Invalid {
+                    key: "stream_idle_timeout".into(),
+                    reason: "must be at least 1s".into(),
+                })
+            }
+            Err(reason) => {
+                return Err(ConfigError::Invalid {
+                    key: "stream_idle_timeout".into(),
+                    reason,
+                })
+            }
+        }
+        if self.max_streaming_sessions == 0 {
+            return Err(ConfigError::Invalid {
+                key: "max_streaming_sessions".into(),
+                reason: "must be at least 1".into(),
+            });
+        }
         Ok(())
+    }
+
+    /// `stream_idle_timeout` as a duration (validated by [`Config::validate`]; 4 h otherwise).
+    pub fn stream_idle_timeout(&self) -> std::time::Duration {
+        parse_duration(&self.stream_idle_timeout)
+            .unwrap_or(std::time::Duration::from_secs(4 * 3600))
     }
 
     /// The runtime's own state dir for handler `name`.
@@ -261,6 +304,46 @@ impl Config {
     }
 }
 
+/// Parses a duration written as the kubelet writes them: one or more `<number><unit>` with units
+/// `h`, `m`, `s`, `ms` (e.g. `4h`, `1h30m`, `90s`, `500ms`).
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Err("empty duration (write e.g. 4h, 30m, 90s)".into());
+    }
+    let mut total = std::time::Duration::ZERO;
+    let mut rest = t;
+    while !rest.is_empty() {
+        let digits = rest.chars().take_while(|c| c.is_ascii_digit()).count();
+        if digits == 0 {
+            return Err(format!("{text:?}: expected a number at {rest:?}"));
+        }
+        let n: u64 = rest[..digits]
+            .parse()
+            .map_err(|e| format!("{text:?}: {e}"))?;
+        rest = &rest[digits..];
+        let (unit, len) = if rest.starts_with("ms") {
+            (std::time::Duration::from_millis(1), 2)
+        } else if rest.starts_with('h') {
+            (std::time::Duration::from_secs(3600), 1)
+        } else if rest.starts_with('m') {
+            (std::time::Duration::from_secs(60), 1)
+        } else if rest.starts_with('s') {
+            (std::time::Duration::from_secs(1), 1)
+        } else {
+            return Err(format!("{text:?}: unit must be h, m, s or ms"));
+        };
+        rest = &rest[len..];
+        let part = unit
+            .checked_mul(u32::try_from(n).map_err(|_| format!("{text:?}: {n} is too large"))?)
+            .ok_or_else(|| format!("{text:?}: too large"))?;
+        total = total
+            .checked_add(part)
+            .ok_or_else(|| format!("{text:?}: too large"))?;
+    }
+    Ok(total)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,6 +351,30 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn durations_and_streaming_limits() {
+        use std::time::Duration;
+        assert_eq!(parse_duration("4h"), Ok(Duration::from_secs(4 * 3600)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1s500ms"), Ok(Duration::from_millis(1500)));
+        for bad in ["", "4", "h", "4d", "1.5h", "-1s"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            Config::default().stream_idle_timeout(),
+            Duration::from_secs(4 * 3600)
+        );
+        let cfg = Config::parse("stream_idle_timeout = \"10x\"").unwrap();
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("`stream_idle_timeout`"), "{err}");
+        let cfg = Config::parse("stream_idle_timeout = \"500ms\"").unwrap();
+        assert!(cfg.validate().is_err(), "under 1s");
+        let cfg = Config::parse("max_streaming_sessions = 0").unwrap();
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("`max_streaming_sessions`"), "{err}");
     }
 
     #[test]

@@ -11,9 +11,14 @@ const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let listen = cfg.listen.clone();
-    let streaming_address = cfg.streaming_address;
+    let streaming = crius_streaming::Config {
+        address: cfg.streaming_address,
+        idle_timeout: cfg.stream_idle_timeout(),
+        max_sessions: cfg.max_streaming_sessions,
+        ..Default::default()
+    };
     let rt = Runtime::new(cfg).await?;
-    crate::streaming::start(&rt, streaming_address).await?;
+    crate::streaming::start(&rt, streaming).await?;
     if let Some(url) = &rt.cfg.tracing_endpoint {
         crate::metrics::trace::init(url)?;
     }

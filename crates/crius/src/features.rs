@@ -79,7 +79,7 @@ pub const FEATURES: &[Feature] = &[
         kep: 2008,
         cri: &["RuntimeService.CheckpointContainer"],
         maturity: Maturity::Unsupported,
-        note: "needs CRIU, not installed",
+        note: "CheckpointContainer is not implemented; CRIU is probed at start (`criu check`) and the reason it is unavailable on this host is reported here, in Status and in the RPC's error",
     },
     Feature {
         name: "PodAndContainerStatsFromCRI",
@@ -134,8 +134,8 @@ pub const FEATURES: &[Feature] = &[
         name: "DevicePluginCDIDevices",
         kep: 4009,
         cri: &["ContainerConfig.CDI_devices"],
-        maturity: Maturity::Unsupported,
-        note: "no CDI spec directories are read yet; CDI_devices is refused",
+        maturity: Maturity::Beta,
+        note: "CDI specs (0.3.0-1.0.x, JSON/YAML) from cdi_spec_dirs (default /etc/cdi, /var/run/cdi), re-read on change; device nodes, env, mounts, hooks, additionalGids applied for CDI_devices and cdi.k8s.io/* annotations; unknown/ambiguous devices are InvalidArgument; spec errors in verbose Status (key cdi); intelRdt/netDevices edits refused",
     },
     Feature {
         name: "KubeletCgroupDriverFromCRI",
@@ -169,15 +169,15 @@ pub const FEATURES: &[Feature] = &[
         name: "DynamicResourceAllocation",
         kep: 4381,
         cri: &["CDIDevice", "ContainerConfig.CDI_devices"],
-        maturity: Maturity::Unsupported,
-        note: "see DevicePluginCDIDevices",
+        maturity: Maturity::Beta,
+        note: "the runtime's part is CDI injection: see DevicePluginCDIDevices",
     },
     Feature {
         name: "ImageVolume",
         kep: 4639,
         cri: &["Mount.image", "Mount.image_sub_path"],
-        maturity: Maturity::Unsupported,
-        note: "image mounts are refused",
+        maturity: Maturity::Beta,
+        note: "a pulled image (by reference or id) mounted read-only, nosuid, nodev from its snapshots; image_sub_path must exist and stay inside the image; the image counts as in use while mounted; no user-namespace (idmapped) image volumes",
     },
     Feature {
         name: "WindowsCPUAndMemoryAffinity",
@@ -197,15 +197,15 @@ pub const FEATURES: &[Feature] = &[
         name: "ImageVolumeWithDigest",
         kep: 5365,
         cri: &["ImageSpec.image_ref"],
-        maturity: Maturity::Unsupported,
-        note: "comes with ImageVolume",
+        maturity: Maturity::Beta,
+        note: "ContainerStatus.mounts[].image.image_ref is the mounted image's id, as PullImage answered it",
     },
     Feature {
         name: "InPlacePodLevelResourcesVerticalScaling",
         kep: 5419,
         cri: &["RuntimeService.UpdatePodSandboxResources", "LinuxPodSandboxConfig.resources"],
-        maturity: Maturity::Unsupported,
-        note: "UpdatePodSandboxResources answers Unimplemented",
+        maturity: Maturity::Beta,
+        note: "resources and overhead are validated, recorded and reported (verbose PodSandboxStatus, podResources); written (cpu period/quota/shares, memory limit; other fields refused) only into the pod cgroup crius makes for a pod without cgroup_parent on cgroup v1 (/crius/pod-<id>); a kubelet-owned cgroup_parent is never written, as containerd 2.3 and CRI-O",
     },
     Feature {
         name: "InPlacePodVerticalScaling",
@@ -226,7 +226,7 @@ pub const FEATURES: &[Feature] = &[
         kep: 5823,
         cri: &["RuntimeService.CheckpointPod", "RuntimeService.RestorePod"],
         maturity: Maturity::Unsupported,
-        note: "needs CRIU",
+        note: "not in cri-api v0.36, which crius serves; needs CRIU (see ContainerCheckpoint)",
     },
     Feature {
         name: "CRIListStreaming",
@@ -253,11 +253,26 @@ pub fn by_gate(name: &str) -> Option<&'static Feature> {
 #[derive(Debug, Clone, Default)]
 pub struct Gates {
     overrides: BTreeMap<String, bool>,
+    /// What was discovered on this host about a feature (e.g. why CRIU cannot checkpoint here).
+    details: BTreeMap<String, String>,
 }
 
 impl Gates {
     pub fn new(overrides: BTreeMap<String, bool>) -> Gates {
-        Gates { overrides }
+        Gates {
+            overrides,
+            details: BTreeMap::new(),
+        }
+    }
+
+    /// Adds a host-specific fact to a feature's row.
+    pub fn with_detail(mut self, name: &str, detail: impl Into<String>) -> Gates {
+        self.details.insert(name.to_string(), detail.into());
+        self
+    }
+
+    pub fn detail(&self, name: &str) -> Option<&str> {
+        self.details.get(name).map(String::as_str)
     }
 
     /// Whether the feature named `name` is on. Unsupported features are never on; Beta and GA always are.
@@ -276,6 +291,7 @@ impl Gates {
             .map(|f| FeatureState {
                 feature: f.clone(),
                 enabled: self.enabled(f.name),
+                detail: self.details.get(f.name).cloned(),
             })
             .collect()
     }
@@ -286,6 +302,9 @@ pub struct FeatureState {
     #[serde(flatten)]
     pub feature: Feature,
     pub enabled: bool,
+    /// What was found on this host, when it matters (see [`Gates::with_detail`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// Human-readable table for `crius features`.
@@ -301,9 +320,13 @@ pub fn render(gates: &Gates) -> String {
             Maturity::Beta => "beta",
             Maturity::Ga => "ga",
         };
+        let note = match &s.detail {
+            Some(d) => format!("{}; here: {d}", s.feature.note),
+            None => s.feature.note.to_string(),
+        };
         out.push_str(&format!(
             "{:<42} {:>5} {:<12} {:<8} {}\n",
-            s.feature.name, s.feature.kep, m, s.enabled, s.feature.note
+            s.feature.name, s.feature.kep, m, s.enabled, note
         ));
     }
     out
@@ -335,11 +358,11 @@ mod tests {
         let g = Gates::new(
             [
                 ("ContainerStopSignals".to_string(), false),
-                ("ImageVolume".to_string(), true),
+                ("WindowsHostNetwork".to_string(), true),
             ]
             .into(),
         );
         assert!(g.enabled("ContainerStopSignals"));
-        assert!(!g.enabled("ImageVolume"));
+        assert!(!g.enabled("WindowsHostNetwork"));
     }
 }

@@ -1,9 +1,11 @@
 //! crius: a Kubernetes CRI runtime. The daemon library: configuration, the runtime (pods, containers,
 //! images, network), the gRPC services and the streaming server glue. The binary is `main.rs`.
 
+pub mod cdi;
 pub mod client;
 pub mod config;
 pub mod container;
+pub mod criu;
 pub mod daemon;
 pub mod error;
 pub mod events;

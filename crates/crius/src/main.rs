@@ -13,7 +13,7 @@ struct Cli {
     cmd: Cmd,
 }
 
-// Parsed once at start-up: the size of the daemon's variant does not matter.
+// Parsed once at start: boxing the daemon's flags would buy nothing.
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Cmd {
@@ -72,6 +72,12 @@ struct DaemonArgs {
     /// CNI plugin dir; repeat or comma-separate for several [default: /opt/cni/bin,/usr/lib/cni]
     #[arg(long, value_delimiter = ',')]
     cni_bin_dir: Vec<PathBuf>,
+    /// CDI spec dirs, lowest priority first; repeat or comma-separate [default: /etc/cdi,/var/run/cdi]
+    #[arg(long, value_delimiter = ',')]
+    cdi_spec_dirs: Vec<PathBuf>,
+    /// CRIU binary probed for checkpointing [default: criu]
+    #[arg(long)]
+    criu_path: Option<PathBuf>,
     /// Runtime handler for pods that name none [default: runc]
     #[arg(long)]
     default_runtime: Option<String>,
@@ -108,6 +114,10 @@ impl DaemonArgs {
         set!(default_runtime);
         set!(log_level);
         set!(streaming_address);
+        set!(criu_path);
+        if !self.cdi_spec_dirs.is_empty() {
+            c.cdi_spec_dirs = self.cdi_spec_dirs.clone();
+        }
         if let Some(a) = self.metrics_address {
             c.metrics_address = Some(a);
         }
@@ -134,7 +144,9 @@ fn main() -> ExitCode {
             let explicit = config.as_path() != std::path::Path::new(DEFAULT_CONFIG_PATH);
             let c = Config::load(&config, explicit)?;
             c.validate()?;
-            let gates = crius::features::Gates::new(c.feature_gates);
+            let criu = crius::criu::probe(&c.criu_path);
+            let gates = crius::features::Gates::new(c.feature_gates)
+                .with_detail("ContainerCheckpoint", criu.reason());
             if json {
                 println!("{}", serde_json::to_string_pretty(&gates.report())?);
             } else {

@@ -115,6 +115,11 @@ impl Runtime {
                 serde_json::Value::Object(handlers).to_string(),
             );
             info.insert("cni".to_string(), cni.to_string());
+            info.insert(
+                "criu".to_string(),
+                serde_json::json!({"probe": self.criu, "reason": self.criu.reason()}).to_string(),
+            );
+            info.insert("cdi".to_string(), self.cdi.report().to_string());
             info.insert("podCIDR".to_string(), self.pod_cidr());
             info.insert(
                 "host".to_string(),

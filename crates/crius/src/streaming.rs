@@ -3,7 +3,6 @@
 //! it runs exec'd processes through the OCI handler, attaches through the container's monitor, and
 //! dials ports inside the pod's network namespace.
 
-use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::sync::{Arc, Weak};
@@ -16,18 +15,12 @@ use crate::error::{Error, Result};
 use crate::pod::PodState;
 use crate::runtime::Runtime;
 
-pub async fn start(rt: &Arc<Runtime>, address: SocketAddr) -> anyhow::Result<()> {
+/// Starts the streaming server (`cfg` from the daemon config: address, idle timeout, session cap).
+pub async fn start(rt: &Arc<Runtime>, cfg: crius_streaming::Config) -> anyhow::Result<()> {
     let backend = Arc::new(Backend {
         rt: Arc::downgrade(rt),
     });
-    let server = crius_streaming::Server::start(
-        crius_streaming::Config {
-            address,
-            ..Default::default()
-        },
-        backend,
-    )
-    .await?;
+    let server = crius_streaming::Server::start(cfg, backend).await?;
     tracing::info!("streaming server on {}", server.base_url());
     let _ = rt.streaming.set(server);
     Ok(())

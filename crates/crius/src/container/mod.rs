@@ -1,6 +1,8 @@
 //! Containers: create (image → rootfs → OCI spec → monitor + `runtime create`), start, stop, remove,
 //! status, list, exec-sync, resource updates, log reopening, exit collection and recovery.
 
+pub mod image_volume;
+
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex as SyncMutex};
@@ -58,6 +60,9 @@ pub struct ContainerRecord {
     pub uid: i64,
     pub gid: i64,
     pub gids: Vec<i64>,
+    /// Images mounted as volumes (Mount.image), for ContainerStatus.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image_volumes: Vec<image_volume::MountedImage>,
 }
 
 impl ContainerRecord {
@@ -172,12 +177,9 @@ impl Runtime {
         if image_name.is_empty() {
             return Err(Error::invalid("config.image.image", "must not be empty"));
         }
-        if !cfg.cdi_devices.is_empty() {
-            return Err(Error::unimplemented(
-                "config.CDI_devices",
-                "CDI devices are not supported (feature DevicePluginCDIDevices)",
-            ));
-        }
+        // Fail fast on unknown CDI devices and unusable image mounts, before any work.
+        self.cdi.resolve(&cfg)?;
+        image_volume::validate(self, &cfg)?;
         if cfg.windows.is_some() {
             return Err(Error::unimplemented(
                 "config.windows",
@@ -232,6 +234,7 @@ impl Runtime {
             uid: 0,
             gid: 0,
             gids: vec![],
+            image_volumes: vec![],
         };
         if let Err(e) = self.store.put(CONTAINERS, &id, &rec) {
             self.release(&key, &id);
@@ -293,7 +296,20 @@ impl Runtime {
                 .map_err(crate::image::image_err)?;
         }
         create_missing_mount_sources(cfg)?;
-        let spec = self.container_spec(ctr, cfg, sandbox, prec, image, &rootfs, handler)?;
+        // Image volumes become read-only binds and CDI devices are applied after spec generation, so the
+        // spec generator sees neither.
+        let (mut spec_cfg, volumes) = {
+            let (rt, cid, dir, cfg) = (self.clone(), ctr.id.clone(), dir.clone(), cfg.clone());
+            tokio::task::spawn_blocking(move || image_volume::mount_all(&rt, &cid, &dir, &cfg))
+                .await
+                .map_err(|e| Error::internal("image volume task", e))??
+        };
+        spec_cfg.cdi_devices.clear();
+        let cdi = self.cdi.resolve(cfg)?;
+        let mut spec =
+            self.container_spec(ctr, &spec_cfg, sandbox, prec, image, &rootfs, handler)?;
+        image_volume::harden(&mut spec, &dir);
+        crate::cdi::apply(&mut spec, &cdi)?;
         let stop_signal = crius_spec::stop_signal(&image_defaults(image), cfg).map_err(spec_err)?;
         let user = spec
             .process()
@@ -339,6 +355,7 @@ impl Runtime {
             r.pid = mon.container_pid;
             r.monitor_pid = mon.monitor_pid;
             r.stop_signal = stop_signal;
+            r.image_volumes = volumes;
             r.uid = user.uid() as i64;
             r.gid = user.gid() as i64;
             r.gids = user
@@ -625,6 +642,7 @@ impl Runtime {
     }
 
     fn forget_container(&self, ctr: &Ctr) {
+        image_volume::release(self, &ctr.id, &self.container_dir(&ctr.id));
         if let Err(e) = remove_state_dir(&self.container_dir(&ctr.id)) {
             tracing::warn!("container {}: {e}", ctr.id);
         }
@@ -645,7 +663,7 @@ impl Runtime {
             CtrState::Exited => cri::ContainerState::ContainerExited,
             CtrState::Creating | CtrState::Unknown => cri::ContainerState::ContainerUnknown,
         } as i32;
-        let mounts = cfg.mounts.clone();
+        let mounts = image_volume::report(cfg.mounts.clone(), &rec.image_volumes);
         cri::ContainerStatus {
             id: rec.id.clone(),
             metadata: cfg.metadata.clone(),
@@ -994,6 +1012,7 @@ pub(crate) async fn recover(rt: &Arc<Runtime>) -> anyhow::Result<()> {
             }
         }
     }
+    image_volume::recover(rt, &known);
     Ok(())
 }
 

@@ -6,6 +6,7 @@
 
 pub mod files;
 pub mod namespaces;
+pub mod resources;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -48,6 +49,11 @@ pub struct SandboxRecord {
     pub hosts_file: Option<PathBuf>,
     pub resolv_file: Option<PathBuf>,
     pub cgroup_parent: String,
+    /// LinuxContainerResources of the last UpdatePodSandboxResources (protobuf; empty: as configured).
+    #[serde(default, with = "crate::hexbytes")]
+    pub resources: Vec<u8>,
+    #[serde(default, with = "crate::hexbytes")]
+    pub overhead: Vec<u8>,
 }
 
 impl SandboxRecord {
@@ -193,7 +199,7 @@ impl Runtime {
             .as_ref()
             .map(|l| l.cgroup_parent.clone())
             .filter(|p| !p.is_empty())
-            .unwrap_or_else(|| "/crius".to_string());
+            .unwrap_or_else(|| resources::default_parent(&id, self.host.cgroup_v2));
         let rec = SandboxRecord {
             id: id.clone(),
             config: cfg.encode_to_vec(),
@@ -209,6 +215,8 @@ impl Runtime {
             hosts_file: None,
             resolv_file: None,
             cgroup_parent,
+            resources: vec![],
+            overhead: vec![],
         };
         let pod = Arc::new(Pod {
             id: id.clone(),
@@ -287,6 +295,12 @@ impl Runtime {
     ) -> Result<()> {
         let dir = self.pod_dir(&pod.id);
         std::fs::create_dir_all(&dir).map_err(|e| io_err("create pod dir", &dir, e))?;
+        {
+            let (rec, cfg) = (pod.record(), cfg.clone());
+            tokio::task::spawn_blocking(move || resources::create(&rec, &cfg))
+                .await
+                .map_err(|e| Error::internal("pod cgroup task", e))??;
+        }
         let ns = ns_options(cfg);
         let host_net = ns.network == cri::NamespaceMode::Node as i32;
         let host_ipc = ns.ipc == cri::NamespaceMode::Node as i32;
@@ -379,6 +393,7 @@ impl Runtime {
 
     fn forget_pod(&self, pod: &Pod) {
         let _ = remove_state_dir(&self.pod_dir(&pod.id));
+        resources::release(&pod.record());
         if let Err(e) = self.store.delete(SANDBOXES, &pod.id) {
             tracing::warn!("pod {}: {e}", pod.id);
         }
@@ -493,6 +508,7 @@ impl Runtime {
                 "runtimeHandler": rec.runtime_handler,
                 "namespaces": rec.pins,
                 "cgroupParent": rec.cgroup_parent,
+                "podResources": resources::report(&rec),
                 "config": pod_config_json(&rec.config()),
             }))
         } else {

@@ -347,9 +347,13 @@ impl RuntimeService for RuntimeSvc {
         &self,
         _req: Request<cri::CheckpointContainerRequest>,
     ) -> Res<cri::CheckpointContainerResponse> {
+        // Probed at start: no per-call work, so the kubelet hears the reason at once.
         Err(unimplemented_rpc(
             "CheckpointContainer",
-            "feature ContainerCheckpoint is unsupported (no CRIU)",
+            &format!(
+                "feature ContainerCheckpoint is unsupported: {}",
+                self.rt.criu.reason()
+            ),
         ))
     }
 
@@ -409,11 +413,12 @@ impl RuntimeService for RuntimeSvc {
 
     async fn update_pod_sandbox_resources(
         &self,
-        _req: Request<cri::UpdatePodSandboxResourcesRequest>,
+        req: Request<cri::UpdatePodSandboxResourcesRequest>,
     ) -> Res<cri::UpdatePodSandboxResourcesResponse> {
-        Err(unimplemented_rpc(
-            "UpdatePodSandboxResources",
-            "feature InPlacePodLevelResourcesVerticalScaling is unsupported",
-        ))
+        let req = req.into_inner();
+        self.rt
+            .update_pod_resources(&req.pod_sandbox_id, req.overhead, req.resources)
+            .await?;
+        Ok(Response::new(cri::UpdatePodSandboxResourcesResponse {}))
     }
 }
