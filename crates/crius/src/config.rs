@@ -55,6 +55,15 @@ pub struct Config {
     pub pause_path: Option<PathBuf>,
     /// Seconds a registry may send nothing before a pull fails.
     pub pull_stall_timeout_secs: u64,
+    /// Address of the Prometheus metrics endpoint (`http://<addr>/metrics`), e.g. `127.0.0.1:9090`.
+    /// Off unless set.
+    pub metrics_address: Option<SocketAddr>,
+    /// Container events held for a GetContainerEvents client that is not reading; a client further
+    /// behind gets its stream closed (DataLoss) rather than a gap.
+    pub container_events_buffer: usize,
+    /// OTLP/HTTP endpoint for trace export, e.g. `http://127.0.0.1:4318/v1/traces` (JSON encoding, no
+    /// TLS). Off unless set.
+    pub tracing_endpoint: Option<String>,
     /// CDI spec directories, lowest priority first (a device in a later dir overrides an earlier one).
     pub cdi_spec_dirs: Vec<PathBuf>,
     /// The CRIU binary probed at start for checkpointing (path or name in PATH).
@@ -93,6 +102,9 @@ impl Default for Config {
             monitor_path: None,
             pause_path: None,
             pull_stall_timeout_secs: 60,
+            metrics_address: None,
+            container_events_buffer: 1024,
+            tracing_endpoint: None,
             cdi_spec_dirs: vec![PathBuf::from("/etc/cdi"), PathBuf::from("/var/run/cdi")],
             criu_path: PathBuf::from("criu"),
             stream_idle_timeout: "4h".to_string(),
@@ -213,6 +225,18 @@ impl Config {
             return Err(ConfigError::Invalid {
                 key: format!("feature_gates.{gate}"),
                 reason: reason.into(),
+            });
+        }
+        if let Some(url) = &self.tracing_endpoint {
+            crate::metrics::trace::parse_endpoint(url).map_err(|reason| ConfigError::Invalid {
+                key: "tracing_endpoint".into(),
+                reason,
+            })?;
+        }
+        if self.container_events_buffer == 0 {
+            return Err(ConfigError::Invalid {
+                key: "container_events_buffer".into(),
+                reason: "must be at least 1".into(),
             });
         }
         if self.pull_stall_timeout_secs == 0 {
@@ -374,6 +398,23 @@ mod tests {
             err.contains("default_runtime") && err.contains("kata"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn metrics_address_is_off_unless_set() {
+        assert_eq!(Config::default().metrics_address, None);
+        let cfg = Config::parse("metrics_address = \"127.0.0.1:9090\"").unwrap();
+        assert_eq!(cfg.metrics_address, Some("127.0.0.1:9090".parse().unwrap()));
+        let err = Config::parse("metrics_address = \"nope\"").unwrap_err();
+        assert!(err.contains("metrics_address"), "{err}");
+    }
+
+    #[test]
+    fn an_empty_event_buffer_is_refused() {
+        let cfg = Config::parse("container_events_buffer = 0").unwrap();
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("container_events_buffer"), "{err}");
+        assert_eq!(Config::default().container_events_buffer, 1024);
     }
 
     #[test]

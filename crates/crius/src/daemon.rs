@@ -19,6 +19,12 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     };
     let rt = Runtime::new(cfg).await?;
     crate::streaming::start(&rt, streaming).await?;
+    if let Some(url) = &rt.cfg.tracing_endpoint {
+        crate::metrics::trace::init(url)?;
+    }
+    if let Some(addr) = rt.cfg.metrics_address {
+        crate::metrics::http::start(&rt, addr).await?;
+    }
     let listener = crate::server::bind(&listen)?;
     tracing::info!(
         "crius {} serving the CRI on {}",

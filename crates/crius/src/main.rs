@@ -87,6 +87,12 @@ struct DaemonArgs {
     /// Streaming server address for exec/attach/port-forward [default: 127.0.0.1:0]
     #[arg(long)]
     streaming_address: Option<std::net::SocketAddr>,
+    /// Prometheus metrics endpoint address, e.g. 127.0.0.1:9090 [default: off]
+    #[arg(long)]
+    metrics_address: Option<std::net::SocketAddr>,
+    /// OTLP/HTTP trace endpoint, e.g. http://127.0.0.1:4318/v1/traces [default: off]
+    #[arg(long)]
+    tracing_endpoint: Option<String>,
 }
 
 impl DaemonArgs {
@@ -111,6 +117,12 @@ impl DaemonArgs {
         set!(criu_path);
         if !self.cdi_spec_dirs.is_empty() {
             c.cdi_spec_dirs = self.cdi_spec_dirs.clone();
+        }
+        if let Some(a) = self.metrics_address {
+            c.metrics_address = Some(a);
+        }
+        if let Some(t) = &self.tracing_endpoint {
+            c.tracing_endpoint = Some(t.clone());
         }
         if !self.cni_bin_dir.is_empty() {
             c.cni_bin_dir = self.cni_bin_dir.clone();

@@ -84,7 +84,7 @@ impl Runtime {
             tokio::task::spawn_blocking(move || crate::criu::probe(&bin)).await?
         };
         tracing::info!("checkpointing: {}", criu.reason());
-        let (events, _) = broadcast::channel(1024);
+        let (events, _) = broadcast::channel(cfg.container_events_buffer.max(1));
         let rt = Arc::new(Runtime {
             gates: Gates::new(cfg.feature_gates.clone())
                 .with_detail("ContainerCheckpoint", criu.reason()),

@@ -181,6 +181,7 @@ impl crius_streaming::Backend for Backend {
         cmd: &[String],
         streams: crius_streaming::Streams,
     ) -> std::result::Result<i32, String> {
+        let _session = crate::metrics::get().session("exec");
         let rt = self.rt()?;
         let mut streams = streams;
         let (handler, cid, mut process) = rt
@@ -205,6 +206,7 @@ impl crius_streaming::Backend for Backend {
         container_id: &str,
         streams: crius_streaming::Streams,
     ) -> std::result::Result<(), String> {
+        let _session = crate::metrics::get().session("attach");
         let rt = self.rt()?;
         let id = running_container(&rt, container_id).map_err(|e| e.to_string())?;
         let conn = crius_oci::attach(&rt.container_dir(&id))
@@ -218,6 +220,8 @@ impl crius_streaming::Backend for Backend {
         pod_sandbox_id: &str,
         port: u16,
     ) -> std::result::Result<tokio::net::TcpStream, String> {
+        // The connection is pumped by the streaming server after this returns: counted, not tracked.
+        crate::metrics::get().session_started("portforward");
         let rt = self.rt()?;
         let pod = rt.pod(pod_sandbox_id).map_err(|e| e.to_string())?;
         let netns = pod.record().pins.net;

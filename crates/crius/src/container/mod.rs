@@ -398,9 +398,13 @@ impl Runtime {
             oom_file,
             create_timeout: CREATE_TIMEOUT,
         };
-        let mon = crius_oci::spawn_monitor(handler, &mcfg)
-            .await
-            .map_err(oci_err)?;
+        let mon = crate::metrics::trace::child(
+            "OCI create",
+            vec![],
+            crius_oci::spawn_monitor(handler, &mcfg),
+        )
+        .await
+        .map_err(oci_err)?;
         ctr.update(self, |r| {
             r.state = CtrState::Created;
             r.pid = mon.container_pid;
@@ -543,7 +547,9 @@ impl Runtime {
             )));
         }
         let handler = self.handlers.existing(&rec.handler)?;
-        handler.start(&ctr.id).await.map_err(oci_err)?;
+        crate::metrics::trace::child("OCI start", vec![], handler.start(&ctr.id))
+            .await
+            .map_err(oci_err)?;
         ctr.update(self, |r| {
             r.state = CtrState::Running;
             r.started_at = now_ns();
@@ -595,14 +601,17 @@ impl Runtime {
             tracing::warn!("container {}: record exit: {e}", ctr.id);
         }
         let rec = ctr.record();
+        crate::metrics::get().container_exited(&rec.reason);
         if let Ok(h) = self.handlers.existing(&rec.handler) {
             // Frees the runtime's state and the cgroup; the rootfs stays until RemoveContainer.
             if let Err(e) = h.delete(&ctr.id, true).await {
                 tracing::warn!("container {}: runtime delete after exit: {e}", ctr.id);
             }
         }
-        let _ = ctr.exited.send(true);
+        // The event goes out before waiters (StopContainer, StopPodSandbox) are released, so a pod's
+        // STOPPED event always follows its containers'.
         self.emit_event(ctr, cri::ContainerEventType::ContainerStoppedEvent);
+        let _ = ctr.exited.send(true);
     }
 
     /// StopContainer. Idempotent; unknown ids are success.
@@ -942,23 +951,8 @@ impl Runtime {
     }
 
     fn emit_event(&self, ctr: &Ctr, kind: cri::ContainerEventType) {
-        let rec = ctr.record();
-        let pod_status = self.pod(&rec.sandbox_id).ok().map(|p| {
-            let pr = p.record();
-            self.pod_status_of(&pr)
-        });
-        let statuses = if kind == cri::ContainerEventType::ContainerDeletedEvent {
-            vec![]
-        } else {
-            vec![self.container_status_of(&rec)]
-        };
-        self.emit(cri::ContainerEventResponse {
-            container_id: rec.id.clone(),
-            container_event_type: kind as i32,
-            created_at: now_ns(),
-            pod_sandbox_status: pod_status,
-            containers_statuses: statuses,
-        });
+        // The whole pod goes with the event (crate::events).
+        self.container_event(&ctr.id, &ctr.sandbox_id, kind);
     }
 }
 

@@ -272,6 +272,8 @@ impl Runtime {
             Ok(()) => {
                 pod.update(self, |r| r.state = PodState::Ready)?;
                 drop(guard);
+                self.sandbox_event(&id, cri::ContainerEventType::ContainerCreatedEvent);
+                self.sandbox_event(&id, cri::ContainerEventType::ContainerStartedEvent);
                 Ok(id)
             }
             Err(e) => {
@@ -387,9 +389,8 @@ impl Runtime {
         if let Some(netns) = &pins.net {
             // Written before ADD: if the daemon dies during ADD, recovery still runs DEL.
             pod.update(self, |r| r.network_up = true)?;
-            let status = self
-                .cni
-                .setup(&pod_network(&pod.id, cfg, netns.clone())?)
+            let net = pod_network(&pod.id, cfg, netns.clone())?;
+            let status = crate::metrics::cni("ADD", self.cni.setup(&net))
                 .await
                 .map_err(|e| Error::Internal(format!("pod {}: CNI ADD: {e}", pod.id)))?;
             ips = status.ips.iter().map(|ip| ip.to_string()).collect();
@@ -426,7 +427,7 @@ impl Runtime {
             let cfg = rec.config();
             let netns = rec.pins.net.clone().unwrap_or_default();
             match pod_network(&rec.id, &cfg, netns) {
-                Ok(net) => match self.cni.teardown(&net).await {
+                Ok(net) => match crate::metrics::cni("DEL", self.cni.teardown(&net)).await {
                     Ok(()) => {
                         let _ = pod.update(self, |r| r.network_up = false);
                     }
@@ -486,7 +487,11 @@ impl Runtime {
                 pod.id
             )));
         }
+        let was_ready = pod.record().state == PodState::Ready;
         pod.update(self, |r| r.state = PodState::NotReady)?;
+        if was_ready {
+            self.sandbox_event(&pod.id, cri::ContainerEventType::ContainerStoppedEvent);
+        }
         Ok(())
     }
 
@@ -512,7 +517,18 @@ impl Runtime {
                 pod.id
             )));
         }
+        if pod.record().state == PodState::Ready {
+            // Removed without a stop first: it stopped all the same.
+            pod.update(self, |r| r.state = PodState::NotReady)?;
+            self.sandbox_event(&pod.id, cri::ContainerEventType::ContainerStoppedEvent);
+        }
+        let last = self.pod_snapshot(&pod.id);
         self.forget_pod(&pod);
+        self.send_event(
+            &pod.id,
+            cri::ContainerEventType::ContainerDeletedEvent,
+            last,
+        );
         Ok(())
     }
 
