@@ -28,6 +28,8 @@ enum Cmd {
     },
     /// Print the version.
     Version,
+    /// Measure CRI endpoints (crius, containerd, CRI-O) against SIG Node's CRI feature policy.
+    Portability(crius_portability::cli::PortabilityArgs),
     /// Image operations that go through the running daemon.
     Image {
         #[command(subcommand)]
@@ -139,6 +141,7 @@ fn main() -> ExitCode {
         Cmd::Image {
             cmd: ImageCmd::Import { file, socket },
         } => import(file, socket),
+        Cmd::Portability(args) => crius_portability::cli::run(args).map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
