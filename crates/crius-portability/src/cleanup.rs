@@ -27,15 +27,28 @@ pub enum Made {
     Dir(PathBuf),
 }
 
-#[derive(Default)]
 pub struct Ledger {
     made: Mutex<Vec<Made>>,
     errors: Mutex<Vec<String>>,
+    /// Bound of each removal call.
+    call: Duration,
 }
 
-const CALL: Duration = Duration::from_secs(15);
+impl Default for Ledger {
+    fn default() -> Self {
+        Ledger::new(Duration::from_secs(15))
+    }
+}
 
 impl Ledger {
+    pub fn new(call: Duration) -> Ledger {
+        Ledger {
+            made: Mutex::new(Vec::new()),
+            errors: Mutex::new(Vec::new()),
+            call,
+        }
+    }
+
     pub fn record(&self, m: Made) {
         if let Ok(mut v) = self.made.lock() {
             v.push(m);
@@ -76,7 +89,7 @@ impl Ledger {
         match m {
             Made::Container(id) => {
                 let _ = tokio::time::timeout(
-                    CALL,
+                    self.call,
                     rt.stop_container(cri::StopContainerRequest {
                         container_id: id.clone(),
                         timeout: 0,
@@ -84,7 +97,7 @@ impl Ledger {
                 )
                 .await;
                 match tokio::time::timeout(
-                    CALL,
+                    self.call,
                     rt.remove_container(cri::RemoveContainerRequest {
                         container_id: id.clone(),
                     }),
@@ -94,7 +107,10 @@ impl Ledger {
                     Ok(Ok(_)) => {}
                     Ok(Err(s)) if s.code() == tonic::Code::NotFound => {}
                     Ok(Err(s)) => self.error(format!("remove container {id}: {}", s.message())),
-                    Err(_) => self.error(format!("remove container {id}: no answer in {CALL:?}")),
+                    Err(_) => self.error(format!(
+                        "remove container {id}: no answer in {:?}",
+                        self.call
+                    )),
                 }
             }
             Made::Pod(id) => self.remove_pod(cri, &id).await,
@@ -119,14 +135,14 @@ impl Ledger {
     async fn remove_pod(&self, cri: &Cri, id: &str) {
         let mut rt = cri.rt.clone();
         let _ = tokio::time::timeout(
-            CALL,
+            self.call,
             rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
                 pod_sandbox_id: id.to_string(),
             }),
         )
         .await;
         match tokio::time::timeout(
-            CALL,
+            self.call,
             rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
                 pod_sandbox_id: id.to_string(),
             }),
@@ -136,7 +152,7 @@ impl Ledger {
             Ok(Ok(_)) => {}
             Ok(Err(s)) if s.code() == tonic::Code::NotFound => {}
             Ok(Err(s)) => self.error(format!("remove pod {id}: {}", s.message())),
-            Err(_) => self.error(format!("remove pod {id}: no answer in {CALL:?}")),
+            Err(_) => self.error(format!("remove pod {id}: no answer in {:?}", self.call)),
         }
     }
 
@@ -149,7 +165,7 @@ impl Ledger {
                 ..Default::default()
             }),
         };
-        match tokio::time::timeout(CALL, rt.list_pod_sandbox(req)).await {
+        match tokio::time::timeout(self.call, rt.list_pod_sandbox(req)).await {
             Ok(Ok(r)) => {
                 for p in r.into_inner().items {
                     // A runtime that ignores the filter must not lose other pods.
@@ -159,7 +175,7 @@ impl Ledger {
                 }
             }
             Ok(Err(s)) => self.error(format!("list pods to sweep: {}", s.message())),
-            Err(_) => self.error(format!("list pods to sweep: no answer in {CALL:?}")),
+            Err(_) => self.error(format!("list pods to sweep: no answer in {:?}", self.call)),
         }
     }
 }

@@ -1720,7 +1720,7 @@ async fn apparmor(ctx: &Ctx) -> Probe {
     };
     let missing = "crius-portability-no-such-profile";
     let loc = ctx.run_ctr(prof(P::Localhost, missing)).await?;
-    if let Ok(_) = &loc {
+    if loc.is_ok() {
         return Ok(Outcome::effect_absent(
             format!("apparmor Localhost {missing:?} (not loaded) was accepted"),
             None,

@@ -25,6 +25,8 @@ pub struct RunOptions {
     pub budget: Duration,
     /// Only these KEPs (all when empty).
     pub only: Vec<u32>,
+    /// Bound of one set-up call (Version, Status, RunPodSandbox of the base pod).
+    pub call: Duration,
 }
 
 impl RunOptions {
@@ -36,6 +38,7 @@ impl RunOptions {
             per_probe: Duration::from_secs(25),
             budget: Duration::from_secs(110),
             only: Vec::new(),
+            call: Duration::from_secs(15),
         }
     }
 }
@@ -173,7 +176,7 @@ impl Runner {
         progress: &(dyn Fn(String) + Sync),
     ) -> EndpointReport {
         let t0 = Instant::now();
-        let ledger = Arc::new(Ledger::default());
+        let ledger = Arc::new(Ledger::new(opts.call));
         let id = run_id();
         if let Ok(mut v) = self.ledgers.lock() {
             v.push((ep.to_string(), ledger.clone(), id.clone()));
@@ -228,7 +231,7 @@ impl Runner {
         progress: &(dyn Fn(String) + Sync),
     ) -> Result<Ctx, String> {
         let ep = &rep.endpoint.clone();
-        let call = Duration::from_secs(15);
+        let call = opts.call;
         let bounded = |what: &'static str| move |_| format!("{what}: no answer in {call:?}");
         let v = tokio::time::timeout(call, cri.rt.clone().version(cri::VersionRequest::default()))
             .await
@@ -499,5 +502,59 @@ pub fn report(d: &Dataset, opts: &RunOptions, endpoints: Vec<EndpointReport>) ->
         endpoints,
         policy,
         history: policy::history(d),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An endpoint that accepts connections and never answers is reported, within the bound.
+    #[tokio::test]
+    async fn a_silent_endpoint_is_bounded_and_reported() {
+        let dir = std::env::temp_dir().join(format!("crius-portability-test-{}", run_id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let sock = dir.join("silent.sock");
+        let listener = tokio::net::UnixListener::bind(&sock).unwrap();
+        let server = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                held.push(s);
+            }
+        });
+        let d = Dataset::embedded().unwrap();
+        let mut opts = RunOptions::new(vec![format!("unix://{}", sock.display())], "img".into());
+        opts.call = Duration::from_millis(500);
+        let t0 = Instant::now();
+        let r = Runner::new().run(&d, &opts, &|_| {}).await;
+        assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+        let ep = &r.endpoints[0];
+        let err = ep.error.clone().unwrap_or_default();
+        assert!(err.contains("no answer"), "{err}");
+        assert_eq!(ep.results.len(), d.features.len());
+        assert!(ep
+            .results
+            .iter()
+            .all(|x| x.outcome.verdict == Verdict::Inconclusive));
+        // An endpoint that was not measured does not count for the policy.
+        assert!(r.policy.iter().all(|p| p.measured_allows.is_none()));
+        // A missing socket is an error too, at once.
+        let mut opts = RunOptions::new(
+            vec![format!("unix://{}/nope.sock", dir.display())],
+            "img".into(),
+        );
+        opts.call = Duration::from_millis(500);
+        let r = Runner::new().run(&d, &opts, &|_| {}).await;
+        assert!(
+            r.endpoints[0]
+                .error
+                .as_deref()
+                .unwrap_or("")
+                .contains("connect"),
+            "{:?}",
+            r.endpoints[0].error
+        );
+        server.abort();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
