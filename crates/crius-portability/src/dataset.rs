@@ -20,7 +20,7 @@ pub enum DatasetError {
     #[error("parse {origin}: {source}")]
     Parse {
         origin: String,
-        source: serde_norway::Error,
+        source: serde_yaml::Error,
     },
 }
 
@@ -233,7 +233,7 @@ pub fn parse_date(s: &str) -> Option<i64> {
 
 impl Dataset {
     pub fn parse(text: &str, origin: &str) -> Result<Dataset, DatasetError> {
-        serde_norway::from_str(text).map_err(|source| DatasetError::Parse {
+        serde_yaml::from_str(text).map_err(|source| DatasetError::Parse {
             origin: origin.to_string(),
             source,
         })
