@@ -106,8 +106,14 @@ fn html_checker_rejects_broken_markup() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn matrix_equals_the_feature_table() {
     let overrides = all_alpha_on();
+    // A second name for runc, so the per-handler image pull probe (KEP-4216) has two handlers to
+    // compare whatever other runtimes this host has.
+    let runc = std::env::var("CRIUS_TEST_RUNC").unwrap_or_else(|_| "runc".into());
     let mut d = Daemon::start_with(Options {
-        extra_config: gates_toml(&overrides),
+        extra_config: format!(
+            "{}\n[runtimes.portability-second]\npath = \"{runc}\"\n",
+            gates_toml(&overrides)
+        ),
         ..Default::default()
     })
     .await;
