@@ -55,7 +55,7 @@ fn check_html(h: &str) -> Result<usize, String> {
         if tag.starts_with('!') {
             continue;
         }
-        if tag.matches('"').count() % 2 != 0 || tag.contains('<') {
+        if !tag.matches('"').count().is_multiple_of(2) || tag.contains('<') {
             return Err(format!("bad attribute quoting in <{tag}>"));
         }
         if let Some(name) = tag.strip_prefix('/') {
