@@ -318,6 +318,7 @@ mod tests {
         opts.only = vec![127, 3857];
         let ep = EndpointReport {
             endpoint: "unix:///x".into(),
+            run_id: "r".into(),
             runtime: RuntimeInfo {
                 runtime_name: "rt<1>".into(),
                 ..Default::default()

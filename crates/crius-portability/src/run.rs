@@ -92,6 +92,9 @@ pub struct Handler {
 #[derive(Debug, Clone, Serialize)]
 pub struct EndpointReport {
     pub endpoint: String,
+    /// Names what this run made: pods carry it in a label, host files live in
+    /// `/tmp/crius-portability-<run_id>`.
+    pub run_id: String,
     pub runtime: RuntimeInfo,
     pub results: Vec<FeatureResult>,
     pub seconds: f64,
@@ -183,6 +186,7 @@ impl Runner {
         }
         let mut rep = EndpointReport {
             endpoint: ep.to_string(),
+            run_id: id.clone(),
             runtime: RuntimeInfo::default(),
             results: Vec::new(),
             seconds: 0.0,
@@ -248,7 +252,7 @@ impl Runner {
         .into_inner();
         rep.runtime = runtime_info(&v, &status);
         progress(format!(
-            "{ep}: {} {} (CRI {})",
+            "{ep}: {} {} (CRI {}); run {id}",
             v.runtime_name, v.runtime_version, v.runtime_api_version
         ));
         let scratch = PathBuf::from(format!("/tmp/crius-portability-{id}"));
@@ -512,8 +516,8 @@ mod tests {
     /// An endpoint that accepts connections and never answers is reported, within the bound.
     #[tokio::test]
     async fn a_silent_endpoint_is_bounded_and_reported() {
-        let dir = std::env::temp_dir().join(format!("crius-portability-test-{}", run_id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let sock = dir.join("silent.sock");
         let listener = tokio::net::UnixListener::bind(&sock).unwrap();
         let server = tokio::spawn(async move {
@@ -555,6 +559,5 @@ mod tests {
             r.endpoints[0].error
         );
         server.abort();
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

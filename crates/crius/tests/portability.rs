@@ -212,13 +212,6 @@ async fn matrix_equals_the_feature_table() {
             ));
         }
     }
-    eprintln!("crius matrix:\n{matrix}");
-    assert!(
-        mismatches.is_empty(),
-        "crius's feature table over- or under-claims:\n{}",
-        mismatches.join("\n")
-    );
-
     // The HTML matrix: self-contained, well-formed, one coloured cell per feature with evidence.
     let h = std::fs::read_to_string(&html).expect("HTML report written");
     check_html(&h).unwrap_or_else(|e| panic!("HTML not well-formed: {e}"));
@@ -255,11 +248,20 @@ async fn matrix_equals_the_feature_table() {
             .into_inner()
             .containers;
     assert!(ctrs.is_empty(), "containers left: {ctrs:?}");
+    let scratch = format!("/tmp/crius-portability-{}", ep["run_id"].as_str().unwrap());
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mountinfo.contains(&scratch), "mount left behind");
     assert!(
-        !mountinfo.contains("/tmp/crius-portability-"),
-        "mount left behind"
+        !std::path::Path::new(&scratch).exists(),
+        "{scratch} left behind"
     );
+    eprintln!("crius matrix:\n{matrix}");
+    assert!(
+        mismatches.is_empty(),
+        "crius's feature table over- or under-claims:\n{}",
+        mismatches.join("\n")
+    );
+
     d.shutdown().await;
 }
 
@@ -316,10 +318,20 @@ async fn ctrl_c_removes_what_the_probes_made() {
             .into_inner()
             .items;
     assert!(pods.is_empty(), "pods left after Ctrl-C: {pods:?}\n{seen}");
+    let run = seen
+        .split("; run ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no run id in the progress: {seen}"));
+    let scratch = format!("/tmp/crius-portability-{run}");
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(
-        !mountinfo.contains("/tmp/crius-portability-"),
+        !mountinfo.contains(&scratch),
         "mount left behind after Ctrl-C"
+    );
+    assert!(
+        !std::path::Path::new(&scratch).exists(),
+        "{scratch} left behind after Ctrl-C"
     );
     d.shutdown().await;
 }
