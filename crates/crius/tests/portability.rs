@@ -173,8 +173,17 @@ async fn matrix_equals_the_feature_table() {
             .await
             .unwrap()
             .into_inner();
-    let table: Vec<serde_json::Value> =
-        serde_json::from_str(&status.info["features"]).expect("features JSON in verbose Status");
+    // Key "features" holds a list; newer crius names it "criusFeatures", an object by feature name.
+    let table: Vec<serde_json::Value> = match status.info.get("criusFeatures") {
+        Some(t) => serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(t)
+            .expect("criusFeatures JSON in verbose Status")
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect(),
+        None => {
+            serde_json::from_str(&status.info["features"]).expect("features JSON in verbose Status")
+        }
+    };
     assert_eq!(table.len(), FEATURES.len());
     // The table covers every KEP the checker measures, and the other way round.
     for k in by_kep.keys() {
