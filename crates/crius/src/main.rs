@@ -19,6 +19,8 @@ struct Cli {
 enum Cmd {
     /// Run the CRI daemon.
     Daemon(DaemonArgs),
+    /// Measure CRI endpoints (crius, containerd, CRI-O) against SIG Node's CRI feature policy.
+    Portability(crius_portability::cli::PortabilityArgs),
     /// Print the feature table: every CRI feature with its maturity in crius and whether it is on.
     Features {
         /// Config file whose feature_gates apply.
@@ -140,6 +142,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
         Cmd::Daemon(args) => run_daemon(args),
+        Cmd::Portability(args) => crius_portability::cli::run(args).map_err(Into::into),
         Cmd::Features { config, json } => (|| {
             let explicit = config.as_path() != std::path::Path::new(DEFAULT_CONFIG_PATH);
             let c = Config::load(&config, explicit)?;
