@@ -255,6 +255,8 @@ pub struct Gates {
     overrides: BTreeMap<String, bool>,
     /// What was discovered on this host about a feature (e.g. why CRIU cannot checkpoint here).
     details: BTreeMap<String, String>,
+    /// Beta/GA features this host cannot serve (reported off, with the reason as the row's detail).
+    host_off: BTreeMap<String, String>,
 }
 
 impl Gates {
@@ -262,6 +264,28 @@ impl Gates {
         Gates {
             overrides,
             details: BTreeMap::new(),
+            host_off: BTreeMap::new(),
+        }
+    }
+
+    /// Marks a feature as off on this host (e.g. PSI on a cgroup v1 host, which has no pressure files):
+    /// reported `enabled: false` with `why` as its detail, so discovery never over-claims.
+    pub fn off_on_this_host(mut self, name: &str, why: impl Into<String>) -> Gates {
+        let why = why.into();
+        self.details.insert(name.to_string(), why.clone());
+        self.host_off.insert(name.to_string(), why);
+        self
+    }
+
+    /// The standard host facts: PSI needs the cgroup v2 pressure files.
+    pub fn with_host(self, cgroup_v2: bool) -> Gates {
+        if cgroup_v2 {
+            self
+        } else {
+            self.off_on_this_host(
+                "KubeletPSI",
+                "this host's containers are in cgroup v1 hierarchies, which have no pressure files: stats carry no psi",
+            )
         }
     }
 
@@ -277,6 +301,9 @@ impl Gates {
 
     /// Whether the feature named `name` is on. Unsupported features are never on; Beta and GA always are.
     pub fn enabled(&self, name: &str) -> bool {
+        if self.host_off.contains_key(name) {
+            return false;
+        }
         match by_gate(name).map(|f| f.maturity) {
             Some(Maturity::Alpha) => self.overrides.get(name).copied().unwrap_or(false),
             Some(Maturity::Beta) | Some(Maturity::Ga) => true,
@@ -343,6 +370,19 @@ mod tests {
         let before = names.len();
         names.dedup();
         assert_eq!(before, names.len());
+    }
+
+    #[test]
+    fn host_facts_turn_a_beta_feature_off_and_say_why() {
+        let v1 = Gates::default().with_host(false);
+        assert!(!v1.enabled("KubeletPSI"));
+        let row = v1
+            .report()
+            .into_iter()
+            .find(|r| r.feature.name == "KubeletPSI")
+            .unwrap();
+        assert!(!row.enabled && row.detail.unwrap().contains("cgroup v1"));
+        assert!(Gates::default().with_host(true).enabled("KubeletPSI"));
     }
 
     #[test]

@@ -149,7 +149,12 @@ fn main() -> ExitCode {
             c.validate()?;
             let criu = crius::criu::probe(&c.criu_path);
             let gates = crius::features::Gates::new(c.feature_gates)
-                .with_detail("ContainerCheckpoint", criu.reason());
+                .with_detail("ContainerCheckpoint", criu.reason())
+                .with_host(
+                    crius_spec::HostInfo::probe()
+                        .map(|h| h.cgroup_v2)
+                        .unwrap_or(false),
+                );
             if json {
                 println!("{}", serde_json::to_string_pretty(&gates.report())?);
             } else {

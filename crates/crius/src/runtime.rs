@@ -85,13 +85,15 @@ impl Runtime {
         };
         tracing::info!("checkpointing: {}", criu.reason());
         let (events, _) = broadcast::channel(cfg.container_events_buffer.max(1));
+        let host =
+            crius_spec::HostInfo::probe().map_err(|e| anyhow::anyhow!("probing the host: {e}"))?;
         let rt = Arc::new(Runtime {
             gates: Gates::new(cfg.feature_gates.clone())
-                .with_detail("ContainerCheckpoint", criu.reason()),
+                .with_detail("ContainerCheckpoint", criu.reason())
+                .with_host(host.cgroup_v2),
             cdi: crate::cdi::Cdi::new(cfg.cdi_spec_dirs.clone()),
             criu,
-            host: crius_spec::HostInfo::probe()
-                .map_err(|e| anyhow::anyhow!("probing the host: {e}"))?,
+            host,
             cfg,
             store,
             handlers,
