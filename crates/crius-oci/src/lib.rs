@@ -8,6 +8,7 @@ mod exec;
 mod handler;
 mod monitor;
 mod probe;
+mod tree;
 
 pub use attach::{
     attach, encode_frame, resize_payload, AttachReader, AttachStream, AttachWriter, Frame,
@@ -20,3 +21,4 @@ pub use monitor::{
     monitor_alive, pid_alive, read_exit, reopen_log, spawn_monitor, wait_pid_exit, ExitInfo,
     MonitorConfig, MonitorHandle,
 };
+pub use tree::{descendants, kill_tree};
