@@ -3,9 +3,12 @@
 
 mod common;
 
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::*;
+use cri_api::v1 as cri;
 use tonic::Code;
 
 /// `(name, state)` of every process in the container, zombies included (`pgrep`, which critest
@@ -69,4 +72,188 @@ async fn exec_sync_timeout_leaves_no_process_behind() {
         );
     }
     d.shutdown().await;
+}
+
+/// A conflist of the test's own (bridge, subnet, IPAM dir), so leak counts are not disturbed by
+/// other tests.
+fn own_network(dir: &Path, bridge: &str, subnet: &str) -> (PathBuf, PathBuf) {
+    let conf = dir.join(format!("net.d-{bridge}"));
+    let ipam = dir.join(format!("ipam-{bridge}"));
+    std::fs::create_dir_all(&conf).unwrap();
+    let list = serde_json::json!({
+        "cniVersion": "1.0.0",
+        "name": bridge,
+        "plugins": [
+            {"type": "bridge", "bridge": bridge, "isGateway": true, "ipMasq": true,
+             "ipam": {"type": "host-local", "ranges": [[{"subnet": subnet}]], "dataDir": ipam}},
+        ]
+    });
+    std::fs::write(
+        conf.join("10-test.conflist"),
+        serde_json::to_vec_pretty(&list).unwrap(),
+    )
+    .unwrap();
+    (conf, ipam)
+}
+
+/// What a pod or container can leak: (nsfs pins, mounts, veths, IPAM reservations, masquerade
+/// rules, processes naming the daemon's dir, runc containers, pod state dirs, container state dirs).
+fn leaks(d: &Daemon, bridge: &str, ipam: &Path) -> [usize; 9] {
+    let state = d.dir.join("state");
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let below = |p: &Path| {
+        mountinfo
+            .lines()
+            .filter(|l| {
+                l.split(' ')
+                    .nth(4)
+                    .map(|m| Path::new(m).starts_with(p))
+                    .unwrap_or(false)
+            })
+            .collect::<Vec<_>>()
+    };
+    let nsfs = below(&state)
+        .iter()
+        .filter(|l| l.contains(" nsfs "))
+        .count();
+    let mounts = below(&d.dir).len();
+    let needle = d.dir.display().to_string();
+    let procs = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(&needle))
+                .unwrap_or(false)
+        })
+        .count();
+    let runc = std::process::Command::new("runc")
+        .arg("--root")
+        .arg(state.join("runtime/runc"))
+        .args(["list", "-q"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().count())
+        .unwrap_or(0);
+    let entries = |p: PathBuf| std::fs::read_dir(p).map(|r| r.count()).unwrap_or(0);
+    [
+        nsfs,
+        mounts,
+        crius_network::leakcheck::count_veths(bridge).unwrap_or(0),
+        crius_network::leakcheck::count_ipam(&ipam.join(bridge)).unwrap_or(0),
+        crius_network::leakcheck::count_masq_rules_matching(bridge).unwrap_or(0),
+        procs,
+        runc,
+        entries(state.join("pods")),
+        entries(state.join("containers")),
+    ]
+}
+
+/// A RunPodSandbox / CreateContainer whose client gives up after 1..50 ms, each followed at once by
+/// a normal retry (while the first attempt may still be running) and a second retry after it: every
+/// retry gets the same id, exactly one pod and one container exist per name, all pods Ready, and after
+/// teardown nothing is left (pins, mounts, veths, IPAM, NAT rules, processes, runc state, dirs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_creates_finish_and_retries_get_the_same_id() {
+    let base = tempfile::tempdir().unwrap();
+    let bridge = format!("crc{}", std::process::id() % 100000);
+    let (conf, ipam) = own_network(base.path(), &bridge, "10.124.0.0/24");
+    let mut d = Daemon::start_with(Options {
+        cni_conf_dir: Some(conf),
+        ..Default::default()
+    })
+    .await;
+    d.pull(&image("busybox:latest")).await;
+    let before = leaks(&d, &bridge, &ipam);
+    let deadlines = [1u64, 2, 3, 5, 8, 12, 17, 25, 35, 50];
+    let mut pods = HashMap::new();
+    let mut ctrs = HashMap::new();
+    for (i, ms) in deadlines.iter().enumerate() {
+        let name = format!("cancel{i}");
+        let cfg = pod_config(&name, false, &d.dir.join("logs"));
+        let req = cri::RunPodSandboxRequest {
+            config: Some(cfg.clone()),
+            runtime_handler: String::new(),
+        };
+        let limit = Duration::from_millis(*ms);
+        let mut tiny = tonic::Request::new(req.clone());
+        tiny.set_timeout(limit);
+        let mut c = d.rt.clone();
+        let _ = tokio::time::timeout(limit, c.run_pod_sandbox(tiny)).await;
+        let id =
+            d.rt.run_pod_sandbox(req.clone())
+                .await
+                .unwrap_or_else(|e| panic!("retry of RunPodSandbox {name} ({ms} ms): {e}"))
+                .into_inner()
+                .pod_sandbox_id;
+        let again = d.rt.run_pod_sandbox(req).await.unwrap().into_inner();
+        assert_eq!(again.pod_sandbox_id, id, "{name}: second retry");
+        pods.insert(name.clone(), id.clone());
+
+        let ccfg = container_config("main", &image("busybox:latest"), &["sleep", "300"]);
+        let creq = cri::CreateContainerRequest {
+            pod_sandbox_id: id.clone(),
+            config: Some(ccfg),
+            sandbox_config: Some(cfg),
+        };
+        let mut tiny = tonic::Request::new(creq.clone());
+        tiny.set_timeout(limit);
+        let _ = tokio::time::timeout(limit, c.create_container(tiny)).await;
+        let cid =
+            d.rt.create_container(creq.clone())
+                .await
+                .unwrap_or_else(|e| panic!("retry of CreateContainer in {name} ({ms} ms): {e}"))
+                .into_inner()
+                .container_id;
+        let again = d.rt.create_container(creq).await.unwrap().into_inner();
+        assert_eq!(again.container_id, cid, "{name}: second container retry");
+        ctrs.insert(name, cid);
+    }
+    let listed =
+        d.rt.list_pod_sandbox(cri::ListPodSandboxRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .items;
+    assert_eq!(
+        listed.len(),
+        deadlines.len(),
+        "one pod per name: {listed:?}"
+    );
+    for p in &listed {
+        let name = &p.metadata.as_ref().unwrap().name;
+        assert_eq!(pods.get(name), Some(&p.id), "{name}");
+        assert_eq!(p.state, cri::PodSandboxState::SandboxReady as i32, "{name}");
+    }
+    let listed =
+        d.rt.list_containers(cri::ListContainersRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .containers;
+    assert_eq!(
+        listed.len(),
+        deadlines.len(),
+        "one container per pod: {listed:?}"
+    );
+    for c in &listed {
+        assert!(ctrs.values().any(|id| *id == c.id), "unexpected {c:?}");
+        assert_eq!(c.state, cri::ContainerState::ContainerCreated as i32);
+    }
+    let during = leaks(&d, &bridge, &ipam);
+    for k in [0, 1, 2, 3, 5, 6, 7, 8] {
+        assert!(
+            during[k] > before[k],
+            "counter {k} must see the live pods (else this test cannot fail): {before:?} -> {during:?}"
+        );
+    }
+    d.cleanup().await;
+    let after = leaks(&d, &bridge, &ipam);
+    assert_eq!(
+        before, after,
+        "leaks (see `leaks`) before vs after teardown"
+    );
+    d.shutdown().await;
+    let _ = std::process::Command::new("ip")
+        .args(["link", "del", &bridge])
+        .status();
 }

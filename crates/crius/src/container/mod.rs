@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::error::{io_err, Error, Result};
-use crate::pod::PodState;
+use crate::pod::{Attempt, PodState};
 use crate::runtime::{info_map, labels_match, new_id, now_ns, remove_state_dir, Runtime};
 use crate::store::CONTAINERS;
 
@@ -193,81 +193,134 @@ impl Runtime {
         let handler = self.handlers.get(&prec.runtime_handler)?;
 
         let key = format!("{}/{}_{}", pod.id, meta.name, meta.attempt);
-        let id = new_id();
-        if let Err(owner) = self.reserve(&key, &id) {
-            return Err(Error::AlreadyExists(format!(
-                "container name {}_{} in pod {} is already used by container {owner}",
-                meta.name, meta.attempt, pod.id
-            )));
-        }
-        let rec = ContainerRecord {
-            id: id.clone(),
-            sandbox_id: pod.id.clone(),
-            config: cfg.encode_to_vec(),
-            handler: prec.runtime_handler.clone(),
-            state: CtrState::Creating,
-            image_id: image.id.clone(),
-            image_name: image_name.clone(),
-            image_ref: image
-                .repo_digests
-                .first()
-                .cloned()
-                .unwrap_or_else(|| image.id.clone()),
-            created_at: now_ns(),
-            started_at: 0,
-            finished_at: 0,
-            exit_code: 0,
-            reason: String::new(),
-            message: String::new(),
-            pid: 0,
-            monitor_pid: 0,
-            log_path: log_path.clone(),
-            stop_signal: libc::SIGTERM,
-            resources: cfg
-                .linux
-                .as_ref()
-                .and_then(|l| l.resources.clone())
-                .unwrap_or_default()
-                .encode_to_vec(),
-            uid: 0,
-            gid: 0,
-            gids: vec![],
-        };
-        if let Err(e) = self.store.put(CONTAINERS, &id, &rec) {
-            self.release(&key, &id);
-            return Err(e.into());
-        }
-        let (tx, _) = watch::channel(false);
-        let ctr = Arc::new(Ctr {
-            id: id.clone(),
-            sandbox_id: pod.id.clone(),
-            rec: SyncMutex::new(rec),
-            op: tokio::sync::Mutex::new(()),
-            name_key: key,
-            exited: tx,
-        });
-        let guard = ctr.op.lock().await;
-        self.containers
-            .write()
-            .map_err(|_| Error::Internal("container table lock poisoned".into()))?
-            .insert(id.clone(), ctr.clone());
-
-        match self
-            .setup_container(&ctr, &handler, &cfg, &sandbox, &prec, &image, log_path)
-            .await
-        {
-            Ok(()) => {
+        loop {
+            let id = new_id();
+            let rec = ContainerRecord {
+                id: id.clone(),
+                sandbox_id: pod.id.clone(),
+                config: cfg.encode_to_vec(),
+                handler: prec.runtime_handler.clone(),
+                state: CtrState::Creating,
+                image_id: image.id.clone(),
+                image_name: image_name.clone(),
+                image_ref: image
+                    .repo_digests
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| image.id.clone()),
+                created_at: now_ns(),
+                started_at: 0,
+                finished_at: 0,
+                exit_code: 0,
+                reason: String::new(),
+                message: String::new(),
+                pid: 0,
+                monitor_pid: 0,
+                log_path: log_path.clone(),
+                stop_signal: libc::SIGTERM,
+                resources: cfg
+                    .linux
+                    .as_ref()
+                    .and_then(|l| l.resources.clone())
+                    .unwrap_or_default()
+                    .encode_to_vec(),
+                uid: 0,
+                gid: 0,
+                gids: vec![],
+            };
+            let (tx, _) = watch::channel(false);
+            let ctr = Arc::new(Ctr {
+                id: id.clone(),
+                sandbox_id: pod.id.clone(),
+                rec: SyncMutex::new(rec.clone()),
+                op: tokio::sync::Mutex::new(()),
+                name_key: key.clone(),
+                exited: tx,
+            });
+            // In the table and locked before the name is reserved: a concurrent retry that finds the
+            // reservation finds the container and waits for this attempt.
+            let guard = ctr.op.lock().await;
+            self.containers
+                .write()
+                .map_err(|_| Error::Internal("container table lock poisoned".into()))?
+                .insert(id.clone(), ctr.clone());
+            if let Err(owner) = self.reserve(&key, &id) {
+                if let Ok(mut m) = self.containers.write() {
+                    m.remove(&id);
+                }
                 drop(guard);
-                self.emit_event(&ctr, cri::ContainerEventType::ContainerCreatedEvent);
-                Ok(id)
+                match self
+                    .existing_container_for_retry(&key, &owner, &cfg)
+                    .await?
+                {
+                    Attempt::Done(id) => return Ok(id),
+                    Attempt::Again => continue,
+                }
             }
-            Err(e) => {
-                tracing::warn!("container {id}: CreateContainer failed, undoing: {e}");
-                let _ = handler.delete(&id, true).await;
+            if let Err(e) = self.store.put(CONTAINERS, &id, &rec) {
                 self.forget_container(&ctr);
-                Err(e)
+                return Err(e.into());
             }
+
+            return match self
+                .setup_container(&ctr, &handler, &cfg, &sandbox, &prec, &image, log_path)
+                .await
+            {
+                Ok(()) => {
+                    drop(guard);
+                    self.emit_event(&ctr, cri::ContainerEventType::ContainerCreatedEvent);
+                    Ok(id)
+                }
+                Err(e) => {
+                    tracing::warn!("container {id}: CreateContainer failed, undoing: {e}");
+                    let _ = handler.delete(&id, true).await;
+                    let rootfs = self.container_dir(&id).join("rootfs");
+                    let images = self.images.clone();
+                    let cid = id.clone();
+                    // The rootfs snapshot may already be mounted.
+                    let _ =
+                        tokio::task::spawn_blocking(move || images.remove_rootfs(&cid, &rootfs))
+                            .await;
+                    self.forget_container(&ctr);
+                    drop(guard);
+                    Err(e)
+                }
+            };
         }
+    }
+
+    /// A retry of a CreateContainer whose first attempt holds the name: waits for that attempt and
+    /// returns its container when it is the same request and still Created, so a client timeout never
+    /// wedges the name. If the first attempt failed and rolled back, the caller tries again.
+    async fn existing_container_for_retry(
+        &self,
+        key: &str,
+        owner: &str,
+        cfg: &cri::ContainerConfig,
+    ) -> Result<Attempt> {
+        let ctr = match self.container(owner) {
+            Ok(c) => c,
+            Err(Error::NotFound { .. }) => return Ok(Attempt::Again),
+            Err(e) => return Err(e),
+        };
+        let _g = tokio::time::timeout(Duration::from_secs(240), ctr.op.lock())
+            .await
+            .map_err(|_| {
+                Error::AlreadyExists(format!(
+                    "container name {key} is reserved by container {owner}, still being created"
+                ))
+            })?;
+        if self.container(owner).is_err() {
+            return Ok(Attempt::Again);
+        }
+        let rec = ctr.record();
+        if rec.state == CtrState::Created && rec.config() == *cfg {
+            return Ok(Attempt::Done(owner.to_string()));
+        }
+        Err(Error::AlreadyExists(format!(
+            "container name {key} is already used by container {owner} (state {:?})",
+            rec.state
+        )))
     }
 
     #[allow(clippy::too_many_arguments)]

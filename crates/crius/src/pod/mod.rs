@@ -21,6 +21,14 @@ use crate::runtime::{info_map, labels_match, new_id, now_ns, remove_state_dir, R
 use crate::store::SANDBOXES;
 use namespaces::Pins;
 
+/// The outcome of one attempt at a create whose name may be held by an earlier attempt.
+pub(crate) enum Attempt {
+    /// The object's id: created now, or the earlier attempt's for the same request.
+    Done(String),
+    /// The earlier attempt rolled back; try again.
+    Again,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PodState {
     Creating,
@@ -187,6 +195,21 @@ impl Runtime {
             }
         }
 
+        loop {
+            match self.try_run_pod(&key, &cfg, &handler_name).await? {
+                Attempt::Done(id) => return Ok(id),
+                Attempt::Again => continue,
+            }
+        }
+    }
+
+    /// One attempt at RunPodSandbox: creates the pod, or finds the attempt that holds its name.
+    async fn try_run_pod(
+        self: &Arc<Self>,
+        key: &str,
+        cfg: &cri::PodSandboxConfig,
+        handler_name: &str,
+    ) -> Result<Attempt> {
         let id = new_id();
         let cgroup_parent = cfg
             .linux
@@ -197,7 +220,7 @@ impl Runtime {
         let rec = SandboxRecord {
             id: id.clone(),
             config: cfg.encode_to_vec(),
-            runtime_handler: handler_name,
+            runtime_handler: handler_name.to_string(),
             state: PodState::Creating,
             created_at: now_ns(),
             pins: Pins::default(),
@@ -214,7 +237,7 @@ impl Runtime {
             id: id.clone(),
             rec: SyncMutex::new(rec.clone()),
             op: tokio::sync::Mutex::new(()),
-            name_key: key.clone(),
+            name_key: key.to_string(),
         });
         // The pod is in the table, locked, before its name is reserved: a concurrent retry that finds
         // the reservation always finds the pod and waits on its lock.
@@ -223,23 +246,23 @@ impl Runtime {
             .write()
             .map_err(|_| Error::Internal("pod table lock poisoned".into()))?
             .insert(id.clone(), pod.clone());
-        if let Err(owner) = self.reserve(&key, &id) {
+        if let Err(owner) = self.reserve(key, &id) {
             if let Ok(mut pods) = self.pods.write() {
                 pods.remove(&id);
             }
             drop(guard);
-            return self.existing_pod_for_retry(&key, &owner, &cfg).await;
+            return self.existing_pod_for_retry(key, &owner, cfg).await;
         }
         if let Err(e) = self.store.put(SANDBOXES, &id, &rec) {
             self.forget_pod(&pod);
             return Err(e.into());
         }
 
-        match self.setup_pod(&pod, &cfg).await {
+        match self.setup_pod(&pod, cfg).await {
             Ok(()) => {
                 pod.update(self, |r| r.state = PodState::Ready)?;
                 drop(guard);
-                Ok(id)
+                Ok(Attempt::Done(id))
             }
             Err(e) => {
                 tracing::warn!("pod {id}: RunPodSandbox failed, undoing: {e}");
@@ -252,14 +275,20 @@ impl Runtime {
     }
 
     /// A retry of a RunPodSandbox whose first attempt holds the name: wait for that attempt and return
-    /// its pod when it is the same request, so a client timeout never wedges the name.
+    /// its pod when it is the same request, so a client timeout never wedges the name. If the first
+    /// attempt failed and rolled back, the caller tries again.
     async fn existing_pod_for_retry(
         &self,
         key: &str,
         owner: &str,
         cfg: &cri::PodSandboxConfig,
-    ) -> Result<String> {
-        let pod = self.pod(owner)?;
+    ) -> Result<Attempt> {
+        let pod = match self.pod(owner) {
+            Ok(p) => p,
+            // Removed between our reservation attempt and now: the name may be free.
+            Err(Error::NotFound { .. }) => return Ok(Attempt::Again),
+            Err(e) => return Err(e),
+        };
         // Waits while the first attempt is still working.
         let _g = tokio::time::timeout(Duration::from_secs(240), pod.op.lock())
             .await
@@ -268,9 +297,13 @@ impl Runtime {
                     "pod name {key} is reserved by pod {owner}, still being created"
                 ))
             })?;
+        if self.pod(owner).is_err() {
+            // The first attempt failed and was undone (or the pod was removed): start afresh.
+            return Ok(Attempt::Again);
+        }
         let rec = pod.record();
-        if rec.state == PodState::Ready && rec.config == cfg.encode_to_vec() {
-            return Ok(owner.to_string());
+        if rec.state == PodState::Ready && rec.config() == *cfg {
+            return Ok(Attempt::Done(owner.to_string()));
         }
         Err(Error::AlreadyExists(format!(
             "pod name {key} is already used by pod {owner} (state {:?}); remove it first",
