@@ -257,3 +257,41 @@ async fn cancelled_creates_finish_and_retries_get_the_same_id() {
         .args(["link", "del", &bridge])
         .status();
 }
+
+/// A container that exits within a millisecond of StartContainer reports Exited with its own code:
+/// `true` and `exit 3`, 100 times each (10 at a time), never stuck in Running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instant_exits_after_start_report_their_code() {
+    let mut d = Daemon::start().await;
+    d.pull(&image("busybox:latest")).await;
+    let (pod, pod_cfg) = d.run_pod("instant", true).await;
+    let mut n = 0;
+    for batch in 0..20 {
+        let (args, want): (&[&str], i32) = if batch % 2 == 0 {
+            (&["true"], 0)
+        } else {
+            (&["sh", "-c", "exit 3"], 3)
+        };
+        let mut ids = vec![];
+        for _ in 0..10 {
+            let mut cfg = container_config(&format!("c{n}"), &image("busybox:latest"), args);
+            cfg.log_path = String::new();
+            n += 1;
+            ids.push(d.create(&pod, &pod_cfg, cfg).await.unwrap());
+        }
+        for id in &ids {
+            d.start_ctr(id).await;
+        }
+        for id in &ids {
+            let s = d.wait_exit(id, Duration::from_secs(10)).await;
+            assert_eq!(s.exit_code, want, "{args:?}: {s:?}");
+            assert!(s.started_at > 0 && s.finished_at >= s.started_at, "{s:?}");
+            d.rt.remove_container(cri::RemoveContainerRequest {
+                container_id: id.clone(),
+            })
+            .await
+            .unwrap();
+        }
+    }
+    d.shutdown().await;
+}

@@ -12,9 +12,12 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::error::{io_err, Error, Result};
-use crate::pod::{Attempt, PodState};
+use crate::pod::Attempt;
 use crate::runtime::{info_map, labels_match, new_id, now_ns, remove_state_dir, Runtime};
 use crate::store::CONTAINERS;
+
+pub mod state;
+pub use state::{CtrEvent, Transition};
 
 /// How long `runtime create` (through the monitor) may take.
 const CREATE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -86,6 +89,34 @@ impl Ctr {
         rt.store.put(CONTAINERS, &r.id, &*r)?;
         Ok(())
     }
+
+    /// Applies a state-machine event: on a transition the state changes and `f` fills in the rest of
+    /// the record, both committed together; a stale event changes nothing; an invalid one is an
+    /// error naming the container, its state and the event.
+    fn apply(
+        &self,
+        rt: &Runtime,
+        ev: CtrEvent,
+        f: impl FnOnce(&mut ContainerRecord),
+    ) -> Result<Transition> {
+        let mut r = self.rec.lock().unwrap_or_else(|p| p.into_inner());
+        let t = r.state.next(ev);
+        match t {
+            Transition::To(s) => {
+                r.state = s;
+                f(&mut r);
+                rt.store.put(CONTAINERS, &r.id, &*r)?;
+            }
+            Transition::Stale => {}
+            Transition::Invalid => {
+                return Err(Error::Internal(format!(
+                    "container {}: event {ev:?} cannot happen in state {:?}",
+                    r.id, r.state
+                )))
+            }
+        }
+        Ok(t)
+    }
 }
 
 /// Maps spec generation errors onto the CRI's codes, keeping the field name in the message.
@@ -145,7 +176,7 @@ impl Runtime {
     ) -> Result<String> {
         let pod = self.pod(pod_id)?;
         let prec = pod.record();
-        if prec.state != PodState::Ready {
+        if !prec.state.can_create_container() {
             return Err(Error::FailedPrecondition(format!(
                 "pod {} is not ready",
                 pod.id
@@ -383,8 +414,7 @@ impl Runtime {
         let mon = crius_oci::spawn_monitor(handler, &mcfg)
             .await
             .map_err(oci_err)?;
-        ctr.update(self, |r| {
-            r.state = CtrState::Created;
+        ctr.apply(self, CtrEvent::Created, |r| {
             r.pid = mon.container_pid;
             r.monitor_pid = mon.monitor_pid;
             r.stop_signal = stop_signal;
@@ -517,20 +547,27 @@ impl Runtime {
         let ctr = self.container(id)?;
         let _g = ctr.op.lock().await;
         let rec = ctr.record();
-        if rec.state != CtrState::Created {
+        if !rec.state.can_start() {
             return Err(Error::FailedPrecondition(format!(
                 "container {} is {:?}, not created",
                 ctr.id, rec.state
             )));
         }
         let handler = self.handlers.existing(&rec.handler)?;
+        // Stamped before `runtime start`: the process cannot run earlier, and a process that exits at
+        // once must not look as if it finished before it started.
+        let started_at = now_ns();
         handler.start(&ctr.id).await.map_err(oci_err)?;
-        ctr.update(self, |r| {
-            r.state = CtrState::Running;
-            r.started_at = now_ns();
-        })?;
-        // A container that exited before we marked it running is collected by the watcher, which waits
-        // for this op lock; nothing is lost.
+        match ctr.apply(self, CtrEvent::Started, |r| r.started_at = started_at)? {
+            Transition::To(_) => {}
+            // It ran and its exit was collected before we got here: the exit stands, with its code;
+            // only the start time is filled in.
+            _ => ctr.update(self, |r| {
+                if r.started_at == 0 {
+                    r.started_at = started_at.min(r.finished_at);
+                }
+            })?,
+        }
         self.emit_event(&ctr, cri::ContainerEventType::ContainerStartedEvent);
         Ok(())
     }
@@ -551,13 +588,11 @@ impl Runtime {
         let exit = crius_oci::read_exit(&self.container_dir(&ctr.id));
         let update = |r: &mut ContainerRecord| match &exit {
             Ok(Some(x)) => {
-                r.state = CtrState::Exited;
                 r.exit_code = x.exit_code;
                 r.finished_at = x.finished_at_ns;
                 r.reason = reason_for(x).to_string();
             }
             Ok(None) => {
-                r.state = CtrState::Exited;
                 r.exit_code = 255;
                 r.finished_at = now_ns();
                 r.reason = "Unknown".into();
@@ -565,16 +600,31 @@ impl Runtime {
                     "the container's monitor exited without recording an exit status".into();
             }
             Err(e) => {
-                r.state = CtrState::Exited;
                 r.exit_code = 255;
                 r.finished_at = now_ns();
                 r.reason = "Unknown".into();
                 r.message = e.to_string();
             }
         };
-        if let Err(e) = ctr.update(self, update) {
-            tracing::warn!("container {}: record exit: {e}", ctr.id);
+        if self.container(&ctr.id).is_err() {
+            // Removed meanwhile: nothing to record (and no record to bring back).
+            let _ = ctr.exited.send(true);
+            return;
         }
+        match ctr.apply(self, CtrEvent::Exited, update) {
+            Ok(Transition::To(_)) => {}
+            Ok(_) => {
+                // Collected already (recovery and the watcher both looked).
+                let _ = ctr.exited.send(true);
+                return;
+            }
+            Err(e) => tracing::warn!("container {}: record exit: {e}", ctr.id),
+        }
+        // Waiters (StopContainer, which holds the op lock) learn of the exit first ...
+        let _ = ctr.exited.send(true);
+        // ... then the runtime's state goes, serialized with the container's operations so that it
+        // never pulls the state from under a `runtime start` that is still returning.
+        let _g = ctr.op.lock().await;
         let rec = ctr.record();
         if let Ok(h) = self.handlers.existing(&rec.handler) {
             // Frees the runtime's state and the cgroup; the rootfs stays until RemoveContainer.
@@ -582,7 +632,6 @@ impl Runtime {
                 tracing::warn!("container {}: runtime delete after exit: {e}", ctr.id);
             }
         }
-        let _ = ctr.exited.send(true);
         self.emit_event(ctr, cri::ContainerEventType::ContainerStoppedEvent);
     }
 
@@ -603,7 +652,7 @@ impl Runtime {
     ) -> Result<()> {
         let _g = ctr.op.lock().await;
         let rec = ctr.record();
-        if !matches!(rec.state, CtrState::Running | CtrState::Created) {
+        if !rec.state.can_kill() || self.container(&ctr.id).is_err() {
             return Ok(());
         }
         let handler = self.handlers.existing(&rec.handler)?;
@@ -652,6 +701,10 @@ impl Runtime {
     pub(crate) async fn remove_container_inner(self: &Arc<Self>, ctr: &Arc<Ctr>) -> Result<()> {
         self.stop_container_inner(ctr, 0).await?;
         let _g = ctr.op.lock().await;
+        if self.container(&ctr.id).is_err() {
+            // A concurrent RemoveContainer finished first.
+            return Ok(());
+        }
         let rec = ctr.record();
         if let Ok(h) = self.handlers.existing(&rec.handler) {
             h.delete(&ctr.id, true).await.map_err(oci_err)?;
@@ -776,7 +829,7 @@ impl Runtime {
             .all_containers()
             .into_iter()
             .map(|c| c.record())
-            .filter(|r| r.state != CtrState::Creating)
+            .filter(|r| r.state.listed())
             .map(|r| {
                 let s = self.container_status_of(&r);
                 cri::Container {
@@ -810,7 +863,7 @@ impl Runtime {
     fn running(&self, id: &str) -> Result<(Arc<Ctr>, ContainerRecord)> {
         let ctr = self.container(id)?;
         let rec = ctr.record();
-        if rec.state != CtrState::Running {
+        if !rec.state.can_exec() {
             return Err(Error::FailedPrecondition(format!(
                 "container {} is not running (state {:?})",
                 ctr.id, rec.state
@@ -900,7 +953,7 @@ impl Runtime {
         let rec = ctr.record();
         let Some(linux) = linux else { return Ok(()) };
         let res = crius_spec::linux_resources(&linux, &self.host).map_err(spec_err)?;
-        if matches!(rec.state, CtrState::Running | CtrState::Created) {
+        if rec.state.can_update() {
             let handler = self.handlers.existing(&rec.handler)?;
             handler.update(&ctr.id, &res).await.map_err(oci_err)?;
         } else {

@@ -6,6 +6,7 @@
 
 pub mod files;
 pub mod namespaces;
+pub mod state;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -20,6 +21,7 @@ use crate::error::{io_err, Error, Result};
 use crate::runtime::{info_map, labels_match, new_id, now_ns, remove_state_dir, Runtime};
 use crate::store::SANDBOXES;
 use namespaces::Pins;
+pub use state::{PodEvent, PodTransition};
 
 /// The outcome of one attempt at a create whose name may be held by an earlier attempt.
 pub(crate) enum Attempt {
@@ -82,6 +84,26 @@ impl Pod {
         f(&mut r);
         rt.store.put(SANDBOXES, &r.id, &*r)?;
         Ok(())
+    }
+
+    /// Applies a state-machine event (see `state`); an invalid one is an error naming the pod.
+    fn apply(&self, rt: &Runtime, ev: PodEvent) -> Result<PodTransition> {
+        let mut r = self.rec.lock().unwrap_or_else(|p| p.into_inner());
+        let t = r.state.next(ev);
+        match t {
+            PodTransition::To(s) => {
+                r.state = s;
+                rt.store.put(SANDBOXES, &r.id, &*r)?;
+            }
+            PodTransition::Stale => {}
+            PodTransition::Invalid => {
+                return Err(Error::Internal(format!(
+                    "pod {}: event {ev:?} cannot happen in state {:?}",
+                    r.id, r.state
+                )))
+            }
+        }
+        Ok(t)
     }
 }
 
@@ -260,7 +282,7 @@ impl Runtime {
 
         match self.setup_pod(&pod, cfg).await {
             Ok(()) => {
-                pod.update(self, |r| r.state = PodState::Ready)?;
+                pod.apply(self, PodEvent::SetUp)?;
                 drop(guard);
                 Ok(Attempt::Done(id))
             }
@@ -429,6 +451,10 @@ impl Runtime {
             Err(e) => return Err(e),
         };
         let _g = pod.op.lock().await;
+        if self.pod(&pod.id).is_err() {
+            // Its creation was undone, or a concurrent RemovePodSandbox finished first.
+            return Ok(());
+        }
         for c in self
             .all_containers()
             .into_iter()
@@ -443,7 +469,7 @@ impl Runtime {
                 pod.id
             )));
         }
-        pod.update(self, |r| r.state = PodState::NotReady)?;
+        pod.apply(self, PodEvent::Stopped)?;
         Ok(())
     }
 
@@ -455,6 +481,10 @@ impl Runtime {
             Err(e) => return Err(e),
         };
         let _g = pod.op.lock().await;
+        if self.pod(&pod.id).is_err() {
+            // Its creation was undone, or a concurrent RemovePodSandbox finished first.
+            return Ok(());
+        }
         for c in self
             .all_containers()
             .into_iter()
@@ -535,7 +565,7 @@ impl Runtime {
             .all_pods()
             .into_iter()
             .map(|p| p.record())
-            .filter(|r| r.state != PodState::Creating)
+            .filter(|r| r.state.listed())
             .map(|r| {
                 let s = self.pod_status_of(&r);
                 cri::PodSandbox {
@@ -684,7 +714,7 @@ pub(crate) async fn recover(rt: &Arc<Runtime>) -> anyhow::Result<()> {
                         rec.id
                     );
                     rt.teardown_pod(&pod).await;
-                    pod.update(rt, |r| r.state = PodState::NotReady)?;
+                    pod.apply(rt, PodEvent::Lost)?;
                 }
             }
             PodState::NotReady => {
