@@ -64,8 +64,23 @@ pub struct ContainerRecord {
 }
 
 impl ContainerRecord {
+    /// The stored config, or DataLoss naming the record when it does not decode.
+    pub fn try_config(&self) -> Result<cri::ContainerConfig> {
+        cri::ContainerConfig::decode(self.config.as_slice()).map_err(|e| {
+            Error::DataLoss(format!(
+                "stored record of container {} is corrupt: its config does not decode: {e}",
+                self.id
+            ))
+        })
+    }
+
+    /// The config of a record in memory; see `SandboxRecord::config` for why the fallback is
+    /// unreachable and logged.
     pub fn config(&self) -> cri::ContainerConfig {
-        cri::ContainerConfig::decode(self.config.as_slice()).unwrap_or_default()
+        self.try_config().unwrap_or_else(|e| {
+            tracing::error!("{e}");
+            cri::ContainerConfig::default()
+        })
     }
 }
 
@@ -119,17 +134,13 @@ impl Ctr {
     }
 }
 
-/// Maps spec generation errors onto the CRI's codes, keeping the field name in the message.
+/// Spec generation errors keep their type (and field name); `Error::code` maps them.
 pub fn spec_err(e: crius_spec::SpecError) -> Error {
-    match e {
-        crius_spec::SpecError::Invalid { field, reason } => Error::invalid(field, reason),
-        crius_spec::SpecError::Unsupported { field, reason } => Error::unimplemented(field, reason),
-        other => Error::invalid("config", other.to_string()),
-    }
+    e.into()
 }
 
 fn oci_err(e: crius_oci::OciError) -> Error {
-    Error::Internal(e.to_string())
+    e.into()
 }
 
 /// The log path: `<log_directory>/<log_path>`, with `log_path` relative and free of `..`.
@@ -1052,7 +1063,7 @@ pub fn image_defaults(image: &crius_image::Image) -> crius_spec::ImageDefaults {
 pub(crate) async fn recover(rt: &Arc<Runtime>) -> anyhow::Result<()> {
     let records: Vec<ContainerRecord> = rt.store.list(CONTAINERS)?;
     for rec in records {
-        let cfg = rec.config();
+        let cfg = rec.try_config()?;
         let meta = cfg.metadata.clone().unwrap_or_default();
         let key = format!("{}/{}_{}", rec.sandbox_id, meta.name, meta.attempt);
         let (tx, _) = watch::channel(matches!(rec.state, CtrState::Exited | CtrState::Unknown));

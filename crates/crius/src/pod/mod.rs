@@ -61,8 +61,24 @@ pub struct SandboxRecord {
 }
 
 impl SandboxRecord {
+    /// The stored config, or DataLoss naming the record when it does not decode.
+    pub fn try_config(&self) -> Result<cri::PodSandboxConfig> {
+        cri::PodSandboxConfig::decode(self.config.as_slice()).map_err(|e| {
+            Error::DataLoss(format!(
+                "stored record of pod {} is corrupt: its config does not decode: {e}",
+                self.id
+            ))
+        })
+    }
+
+    /// The config of a record in memory. Every one was decoded once already (from the request, or by
+    /// `try_config` when recovery loaded it), so the fallback is unreachable short of memory
+    /// corruption; it is logged, never silent.
     pub fn config(&self) -> cri::PodSandboxConfig {
-        cri::PodSandboxConfig::decode(self.config.as_slice()).unwrap_or_default()
+        self.try_config().unwrap_or_else(|e| {
+            tracing::error!("{e}");
+            cri::PodSandboxConfig::default()
+        })
     }
 }
 
@@ -376,7 +392,7 @@ impl Runtime {
                 .cni
                 .setup(&pod_network(&pod.id, cfg, netns.clone())?)
                 .await
-                .map_err(|e| Error::Internal(format!("pod {}: CNI ADD: {e}", pod.id)))?;
+                .map_err(|e| Error::network(pod.id.clone(), e))?;
             ips = status.ips.iter().map(|ip| ip.to_string()).collect();
             pod.update(self, |r| r.ips = ips.clone())?;
         }
@@ -464,7 +480,7 @@ impl Runtime {
         }
         self.teardown_pod(&pod).await;
         if pod.record().network_up {
-            return Err(Error::Internal(format!(
+            return Err(Error::Unavailable(format!(
                 "pod {}: releasing the network failed; it is retried on the next stop/remove",
                 pod.id
             )));
@@ -494,7 +510,7 @@ impl Runtime {
         }
         self.teardown_pod(&pod).await;
         if pod.record().network_up {
-            return Err(Error::Internal(format!(
+            return Err(Error::Unavailable(format!(
                 "pod {}: CNI DEL failed; RemovePodSandbox must be retried",
                 pod.id
             )));
@@ -681,7 +697,7 @@ async fn kill_pause(pid: i32, pod_dir: &std::path::Path) {
 pub(crate) async fn recover(rt: &Arc<Runtime>) -> anyhow::Result<()> {
     let records: Vec<SandboxRecord> = rt.store.list(SANDBOXES)?;
     for rec in records {
-        let cfg = rec.config();
+        let cfg = rec.try_config()?;
         let key = name_key(&cfg).unwrap_or_else(|_| rec.id.clone());
         let pod = Arc::new(Pod {
             id: rec.id.clone(),
@@ -749,4 +765,41 @@ pub(crate) async fn recover(rt: &Arc<Runtime>) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_corrupt_stored_config_is_an_error_naming_the_record() {
+        let rec = SandboxRecord {
+            id: "feedbeef".into(),
+            config: vec![0xff, 0xff, 0xff],
+            runtime_handler: "runc".into(),
+            state: PodState::Ready,
+            created_at: 0,
+            pins: Pins::default(),
+            pause_pid: None,
+            ips: vec![],
+            network_up: false,
+            shm: None,
+            hostname_file: None,
+            hosts_file: None,
+            resolv_file: None,
+            cgroup_parent: String::new(),
+        };
+        let e = rec.try_config().unwrap_err();
+        assert_eq!(e.code(), tonic::Code::DataLoss);
+        assert!(e.to_string().contains("pod feedbeef"), "{e}");
+        let good = cri::PodSandboxConfig {
+            hostname: "h".into(),
+            ..Default::default()
+        };
+        let rec = SandboxRecord {
+            config: good.encode_to_vec(),
+            ..rec
+        };
+        assert_eq!(rec.try_config().unwrap(), good);
+    }
 }
