@@ -92,43 +92,67 @@ pub struct Ctr {
     pub name_key: String,
     /// Flips to true once the exit has been collected.
     pub exited: watch::Sender<bool>,
+    /// Orders the store commits of this container's record (see `update`).
+    pub commit: tokio::sync::Mutex<()>,
 }
 
 impl Ctr {
     pub fn record(&self) -> ContainerRecord {
         self.rec.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
-    fn update(&self, rt: &Runtime, f: impl FnOnce(&mut ContainerRecord)) -> Result<()> {
-        let mut r = self.rec.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut r);
-        rt.store.put(CONTAINERS, &r.id, &*r)?;
+    /// Changes the record and commits it: the record mutex is held only for the change; the commit
+    /// runs on a blocking thread under the container's commit lock, which keeps commits in the order
+    /// of the changes. A container no longer in the table (forgotten) is not written back.
+    async fn update(&self, rt: &Runtime, f: impl FnOnce(&mut ContainerRecord)) -> Result<()> {
+        let _c = self.commit.lock().await;
+        let snapshot = {
+            let mut r = self.rec.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut r);
+            r.clone()
+        };
+        self.commit_locked(rt, snapshot).await
+    }
+
+    async fn commit_locked(&self, rt: &Runtime, snapshot: ContainerRecord) -> Result<()> {
+        if rt.container(&self.id).is_err() {
+            return Ok(());
+        }
+        rt.store
+            .put_async(CONTAINERS, self.id.clone(), snapshot)
+            .await?;
         Ok(())
     }
 
     /// Applies a state-machine event: on a transition the state changes and `f` fills in the rest of
     /// the record, both committed together; a stale event changes nothing; an invalid one is an
     /// error naming the container, its state and the event.
-    fn apply(
+    async fn apply(
         &self,
         rt: &Runtime,
         ev: CtrEvent,
         f: impl FnOnce(&mut ContainerRecord),
     ) -> Result<Transition> {
-        let mut r = self.rec.lock().unwrap_or_else(|p| p.into_inner());
-        let t = r.state.next(ev);
-        match t {
-            Transition::To(s) => {
-                r.state = s;
-                f(&mut r);
-                rt.store.put(CONTAINERS, &r.id, &*r)?;
+        let _c = self.commit.lock().await;
+        let (t, snapshot) = {
+            let mut r = self.rec.lock().unwrap_or_else(|p| p.into_inner());
+            let t = r.state.next(ev);
+            match t {
+                Transition::To(s) => {
+                    r.state = s;
+                    f(&mut r);
+                }
+                Transition::Stale => {}
+                Transition::Invalid => {
+                    return Err(Error::Internal(format!(
+                        "container {}: event {ev:?} cannot happen in state {:?}",
+                        r.id, r.state
+                    )))
+                }
             }
-            Transition::Stale => {}
-            Transition::Invalid => {
-                return Err(Error::Internal(format!(
-                    "container {}: event {ev:?} cannot happen in state {:?}",
-                    r.id, r.state
-                )))
-            }
+            (t, r.clone())
+        };
+        if let Transition::To(_) = t {
+            self.commit_locked(rt, snapshot).await?;
         }
         Ok(t)
     }
@@ -278,6 +302,7 @@ impl Runtime {
                 op: tokio::sync::Mutex::new(()),
                 name_key: key.clone(),
                 exited: tx,
+                commit: tokio::sync::Mutex::new(()),
             });
             // In the table and locked before the name is reserved: a concurrent retry that finds the
             // reservation finds the container and waits for this attempt.
@@ -296,11 +321,15 @@ impl Runtime {
                     .await?
                 {
                     Attempt::Done(id) => return Ok(id),
-                    Attempt::Again => continue,
+                    Attempt::Again => {
+                        // The earlier attempt is being undone; its name is released after that.
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                        continue;
+                    }
                 }
             }
-            if let Err(e) = self.store.put(CONTAINERS, &id, &rec) {
-                self.forget_container(&ctr);
+            if let Err(e) = self.store.put_async(CONTAINERS, id.clone(), rec).await {
+                self.forget_container(&ctr).await;
                 return Err(e.into());
             }
 
@@ -323,7 +352,7 @@ impl Runtime {
                     let _ =
                         tokio::task::spawn_blocking(move || images.remove_rootfs(&cid, &rootfs))
                             .await;
-                    self.forget_container(&ctr);
+                    self.forget_container(&ctr).await;
                     drop(guard);
                     Err(e)
                 }
@@ -438,7 +467,8 @@ impl Runtime {
                 .into_iter()
                 .map(i64::from)
                 .collect();
-        })?;
+        })
+        .await?;
         self.watch_exit(ctr.clone());
         Ok(())
     }
@@ -569,15 +599,21 @@ impl Runtime {
         // once must not look as if it finished before it started.
         let started_at = now_ns();
         handler.start(&ctr.id).await.map_err(oci_err)?;
-        match ctr.apply(self, CtrEvent::Started, |r| r.started_at = started_at)? {
+        match ctr
+            .apply(self, CtrEvent::Started, |r| r.started_at = started_at)
+            .await?
+        {
             Transition::To(_) => {}
             // It ran and its exit was collected before we got here: the exit stands, with its code;
             // only the start time is filled in.
-            _ => ctr.update(self, |r| {
-                if r.started_at == 0 {
-                    r.started_at = started_at.min(r.finished_at);
-                }
-            })?,
+            _ => {
+                ctr.update(self, |r| {
+                    if r.started_at == 0 {
+                        r.started_at = started_at.min(r.finished_at);
+                    }
+                })
+                .await?
+            }
         }
         self.emit_event(&ctr, cri::ContainerEventType::ContainerStartedEvent);
         Ok(())
@@ -622,7 +658,7 @@ impl Runtime {
             let _ = ctr.exited.send(true);
             return;
         }
-        match ctr.apply(self, CtrEvent::Exited, update) {
+        match ctr.apply(self, CtrEvent::Exited, update).await {
             Ok(Transition::To(_)) => {}
             Ok(_) => {
                 // Collected already (recovery and the watcher both looked).
@@ -727,20 +763,26 @@ impl Runtime {
             .await
             .map_err(|e| Error::internal("rootfs task", e))?
             .map_err(crate::image::image_err)?;
-        self.forget_container(ctr);
+        self.forget_container(ctr).await;
         self.emit_event(ctr, cri::ContainerEventType::ContainerDeletedEvent);
         Ok(())
     }
 
-    fn forget_container(&self, ctr: &Ctr) {
-        if let Err(e) = remove_state_dir(&self.container_dir(&ctr.id)) {
-            tracing::warn!("container {}: {e}", ctr.id);
-        }
-        if let Err(e) = self.store.delete(CONTAINERS, &ctr.id) {
-            tracing::warn!("container {}: {e}", ctr.id);
-        }
+    /// Removes the container's state dir, record and name. Out of the table first, so that no later
+    /// update writes the record back.
+    async fn forget_container(&self, ctr: &Ctr) {
         if let Ok(mut m) = self.containers.write() {
             m.remove(&ctr.id);
+        }
+        let dir = self.container_dir(&ctr.id);
+        match tokio::task::spawn_blocking(move || remove_state_dir(&dir)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("container {}: {e}", ctr.id),
+            Err(e) => tracing::warn!("container {}: state dir task: {e}", ctr.id),
+        }
+        let _c = ctr.commit.lock().await;
+        if let Err(e) = self.store.delete_async(CONTAINERS, ctr.id.clone()).await {
+            tracing::warn!("container {}: {e}", ctr.id);
         }
         self.release(&ctr.name_key, &ctr.id);
     }
@@ -973,7 +1015,8 @@ impl Runtime {
                 ctr.id, rec.state
             )));
         }
-        ctr.update(self, |r| r.resources = linux.encode_to_vec())?;
+        ctr.update(self, |r| r.resources = linux.encode_to_vec())
+            .await?;
         Ok(())
     }
 
@@ -1074,6 +1117,7 @@ pub(crate) async fn recover(rt: &Arc<Runtime>) -> anyhow::Result<()> {
             op: tokio::sync::Mutex::new(()),
             name_key: key.clone(),
             exited: tx,
+            commit: tokio::sync::Mutex::new(()),
         });
         let _ = rt.reserve(&key, &rec.id);
         if let Ok(mut m) = rt.containers.write() {

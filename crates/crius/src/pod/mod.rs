@@ -89,35 +89,57 @@ pub struct Pod {
     pub op: tokio::sync::Mutex<()>,
     /// Reservation key of the pod's name.
     pub name_key: String,
+    /// Orders the store commits of this pod's record (see `update`).
+    pub commit: tokio::sync::Mutex<()>,
 }
 
 impl Pod {
     pub fn record(&self) -> SandboxRecord {
         self.rec.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
-    fn update(&self, rt: &Runtime, f: impl FnOnce(&mut SandboxRecord)) -> Result<()> {
-        let mut r = self.rec.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut r);
-        rt.store.put(SANDBOXES, &r.id, &*r)?;
+    /// Changes the record and commits it. The record mutex is held only for the change; the commit
+    /// runs on a blocking thread under the pod's commit lock, which keeps commits in the order of the
+    /// changes. A pod no longer in the table (forgotten) is not written back.
+    async fn update(&self, rt: &Runtime, f: impl FnOnce(&mut SandboxRecord)) -> Result<()> {
+        let _c = self.commit.lock().await;
+        let snapshot = {
+            let mut r = self.rec.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut r);
+            r.clone()
+        };
+        self.commit_locked(rt, snapshot).await
+    }
+
+    async fn commit_locked(&self, rt: &Runtime, snapshot: SandboxRecord) -> Result<()> {
+        if rt.pod(&self.id).is_err() {
+            return Ok(());
+        }
+        rt.store
+            .put_async(SANDBOXES, self.id.clone(), snapshot)
+            .await?;
         Ok(())
     }
 
     /// Applies a state-machine event (see `state`); an invalid one is an error naming the pod.
-    fn apply(&self, rt: &Runtime, ev: PodEvent) -> Result<PodTransition> {
-        let mut r = self.rec.lock().unwrap_or_else(|p| p.into_inner());
-        let t = r.state.next(ev);
-        match t {
-            PodTransition::To(s) => {
-                r.state = s;
-                rt.store.put(SANDBOXES, &r.id, &*r)?;
+    async fn apply(&self, rt: &Runtime, ev: PodEvent) -> Result<PodTransition> {
+        let _c = self.commit.lock().await;
+        let (t, snapshot) = {
+            let mut r = self.rec.lock().unwrap_or_else(|p| p.into_inner());
+            let t = r.state.next(ev);
+            match t {
+                PodTransition::To(s) => r.state = s,
+                PodTransition::Stale => {}
+                PodTransition::Invalid => {
+                    return Err(Error::Internal(format!(
+                        "pod {}: event {ev:?} cannot happen in state {:?}",
+                        r.id, r.state
+                    )))
+                }
             }
-            PodTransition::Stale => {}
-            PodTransition::Invalid => {
-                return Err(Error::Internal(format!(
-                    "pod {}: event {ev:?} cannot happen in state {:?}",
-                    r.id, r.state
-                )))
-            }
+            (t, r.clone())
+        };
+        if let PodTransition::To(_) = t {
+            self.commit_locked(rt, snapshot).await?;
         }
         Ok(t)
     }
@@ -236,7 +258,8 @@ impl Runtime {
         loop {
             match self.try_run_pod(&key, &cfg, &handler_name).await? {
                 Attempt::Done(id) => return Ok(id),
-                Attempt::Again => continue,
+                // The earlier attempt is being undone; its name is released once that is done.
+                Attempt::Again => tokio::time::sleep(Duration::from_millis(5)).await,
             }
         }
     }
@@ -275,6 +298,7 @@ impl Runtime {
             id: id.clone(),
             rec: SyncMutex::new(rec.clone()),
             op: tokio::sync::Mutex::new(()),
+            commit: tokio::sync::Mutex::new(()),
             name_key: key.to_string(),
         });
         // The pod is in the table, locked, before its name is reserved: a concurrent retry that finds
@@ -291,21 +315,21 @@ impl Runtime {
             drop(guard);
             return self.existing_pod_for_retry(key, &owner, cfg).await;
         }
-        if let Err(e) = self.store.put(SANDBOXES, &id, &rec) {
-            self.forget_pod(&pod);
+        if let Err(e) = self.store.put_async(SANDBOXES, id.clone(), rec).await {
+            self.forget_pod(&pod).await;
             return Err(e.into());
         }
 
         match self.setup_pod(&pod, cfg).await {
             Ok(()) => {
-                pod.apply(self, PodEvent::SetUp)?;
+                pod.apply(self, PodEvent::SetUp).await?;
                 drop(guard);
                 Ok(Attempt::Done(id))
             }
             Err(e) => {
                 tracing::warn!("pod {id}: RunPodSandbox failed, undoing: {e}");
                 self.teardown_pod(&pod).await;
-                self.forget_pod(&pod);
+                self.forget_pod(&pod).await;
                 drop(guard);
                 Err(e)
             }
@@ -376,25 +400,25 @@ impl Runtime {
             .await
             .map_err(|e| Error::internal("namespace task", e))??
         };
-        pod.update(self, |r| r.pins = pins.clone())?;
+        pod.update(self, |r| r.pins = pins.clone()).await?;
 
         if ns.pid == cri::NamespaceMode::Pod as i32 {
             let pid =
                 namespaces::spawn_pause(&self.cfg.pause_binary(), &dir.join("pause.pid")).await?;
-            pod.update(self, |r| r.pause_pid = Some(pid))?;
+            pod.update(self, |r| r.pause_pid = Some(pid)).await?;
         }
 
         let mut ips = vec![];
         if let Some(netns) = &pins.net {
             // Written before ADD: if the daemon dies during ADD, recovery still runs DEL.
-            pod.update(self, |r| r.network_up = true)?;
+            pod.update(self, |r| r.network_up = true).await?;
             let status = self
                 .cni
                 .setup(&pod_network(&pod.id, cfg, netns.clone())?)
                 .await
                 .map_err(|e| Error::network(pod.id.clone(), e))?;
             ips = status.ips.iter().map(|ip| ip.to_string()).collect();
-            pod.update(self, |r| r.ips = ips.clone())?;
+            pod.update(self, |r| r.ips = ips.clone()).await?;
         }
 
         let hostname_file = files::write_hostname(&dir, &hostname)?;
@@ -410,7 +434,8 @@ impl Runtime {
             r.hosts_file = Some(hosts_file);
             r.resolv_file = Some(resolv_file);
             r.shm = shm;
-        })?;
+        })
+        .await?;
         Ok(())
     }
 
@@ -424,7 +449,7 @@ impl Runtime {
             match pod_network(&rec.id, &cfg, netns) {
                 Ok(net) => match self.cni.teardown(&net).await {
                     Ok(()) => {
-                        let _ = pod.update(self, |r| r.network_up = false);
+                        let _ = pod.update(self, |r| r.network_up = false).await;
                     }
                     Err(e) => tracing::warn!(
                         "pod {}: CNI DEL failed (retried on remove and restart): {e}",
@@ -436,7 +461,7 @@ impl Runtime {
         }
         if let Some(pid) = rec.pause_pid {
             kill_pause(pid, &self.pod_dir(&rec.id)).await;
-            let _ = pod.update(self, |r| r.pause_pid = None);
+            let _ = pod.update(self, |r| r.pause_pid = None).await;
         }
         if let Some(shm) = &rec.shm {
             files::unmount(shm);
@@ -447,13 +472,21 @@ impl Runtime {
         }
     }
 
-    fn forget_pod(&self, pod: &Pod) {
-        let _ = remove_state_dir(&self.pod_dir(&pod.id));
-        if let Err(e) = self.store.delete(SANDBOXES, &pod.id) {
-            tracing::warn!("pod {}: {e}", pod.id);
-        }
+    /// Removes the pod's state dir (unmounting what is below), its record and its name. Out of the
+    /// table first, so that no later update writes the record back.
+    async fn forget_pod(&self, pod: &Pod) {
         if let Ok(mut pods) = self.pods.write() {
             pods.remove(&pod.id);
+        }
+        let dir = self.pod_dir(&pod.id);
+        match tokio::task::spawn_blocking(move || remove_state_dir(&dir)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("pod {}: {e}", pod.id),
+            Err(e) => tracing::warn!("pod {}: state dir task: {e}", pod.id),
+        }
+        let _c = pod.commit.lock().await;
+        if let Err(e) = self.store.delete_async(SANDBOXES, pod.id.clone()).await {
+            tracing::warn!("pod {}: {e}", pod.id);
         }
         self.release(&pod.name_key, &pod.id);
     }
@@ -485,7 +518,7 @@ impl Runtime {
                 pod.id
             )));
         }
-        pod.apply(self, PodEvent::Stopped)?;
+        pod.apply(self, PodEvent::Stopped).await?;
         Ok(())
     }
 
@@ -515,7 +548,7 @@ impl Runtime {
                 pod.id
             )));
         }
-        self.forget_pod(&pod);
+        self.forget_pod(&pod).await;
         Ok(())
     }
 
@@ -703,6 +736,7 @@ pub(crate) async fn recover(rt: &Arc<Runtime>) -> anyhow::Result<()> {
             id: rec.id.clone(),
             rec: SyncMutex::new(rec.clone()),
             op: tokio::sync::Mutex::new(()),
+            commit: tokio::sync::Mutex::new(()),
             name_key: key.clone(),
         });
         let _ = rt.reserve(&key, &rec.id);
@@ -716,7 +750,7 @@ pub(crate) async fn recover(rt: &Arc<Runtime>) -> anyhow::Result<()> {
                     rec.id
                 );
                 rt.teardown_pod(&pod).await;
-                rt.forget_pod(&pod);
+                rt.forget_pod(&pod).await;
             }
             PodState::Ready => {
                 let pause_gone = rec
@@ -730,7 +764,7 @@ pub(crate) async fn recover(rt: &Arc<Runtime>) -> anyhow::Result<()> {
                         rec.id
                     );
                     rt.teardown_pod(&pod).await;
-                    pod.apply(rt, PodEvent::Lost)?;
+                    pod.apply(rt, PodEvent::Lost).await?;
                 }
             }
             PodState::NotReady => {
