@@ -112,13 +112,20 @@ impl Handler {
         let mut process = process.clone();
         process.set_terminal(Some(false));
         let files = ExecFiles::new(id, &process)?;
-        let mut child = self
-            .exec_command(id, &files)
+        let mut cmd = self.exec_command(id, &files);
+        // Not kill_on_drop: killing the runtime alone would orphan the exec'd process in the
+        // container. The guard below kills the process tree instead if this future is dropped.
+        cmd.kill_on_drop(false);
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| OciError::io(format!("run exec in {id} with"), &self.binary, e))?;
+        let mut guard = ExecGuard {
+            files: Some(files),
+            runtime_pid: child.id().map(|p| p as i32),
+        };
         let out_buf = Arc::new(Mutex::new(Vec::new()));
         let err_buf = Arc::new(Mutex::new(Vec::new()));
         let out_task = child
@@ -137,22 +144,14 @@ impl Handler {
                 Ok(s) => s,
                 Err(_) => {
                     timed_out = true;
-                    kill_exec(&files, &mut child);
-                    match tokio::time::timeout(Duration::from_secs(10), child.wait()).await {
-                        Ok(s) => s,
-                        Err(_) => {
-                            return Err(OciError::Timeout {
-                                op: "exec",
-                                id: id.to_string(),
-                                binary: self.binary.clone(),
-                                after: t,
-                            })
-                        }
-                    }
+                    // Only returns once the process and its children are gone: a caller that
+                    // looks right after the DeadlineExceeded must not find them (critest does).
+                    self.end_exec(id, &mut guard, &mut child, t).await?
                 }
             },
         }
         .map_err(|e| OciError::io(format!("wait for exec in {id} of"), &self.binary, e))?;
+        let files = guard.disarm();
         let grace = Instant::now() + OUTPUT_GRACE;
         for task in [out_task, err_task].into_iter().flatten() {
             let left = grace.saturating_duration_since(Instant::now());
@@ -277,15 +276,124 @@ impl Handler {
     }
 }
 
-fn kill_exec(files: &ExecFiles, child: &mut Child) {
-    if let Some(pid) = files.pid() {
-        unsafe {
-            libc::kill(pid, libc::SIGKILL);
+/// How long the parents in a timed-out exec's process tree get to reap the children killed under
+/// them before their own turn.
+const REAP_GRACE: Duration = Duration::from_millis(500);
+/// How long the runtime may take to write the exec's pid file once it has been asked to exec.
+const PID_FILE_WAIT: Duration = Duration::from_secs(5);
+
+/// Kills a sync exec's process tree if the exec is abandoned (its future dropped: the client went
+/// away) before it finished.
+struct ExecGuard {
+    files: Option<ExecFiles>,
+    runtime_pid: Option<i32>,
+}
+
+impl ExecGuard {
+    fn disarm(&mut self) -> ExecFiles {
+        // Only called once, after the process ended.
+        self.files
+            .take()
+            .unwrap_or_else(|| unreachable!("exec guard disarmed twice"))
+    }
+}
+
+impl Drop for ExecGuard {
+    fn drop(&mut self) {
+        let Some(files) = self.files.take() else {
+            return;
+        };
+        let runtime_pid = self.runtime_pid;
+        // Dropping happens on an async worker; the kill sleeps between rounds.
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + PID_FILE_WAIT;
+            loop {
+                if let Some(pid) = files.pid() {
+                    crate::tree::kill_tree(pid, runtime_pid, REAP_GRACE);
+                    return;
+                }
+                let runtime_gone = runtime_pid
+                    .map(|p| !std::path::Path::new(&format!("/proc/{p}")).exists())
+                    .unwrap_or(true);
+                if runtime_gone || Instant::now() >= deadline {
+                    if let Some(p) = runtime_pid {
+                        // SAFETY: plain kill(2) of the runtime process we spawned.
+                        unsafe { libc::kill(p, libc::SIGKILL) };
+                    }
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+    }
+}
+
+impl Handler {
+    /// Ends a timed-out sync exec: kills the exec'd process tree (children first), then waits for
+    /// the runtime, which is the process's parent, to reap it and exit. The runtime itself is killed
+    /// only as a last resort, because killing it first would orphan the process in the container.
+    async fn end_exec(
+        &self,
+        id: &str,
+        guard: &mut ExecGuard,
+        child: &mut Child,
+        after: Duration,
+    ) -> Result<io::Result<std::process::ExitStatus>, OciError> {
+        let runtime_pid = guard.runtime_pid;
+        let files_dir = guard.files.as_ref().map(|f| f.dir.path().to_path_buf());
+        let pid_file = files_dir.map(|d| d.join("exec.pid"));
+        let pid = {
+            let deadline = Instant::now() + PID_FILE_WAIT;
+            loop {
+                let pid = pid_file.as_deref().and_then(read_pid);
+                if pid.is_some() {
+                    break pid;
+                }
+                if let Ok(Some(st)) = child.try_wait() {
+                    // The runtime finished (the process ended just now, or never started).
+                    return Ok(Ok(st));
+                }
+                if Instant::now() >= deadline {
+                    break None;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        if let Some(pid) = pid {
+            tokio::task::spawn_blocking(move || {
+                crate::tree::kill_tree(pid, runtime_pid, REAP_GRACE)
+            })
+            .await
+            .map_err(|e| OciError::Protocol {
+                id: id.to_string(),
+                what: format!("kill task of timed-out exec: {e}"),
+            })?;
+        }
+        match tokio::time::timeout(Duration::from_secs(10), child.wait()).await {
+            Ok(s) => Ok(s),
+            Err(_) => {
+                let _ = child.start_kill();
+                match tokio::time::timeout(Duration::from_secs(5), child.wait()).await {
+                    Ok(s) => Ok(s),
+                    Err(_) => Err(OciError::Timeout {
+                        op: "exec",
+                        id: id.to_string(),
+                        binary: self.binary.clone(),
+                        after,
+                    }),
+                }
+            }
         }
     }
-    // The runtime exits by itself once its process is gone; killing it too covers an exec that
-    // never got as far as writing the pid file.
-    let _ = child.start_kill();
+}
+
+fn read_pid(path: &Path) -> Option<i32> {
+    std::fs::read_to_string(path)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+        .filter(|p: &i32| *p > 0)
 }
 
 async fn read_capped<R: AsyncRead + Unpin>(mut r: R, buf: Arc<Mutex<Vec<u8>>>, cap: usize) {

@@ -8,6 +8,7 @@ mod exec;
 mod handler;
 mod monitor;
 mod probe;
+mod tree;
 
 pub use attach::{
     attach, encode_frame, resize_payload, AttachReader, AttachStream, AttachWriter, Frame,
@@ -21,3 +22,4 @@ pub use monitor::{
     MonitorConfig, MonitorHandle,
 };
 pub use probe::{run_trial_bundle, trial_id};
+pub use tree::{descendants, kill_tree};

@@ -5,29 +5,9 @@ use cri_api::v1 as cri;
 use crate::error::{Error, Result};
 use crate::runtime::{info_map, now_ns, Runtime};
 
-/// Maps image store errors onto CRI codes; the message keeps the reference and cause.
+/// Image store errors keep their type; `Error::code` maps them onto CRI codes.
 pub fn image_err(e: crius_image::ImageError) -> Error {
-    use crius_image::ImageError as E;
-    let msg = e.to_string();
-    match e {
-        E::InvalidReference { .. } => Error::InvalidArgument {
-            field: "image".into(),
-            reason: msg,
-        },
-        E::NotFound { reference } => Error::NotFound {
-            kind: "image",
-            id: reference,
-        },
-        E::Unauthorized { .. } => Error::Unauthenticated(msg),
-        E::Forbidden { .. } => Error::PermissionDenied(msg),
-        E::DigestMismatch { .. } => Error::DataLoss(msg),
-        E::UnsafeLayerEntry { .. } => Error::InvalidArgument {
-            field: "image layer".into(),
-            reason: msg,
-        },
-        E::Timeout { .. } => Error::DeadlineExceeded(msg),
-        _ => Error::Internal(msg),
-    }
+    e.into()
 }
 
 fn spec_handler_check(rt: &Runtime, spec: Option<&cri::ImageSpec>, field: &str) -> Result<()> {

@@ -110,6 +110,31 @@ impl Store {
         txn.commit().map_err(|e| self.db_err(e))
     }
 
+    /// [`Store::put`] on a blocking thread: a durable commit (fsync) must not stall an async worker.
+    pub async fn put_async<T: Serialize + Send + 'static>(
+        &self,
+        table: TableDefinition<'static, &'static str, &'static [u8]>,
+        id: String,
+        value: T,
+    ) -> Result<(), StoreError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.put(table, &id, &value))
+            .await
+            .map_err(|e| self.db_err(format!("commit task: {e}")))?
+    }
+
+    /// [`Store::delete`] on a blocking thread.
+    pub async fn delete_async(
+        &self,
+        table: TableDefinition<'static, &'static str, &'static [u8]>,
+        id: String,
+    ) -> Result<(), StoreError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.delete(table, &id))
+            .await
+            .map_err(|e| self.db_err(format!("commit task: {e}")))?
+    }
+
     pub fn list<T: DeserializeOwned>(
         &self,
         table: TableDefinition<&str, &[u8]>,

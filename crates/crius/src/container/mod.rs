@@ -14,9 +14,12 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::error::{io_err, Error, Result};
-use crate::pod::PodState;
+use crate::pod::Attempt;
 use crate::runtime::{info_map, labels_match, new_id, now_ns, remove_state_dir, Runtime};
 use crate::store::CONTAINERS;
+
+pub mod state;
+pub use state::{CtrEvent, Transition};
 
 /// How long `runtime create` (through the monitor) may take.
 const CREATE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -66,8 +69,23 @@ pub struct ContainerRecord {
 }
 
 impl ContainerRecord {
+    /// The stored config, or DataLoss naming the record when it does not decode.
+    pub fn try_config(&self) -> Result<cri::ContainerConfig> {
+        cri::ContainerConfig::decode(self.config.as_slice()).map_err(|e| {
+            Error::DataLoss(format!(
+                "stored record of container {} is corrupt: its config does not decode: {e}",
+                self.id
+            ))
+        })
+    }
+
+    /// The config of a record in memory; see `SandboxRecord::config` for why the fallback is
+    /// unreachable and logged.
     pub fn config(&self) -> cri::ContainerConfig {
-        cri::ContainerConfig::decode(self.config.as_slice()).unwrap_or_default()
+        self.try_config().unwrap_or_else(|e| {
+            tracing::error!("{e}");
+            cri::ContainerConfig::default()
+        })
     }
 }
 
@@ -79,31 +97,79 @@ pub struct Ctr {
     pub name_key: String,
     /// Flips to true once the exit has been collected.
     pub exited: watch::Sender<bool>,
+    /// Orders the store commits of this container's record (see `update`).
+    pub commit: tokio::sync::Mutex<()>,
 }
 
 impl Ctr {
     pub fn record(&self) -> ContainerRecord {
         self.rec.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
-    fn update(&self, rt: &Runtime, f: impl FnOnce(&mut ContainerRecord)) -> Result<()> {
-        let mut r = self.rec.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut r);
-        rt.store.put(CONTAINERS, &r.id, &*r)?;
+    /// Changes the record and commits it: the record mutex is held only for the change; the commit
+    /// runs on a blocking thread under the container's commit lock, which keeps commits in the order
+    /// of the changes. A container no longer in the table (forgotten) is not written back.
+    async fn update(&self, rt: &Runtime, f: impl FnOnce(&mut ContainerRecord)) -> Result<()> {
+        let _c = self.commit.lock().await;
+        let snapshot = {
+            let mut r = self.rec.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut r);
+            r.clone()
+        };
+        self.commit_locked(rt, snapshot).await
+    }
+
+    async fn commit_locked(&self, rt: &Runtime, snapshot: ContainerRecord) -> Result<()> {
+        if rt.container(&self.id).is_err() {
+            return Ok(());
+        }
+        rt.store
+            .put_async(CONTAINERS, self.id.clone(), snapshot)
+            .await?;
         Ok(())
+    }
+
+    /// Applies a state-machine event: on a transition the state changes and `f` fills in the rest of
+    /// the record, both committed together; a stale event changes nothing; an invalid one is an
+    /// error naming the container, its state and the event.
+    async fn apply(
+        &self,
+        rt: &Runtime,
+        ev: CtrEvent,
+        f: impl FnOnce(&mut ContainerRecord),
+    ) -> Result<Transition> {
+        let _c = self.commit.lock().await;
+        let (t, snapshot) = {
+            let mut r = self.rec.lock().unwrap_or_else(|p| p.into_inner());
+            let t = r.state.next(ev);
+            match t {
+                Transition::To(s) => {
+                    r.state = s;
+                    f(&mut r);
+                }
+                Transition::Stale => {}
+                Transition::Invalid => {
+                    return Err(Error::Internal(format!(
+                        "container {}: event {ev:?} cannot happen in state {:?}",
+                        r.id, r.state
+                    )))
+                }
+            }
+            (t, r.clone())
+        };
+        if let Transition::To(_) = t {
+            self.commit_locked(rt, snapshot).await?;
+        }
+        Ok(t)
     }
 }
 
-/// Maps spec generation errors onto the CRI's codes, keeping the field name in the message.
+/// Spec generation errors keep their type (and field name); `Error::code` maps them.
 pub fn spec_err(e: crius_spec::SpecError) -> Error {
-    match e {
-        crius_spec::SpecError::Invalid { field, reason } => Error::invalid(field, reason),
-        crius_spec::SpecError::Unsupported { field, reason } => Error::unimplemented(field, reason),
-        other => Error::invalid("config", other.to_string()),
-    }
+    e.into()
 }
 
 fn oci_err(e: crius_oci::OciError) -> Error {
-    Error::Internal(e.to_string())
+    e.into()
 }
 
 /// The log path: `<log_directory>/<log_path>`, with `log_path` relative and free of `..`.
@@ -150,7 +216,7 @@ impl Runtime {
     ) -> Result<String> {
         let pod = self.pod(pod_id)?;
         let prec = pod.record();
-        if prec.state != PodState::Ready {
+        if !prec.state.can_create_container() {
             return Err(Error::FailedPrecondition(format!(
                 "pod {} is not ready",
                 pod.id
@@ -195,82 +261,140 @@ impl Runtime {
         let handler = self.handlers.get(&prec.runtime_handler)?;
 
         let key = format!("{}/{}_{}", pod.id, meta.name, meta.attempt);
-        let id = new_id();
-        if let Err(owner) = self.reserve(&key, &id) {
-            return Err(Error::AlreadyExists(format!(
-                "container name {}_{} in pod {} is already used by container {owner}",
-                meta.name, meta.attempt, pod.id
-            )));
-        }
-        let rec = ContainerRecord {
-            id: id.clone(),
-            sandbox_id: pod.id.clone(),
-            config: cfg.encode_to_vec(),
-            handler: prec.runtime_handler.clone(),
-            state: CtrState::Creating,
-            image_id: image.id.clone(),
-            image_name: image_name.clone(),
-            image_ref: image
-                .repo_digests
-                .first()
-                .cloned()
-                .unwrap_or_else(|| image.id.clone()),
-            created_at: now_ns(),
-            started_at: 0,
-            finished_at: 0,
-            exit_code: 0,
-            reason: String::new(),
-            message: String::new(),
-            pid: 0,
-            monitor_pid: 0,
-            log_path: log_path.clone(),
-            stop_signal: libc::SIGTERM,
-            resources: cfg
-                .linux
-                .as_ref()
-                .and_then(|l| l.resources.clone())
-                .unwrap_or_default()
-                .encode_to_vec(),
-            uid: 0,
-            gid: 0,
-            gids: vec![],
-            image_volumes: vec![],
-        };
-        if let Err(e) = self.store.put(CONTAINERS, &id, &rec) {
-            self.release(&key, &id);
-            return Err(e.into());
-        }
-        let (tx, _) = watch::channel(false);
-        let ctr = Arc::new(Ctr {
-            id: id.clone(),
-            sandbox_id: pod.id.clone(),
-            rec: SyncMutex::new(rec),
-            op: tokio::sync::Mutex::new(()),
-            name_key: key,
-            exited: tx,
-        });
-        let guard = ctr.op.lock().await;
-        self.containers
-            .write()
-            .map_err(|_| Error::Internal("container table lock poisoned".into()))?
-            .insert(id.clone(), ctr.clone());
-
-        match self
-            .setup_container(&ctr, &handler, &cfg, &sandbox, &prec, &image, log_path)
-            .await
-        {
-            Ok(()) => {
+        loop {
+            let id = new_id();
+            let rec = ContainerRecord {
+                id: id.clone(),
+                sandbox_id: pod.id.clone(),
+                config: cfg.encode_to_vec(),
+                handler: prec.runtime_handler.clone(),
+                state: CtrState::Creating,
+                image_id: image.id.clone(),
+                image_name: image_name.clone(),
+                image_ref: image
+                    .repo_digests
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| image.id.clone()),
+                created_at: now_ns(),
+                started_at: 0,
+                finished_at: 0,
+                exit_code: 0,
+                reason: String::new(),
+                message: String::new(),
+                pid: 0,
+                monitor_pid: 0,
+                log_path: log_path.clone(),
+                stop_signal: libc::SIGTERM,
+                resources: cfg
+                    .linux
+                    .as_ref()
+                    .and_then(|l| l.resources.clone())
+                    .unwrap_or_default()
+                    .encode_to_vec(),
+                uid: 0,
+                gid: 0,
+                gids: vec![],
+                image_volumes: vec![],
+            };
+            let (tx, _) = watch::channel(false);
+            let ctr = Arc::new(Ctr {
+                id: id.clone(),
+                sandbox_id: pod.id.clone(),
+                rec: SyncMutex::new(rec.clone()),
+                op: tokio::sync::Mutex::new(()),
+                name_key: key.clone(),
+                exited: tx,
+                commit: tokio::sync::Mutex::new(()),
+            });
+            // In the table and locked before the name is reserved: a concurrent retry that finds the
+            // reservation finds the container and waits for this attempt.
+            let guard = ctr.op.lock().await;
+            self.containers
+                .write()
+                .map_err(|_| Error::Internal("container table lock poisoned".into()))?
+                .insert(id.clone(), ctr.clone());
+            if let Err(owner) = self.reserve(&key, &id) {
+                if let Ok(mut m) = self.containers.write() {
+                    m.remove(&id);
+                }
                 drop(guard);
-                self.emit_event(&ctr, cri::ContainerEventType::ContainerCreatedEvent);
-                Ok(id)
+                match self
+                    .existing_container_for_retry(&key, &owner, &cfg)
+                    .await?
+                {
+                    Attempt::Done(id) => return Ok(id),
+                    Attempt::Again => {
+                        // The earlier attempt is being undone; its name is released after that.
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                        continue;
+                    }
+                }
             }
-            Err(e) => {
-                tracing::warn!("container {id}: CreateContainer failed, undoing: {e}");
-                let _ = handler.delete(&id, true).await;
-                self.forget_container(&ctr);
-                Err(e)
+            if let Err(e) = self.store.put_async(CONTAINERS, id.clone(), rec).await {
+                self.forget_container(&ctr).await;
+                return Err(e.into());
             }
+
+            return match self
+                .setup_container(&ctr, &handler, &cfg, &sandbox, &prec, &image, log_path)
+                .await
+            {
+                Ok(()) => {
+                    drop(guard);
+                    self.emit_event(&ctr, cri::ContainerEventType::ContainerCreatedEvent);
+                    Ok(id)
+                }
+                Err(e) => {
+                    tracing::warn!("container {id}: CreateContainer failed, undoing: {e}");
+                    let _ = handler.delete(&id, true).await;
+                    let rootfs = self.container_dir(&id).join("rootfs");
+                    let images = self.images.clone();
+                    let cid = id.clone();
+                    // The rootfs snapshot may already be mounted.
+                    let _ =
+                        tokio::task::spawn_blocking(move || images.remove_rootfs(&cid, &rootfs))
+                            .await;
+                    self.forget_container(&ctr).await;
+                    drop(guard);
+                    Err(e)
+                }
+            };
         }
+    }
+
+    /// A retry of a CreateContainer whose first attempt holds the name: waits for that attempt and
+    /// returns its container when it is the same request and still Created, so a client timeout never
+    /// wedges the name. If the first attempt failed and rolled back, the caller tries again.
+    async fn existing_container_for_retry(
+        &self,
+        key: &str,
+        owner: &str,
+        cfg: &cri::ContainerConfig,
+    ) -> Result<Attempt> {
+        let ctr = match self.container(owner) {
+            Ok(c) => c,
+            Err(Error::NotFound { .. }) => return Ok(Attempt::Again),
+            Err(e) => return Err(e),
+        };
+        let _g = tokio::time::timeout(Duration::from_secs(240), ctr.op.lock())
+            .await
+            .map_err(|_| {
+                Error::AlreadyExists(format!(
+                    "container name {key} is reserved by container {owner}, still being created"
+                ))
+            })?;
+        if self.container(owner).is_err() {
+            return Ok(Attempt::Again);
+        }
+        let rec = ctr.record();
+        if rec.state == CtrState::Created && rec.config() == *cfg {
+            return Ok(Attempt::Done(owner.to_string()));
+        }
+        Err(Error::AlreadyExists(format!(
+            "container name {key} is already used by container {owner} (state {:?})",
+            rec.state
+        )))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -405,8 +529,7 @@ impl Runtime {
         )
         .await
         .map_err(oci_err)?;
-        ctr.update(self, |r| {
-            r.state = CtrState::Created;
+        ctr.apply(self, CtrEvent::Created, |r| {
             r.pid = mon.container_pid;
             r.monitor_pid = mon.monitor_pid;
             r.stop_signal = stop_signal;
@@ -420,7 +543,8 @@ impl Runtime {
                 .into_iter()
                 .map(i64::from)
                 .collect();
-        })?;
+        })
+        .await?;
         self.watch_exit(ctr.clone());
         Ok(())
     }
@@ -540,22 +664,35 @@ impl Runtime {
         let ctr = self.container(id)?;
         let _g = ctr.op.lock().await;
         let rec = ctr.record();
-        if rec.state != CtrState::Created {
+        if !rec.state.can_start() {
             return Err(Error::FailedPrecondition(format!(
                 "container {} is {:?}, not created",
                 ctr.id, rec.state
             )));
         }
         let handler = self.handlers.existing(&rec.handler)?;
+        // Stamped before `runtime start`: the process cannot run earlier, and a process that exits at
+        // once must not look as if it finished before it started.
+        let started_at = now_ns();
         crate::metrics::trace::child("OCI start", vec![], handler.start(&ctr.id))
             .await
             .map_err(oci_err)?;
-        ctr.update(self, |r| {
-            r.state = CtrState::Running;
-            r.started_at = now_ns();
-        })?;
-        // A container that exited before we marked it running is collected by the watcher, which waits
-        // for this op lock; nothing is lost.
+        match ctr
+            .apply(self, CtrEvent::Started, |r| r.started_at = started_at)
+            .await?
+        {
+            Transition::To(_) => {}
+            // It ran and its exit was collected before we got here: the exit stands, with its code;
+            // only the start time is filled in.
+            _ => {
+                ctr.update(self, |r| {
+                    if r.started_at == 0 {
+                        r.started_at = started_at.min(r.finished_at);
+                    }
+                })
+                .await?
+            }
+        }
         self.emit_event(&ctr, cri::ContainerEventType::ContainerStartedEvent);
         Ok(())
     }
@@ -576,13 +713,11 @@ impl Runtime {
         let exit = crius_oci::read_exit(&self.container_dir(&ctr.id));
         let update = |r: &mut ContainerRecord| match &exit {
             Ok(Some(x)) => {
-                r.state = CtrState::Exited;
                 r.exit_code = x.exit_code;
                 r.finished_at = x.finished_at_ns;
                 r.reason = reason_for(x).to_string();
             }
             Ok(None) => {
-                r.state = CtrState::Exited;
                 r.exit_code = 255;
                 r.finished_at = now_ns();
                 r.reason = "Unknown".into();
@@ -590,28 +725,42 @@ impl Runtime {
                     "the container's monitor exited without recording an exit status".into();
             }
             Err(e) => {
-                r.state = CtrState::Exited;
                 r.exit_code = 255;
                 r.finished_at = now_ns();
                 r.reason = "Unknown".into();
                 r.message = e.to_string();
             }
         };
-        if let Err(e) = ctr.update(self, update) {
-            tracing::warn!("container {}: record exit: {e}", ctr.id);
+        if self.container(&ctr.id).is_err() {
+            // Removed meanwhile: nothing to record (and no record to bring back).
+            let _ = ctr.exited.send(true);
+            return;
+        }
+        match ctr.apply(self, CtrEvent::Exited, update).await {
+            Ok(Transition::To(_)) => {}
+            Ok(_) => {
+                // Collected already (recovery and the watcher both looked).
+                let _ = ctr.exited.send(true);
+                return;
+            }
+            Err(e) => tracing::warn!("container {}: record exit: {e}", ctr.id),
         }
         let rec = ctr.record();
         crate::metrics::get().container_exited(&rec.reason);
+        // The event goes out before waiters (StopContainer, StopPodSandbox) are released, so a pod's
+        // STOPPED event always follows its containers'.
+        self.emit_event(ctr, cri::ContainerEventType::ContainerStoppedEvent);
+        // Waiters (StopContainer, which holds the op lock) learn of the exit next ...
+        let _ = ctr.exited.send(true);
+        // ... then the runtime's state goes, serialized with the container's operations so that it
+        // never pulls the state from under a `runtime start` that is still returning.
+        let _g = ctr.op.lock().await;
         if let Ok(h) = self.handlers.existing(&rec.handler) {
             // Frees the runtime's state and the cgroup; the rootfs stays until RemoveContainer.
             if let Err(e) = h.delete(&ctr.id, true).await {
                 tracing::warn!("container {}: runtime delete after exit: {e}", ctr.id);
             }
         }
-        // The event goes out before waiters (StopContainer, StopPodSandbox) are released, so a pod's
-        // STOPPED event always follows its containers'.
-        self.emit_event(ctr, cri::ContainerEventType::ContainerStoppedEvent);
-        let _ = ctr.exited.send(true);
     }
 
     /// StopContainer. Idempotent; unknown ids are success.
@@ -631,7 +780,7 @@ impl Runtime {
     ) -> Result<()> {
         let _g = ctr.op.lock().await;
         let rec = ctr.record();
-        if !matches!(rec.state, CtrState::Running | CtrState::Created) {
+        if !rec.state.can_kill() || self.container(&ctr.id).is_err() {
             return Ok(());
         }
         let handler = self.handlers.existing(&rec.handler)?;
@@ -680,6 +829,10 @@ impl Runtime {
     pub(crate) async fn remove_container_inner(self: &Arc<Self>, ctr: &Arc<Ctr>) -> Result<()> {
         self.stop_container_inner(ctr, 0).await?;
         let _g = ctr.op.lock().await;
+        if self.container(&ctr.id).is_err() {
+            // A concurrent RemoveContainer finished first.
+            return Ok(());
+        }
         let rec = ctr.record();
         if let Ok(h) = self.handlers.existing(&rec.handler) {
             h.delete(&ctr.id, true).await.map_err(oci_err)?;
@@ -691,21 +844,27 @@ impl Runtime {
             .await
             .map_err(|e| Error::internal("rootfs task", e))?
             .map_err(crate::image::image_err)?;
-        self.forget_container(ctr);
+        self.forget_container(ctr).await;
         self.emit_event(ctr, cri::ContainerEventType::ContainerDeletedEvent);
         Ok(())
     }
 
-    fn forget_container(&self, ctr: &Ctr) {
-        image_volume::release(self, &ctr.id, &self.container_dir(&ctr.id));
-        if let Err(e) = remove_state_dir(&self.container_dir(&ctr.id)) {
-            tracing::warn!("container {}: {e}", ctr.id);
-        }
-        if let Err(e) = self.store.delete(CONTAINERS, &ctr.id) {
-            tracing::warn!("container {}: {e}", ctr.id);
-        }
+    /// Removes the container's state dir, record and name. Out of the table first, so that no later
+    /// update writes the record back.
+    async fn forget_container(&self, ctr: &Ctr) {
         if let Ok(mut m) = self.containers.write() {
             m.remove(&ctr.id);
+        }
+        let dir = self.container_dir(&ctr.id);
+        image_volume::release(self, &ctr.id, &dir);
+        match tokio::task::spawn_blocking(move || remove_state_dir(&dir)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("container {}: {e}", ctr.id),
+            Err(e) => tracing::warn!("container {}: state dir task: {e}", ctr.id),
+        }
+        let _c = ctr.commit.lock().await;
+        if let Err(e) = self.store.delete_async(CONTAINERS, ctr.id.clone()).await {
+            tracing::warn!("container {}: {e}", ctr.id);
         }
         self.release(&ctr.name_key, &ctr.id);
     }
@@ -805,7 +964,7 @@ impl Runtime {
             .all_containers()
             .into_iter()
             .map(|c| c.record())
-            .filter(|r| r.state != CtrState::Creating)
+            .filter(|r| r.state.listed())
             .map(|r| {
                 let s = self.container_status_of(&r);
                 cri::Container {
@@ -839,7 +998,7 @@ impl Runtime {
     fn running(&self, id: &str) -> Result<(Arc<Ctr>, ContainerRecord)> {
         let ctr = self.container(id)?;
         let rec = ctr.record();
-        if rec.state != CtrState::Running {
+        if !rec.state.can_exec() {
             return Err(Error::FailedPrecondition(format!(
                 "container {} is not running (state {:?})",
                 ctr.id, rec.state
@@ -929,7 +1088,7 @@ impl Runtime {
         let rec = ctr.record();
         let Some(linux) = linux else { return Ok(()) };
         let res = crius_spec::linux_resources(&linux, &self.host).map_err(spec_err)?;
-        if matches!(rec.state, CtrState::Running | CtrState::Created) {
+        if rec.state.can_update() {
             let handler = self.handlers.existing(&rec.handler)?;
             handler.update(&ctr.id, &res).await.map_err(oci_err)?;
         } else {
@@ -938,7 +1097,8 @@ impl Runtime {
                 ctr.id, rec.state
             )));
         }
-        ctr.update(self, |r| r.resources = linux.encode_to_vec())?;
+        ctr.update(self, |r| r.resources = linux.encode_to_vec())
+            .await?;
         Ok(())
     }
 
@@ -1013,7 +1173,7 @@ pub fn image_defaults(image: &crius_image::Image) -> crius_spec::ImageDefaults {
 pub(crate) async fn recover(rt: &Arc<Runtime>) -> anyhow::Result<()> {
     let records: Vec<ContainerRecord> = rt.store.list(CONTAINERS)?;
     for rec in records {
-        let cfg = rec.config();
+        let cfg = rec.try_config()?;
         let meta = cfg.metadata.clone().unwrap_or_default();
         let key = format!("{}/{}_{}", rec.sandbox_id, meta.name, meta.attempt);
         let (tx, _) = watch::channel(matches!(rec.state, CtrState::Exited | CtrState::Unknown));
@@ -1024,6 +1184,7 @@ pub(crate) async fn recover(rt: &Arc<Runtime>) -> anyhow::Result<()> {
             op: tokio::sync::Mutex::new(()),
             name_key: key.clone(),
             exited: tx,
+            commit: tokio::sync::Mutex::new(()),
         });
         let _ = rt.reserve(&key, &rec.id);
         if let Ok(mut m) = rt.containers.write() {

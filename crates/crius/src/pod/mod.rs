@@ -7,6 +7,7 @@
 pub mod files;
 pub mod namespaces;
 pub mod resources;
+pub mod state;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -21,6 +22,15 @@ use crate::error::{io_err, Error, Result};
 use crate::runtime::{info_map, labels_match, new_id, now_ns, remove_state_dir, Runtime};
 use crate::store::SANDBOXES;
 use namespaces::Pins;
+pub use state::{PodEvent, PodTransition};
+
+/// The outcome of one attempt at a create whose name may be held by an earlier attempt.
+pub(crate) enum Attempt {
+    /// The object's id: created now, or the earlier attempt's for the same request.
+    Done(String),
+    /// The earlier attempt rolled back; try again.
+    Again,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PodState {
@@ -57,8 +67,24 @@ pub struct SandboxRecord {
 }
 
 impl SandboxRecord {
+    /// The stored config, or DataLoss naming the record when it does not decode.
+    pub fn try_config(&self) -> Result<cri::PodSandboxConfig> {
+        cri::PodSandboxConfig::decode(self.config.as_slice()).map_err(|e| {
+            Error::DataLoss(format!(
+                "stored record of pod {} is corrupt: its config does not decode: {e}",
+                self.id
+            ))
+        })
+    }
+
+    /// The config of a record in memory. Every one was decoded once already (from the request, or by
+    /// `try_config` when recovery loaded it), so the fallback is unreachable short of memory
+    /// corruption; it is logged, never silent.
     pub fn config(&self) -> cri::PodSandboxConfig {
-        cri::PodSandboxConfig::decode(self.config.as_slice()).unwrap_or_default()
+        self.try_config().unwrap_or_else(|e| {
+            tracing::error!("{e}");
+            cri::PodSandboxConfig::default()
+        })
     }
 }
 
@@ -69,17 +95,59 @@ pub struct Pod {
     pub op: tokio::sync::Mutex<()>,
     /// Reservation key of the pod's name.
     pub name_key: String,
+    /// Orders the store commits of this pod's record (see `update`).
+    pub commit: tokio::sync::Mutex<()>,
 }
 
 impl Pod {
     pub fn record(&self) -> SandboxRecord {
         self.rec.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
-    fn update(&self, rt: &Runtime, f: impl FnOnce(&mut SandboxRecord)) -> Result<()> {
-        let mut r = self.rec.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut r);
-        rt.store.put(SANDBOXES, &r.id, &*r)?;
+    /// Changes the record and commits it. The record mutex is held only for the change; the commit
+    /// runs on a blocking thread under the pod's commit lock, which keeps commits in the order of the
+    /// changes. A pod no longer in the table (forgotten) is not written back.
+    async fn update(&self, rt: &Runtime, f: impl FnOnce(&mut SandboxRecord)) -> Result<()> {
+        let _c = self.commit.lock().await;
+        let snapshot = {
+            let mut r = self.rec.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut r);
+            r.clone()
+        };
+        self.commit_locked(rt, snapshot).await
+    }
+
+    async fn commit_locked(&self, rt: &Runtime, snapshot: SandboxRecord) -> Result<()> {
+        if rt.pod(&self.id).is_err() {
+            return Ok(());
+        }
+        rt.store
+            .put_async(SANDBOXES, self.id.clone(), snapshot)
+            .await?;
         Ok(())
+    }
+
+    /// Applies a state-machine event (see `state`); an invalid one is an error naming the pod.
+    async fn apply(&self, rt: &Runtime, ev: PodEvent) -> Result<PodTransition> {
+        let _c = self.commit.lock().await;
+        let (t, snapshot) = {
+            let mut r = self.rec.lock().unwrap_or_else(|p| p.into_inner());
+            let t = r.state.next(ev);
+            match t {
+                PodTransition::To(s) => r.state = s,
+                PodTransition::Stale => {}
+                PodTransition::Invalid => {
+                    return Err(Error::Internal(format!(
+                        "pod {}: event {ev:?} cannot happen in state {:?}",
+                        r.id, r.state
+                    )))
+                }
+            }
+            (t, r.clone())
+        };
+        if let PodTransition::To(_) = t {
+            self.commit_locked(rt, snapshot).await?;
+        }
+        Ok(t)
     }
 }
 
@@ -218,6 +286,22 @@ impl Runtime {
             }
         }
 
+        loop {
+            match self.try_run_pod(&key, &cfg, &handler_name).await? {
+                Attempt::Done(id) => return Ok(id),
+                // The earlier attempt is being undone; its name is released once that is done.
+                Attempt::Again => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+        }
+    }
+
+    /// One attempt at RunPodSandbox: creates the pod, or finds the attempt that holds its name.
+    async fn try_run_pod(
+        self: &Arc<Self>,
+        key: &str,
+        cfg: &cri::PodSandboxConfig,
+        handler_name: &str,
+    ) -> Result<Attempt> {
         let id = new_id();
         let cgroup_parent = cfg
             .linux
@@ -228,7 +312,7 @@ impl Runtime {
         let rec = SandboxRecord {
             id: id.clone(),
             config: cfg.encode_to_vec(),
-            runtime_handler: handler_name,
+            runtime_handler: handler_name.to_string(),
             state: PodState::Creating,
             created_at: now_ns(),
             pins: Pins::default(),
@@ -247,7 +331,8 @@ impl Runtime {
             id: id.clone(),
             rec: SyncMutex::new(rec.clone()),
             op: tokio::sync::Mutex::new(()),
-            name_key: key.clone(),
+            commit: tokio::sync::Mutex::new(()),
+            name_key: key.to_string(),
         });
         // The pod is in the table, locked, before its name is reserved: a concurrent retry that finds
         // the reservation always finds the pod and waits on its lock.
@@ -256,30 +341,30 @@ impl Runtime {
             .write()
             .map_err(|_| Error::Internal("pod table lock poisoned".into()))?
             .insert(id.clone(), pod.clone());
-        if let Err(owner) = self.reserve(&key, &id) {
+        if let Err(owner) = self.reserve(key, &id) {
             if let Ok(mut pods) = self.pods.write() {
                 pods.remove(&id);
             }
             drop(guard);
-            return self.existing_pod_for_retry(&key, &owner, &cfg).await;
+            return self.existing_pod_for_retry(key, &owner, cfg).await;
         }
-        if let Err(e) = self.store.put(SANDBOXES, &id, &rec) {
-            self.forget_pod(&pod);
+        if let Err(e) = self.store.put_async(SANDBOXES, id.clone(), rec).await {
+            self.forget_pod(&pod).await;
             return Err(e.into());
         }
 
-        match self.setup_pod(&pod, &cfg).await {
+        match self.setup_pod(&pod, cfg).await {
             Ok(()) => {
-                pod.update(self, |r| r.state = PodState::Ready)?;
+                pod.apply(self, PodEvent::SetUp).await?;
                 drop(guard);
                 self.sandbox_event(&id, cri::ContainerEventType::ContainerCreatedEvent);
                 self.sandbox_event(&id, cri::ContainerEventType::ContainerStartedEvent);
-                Ok(id)
+                Ok(Attempt::Done(id))
             }
             Err(e) => {
                 tracing::warn!("pod {id}: RunPodSandbox failed, undoing: {e}");
                 self.teardown_pod(&pod).await;
-                self.forget_pod(&pod);
+                self.forget_pod(&pod).await;
                 drop(guard);
                 Err(e)
             }
@@ -287,14 +372,20 @@ impl Runtime {
     }
 
     /// A retry of a RunPodSandbox whose first attempt holds the name: wait for that attempt and return
-    /// its pod when it is the same request, so a client timeout never wedges the name.
+    /// its pod when it is the same request, so a client timeout never wedges the name. If the first
+    /// attempt failed and rolled back, the caller tries again.
     async fn existing_pod_for_retry(
         &self,
         key: &str,
         owner: &str,
         cfg: &cri::PodSandboxConfig,
-    ) -> Result<String> {
-        let pod = self.pod(owner)?;
+    ) -> Result<Attempt> {
+        let pod = match self.pod(owner) {
+            Ok(p) => p,
+            // Removed between our reservation attempt and now: the name may be free.
+            Err(Error::NotFound { .. }) => return Ok(Attempt::Again),
+            Err(e) => return Err(e),
+        };
         // Waits while the first attempt is still working.
         let _g = tokio::time::timeout(Duration::from_secs(240), pod.op.lock())
             .await
@@ -303,9 +394,13 @@ impl Runtime {
                     "pod name {key} is reserved by pod {owner}, still being created"
                 ))
             })?;
+        if self.pod(owner).is_err() {
+            // The first attempt failed and was undone (or the pod was removed): start afresh.
+            return Ok(Attempt::Again);
+        }
         let rec = pod.record();
-        if rec.state == PodState::Ready && rec.config == cfg.encode_to_vec() {
-            return Ok(owner.to_string());
+        if rec.state == PodState::Ready && rec.config() == *cfg {
+            return Ok(Attempt::Done(owner.to_string()));
         }
         Err(Error::AlreadyExists(format!(
             "pod name {key} is already used by pod {owner} (state {:?}); remove it first",
@@ -373,7 +468,7 @@ impl Runtime {
             .await
             .map_err(|e| Error::internal("namespace task", e))??
         };
-        pod.update(self, |r| r.pins = pins.clone())?;
+        pod.update(self, |r| r.pins = pins.clone()).await?;
 
         if ns.pid == cri::NamespaceMode::Pod as i32 {
             let pid = namespaces::spawn_pause(
@@ -382,19 +477,19 @@ impl Runtime {
                 pins.user.as_deref(),
             )
             .await?;
-            pod.update(self, |r| r.pause_pid = Some(pid))?;
+            pod.update(self, |r| r.pause_pid = Some(pid)).await?;
         }
 
         let mut ips = vec![];
         if let Some(netns) = &pins.net {
             // Written before ADD: if the daemon dies during ADD, recovery still runs DEL.
-            pod.update(self, |r| r.network_up = true)?;
+            pod.update(self, |r| r.network_up = true).await?;
             let net = pod_network(&pod.id, cfg, netns.clone())?;
             let status = crate::metrics::cni("ADD", self.cni.setup(&net))
                 .await
-                .map_err(|e| Error::Internal(format!("pod {}: CNI ADD: {e}", pod.id)))?;
+                .map_err(|e| Error::network(pod.id.clone(), e))?;
             ips = status.ips.iter().map(|ip| ip.to_string()).collect();
-            pod.update(self, |r| r.ips = ips.clone())?;
+            pod.update(self, |r| r.ips = ips.clone()).await?;
         }
 
         let hostname_file = files::write_hostname(&dir, &hostname)?;
@@ -415,7 +510,8 @@ impl Runtime {
             r.hosts_file = Some(hosts_file);
             r.resolv_file = Some(resolv_file);
             r.shm = shm;
-        })?;
+        })
+        .await?;
         Ok(())
     }
 
@@ -429,7 +525,7 @@ impl Runtime {
             match pod_network(&rec.id, &cfg, netns) {
                 Ok(net) => match crate::metrics::cni("DEL", self.cni.teardown(&net)).await {
                     Ok(()) => {
-                        let _ = pod.update(self, |r| r.network_up = false);
+                        let _ = pod.update(self, |r| r.network_up = false).await;
                     }
                     Err(e) => tracing::warn!(
                         "pod {}: CNI DEL failed (retried on remove and restart): {e}",
@@ -441,7 +537,7 @@ impl Runtime {
         }
         if let Some(pid) = rec.pause_pid {
             kill_pause(pid, &self.pod_dir(&rec.id)).await;
-            let _ = pod.update(self, |r| r.pause_pid = None);
+            let _ = pod.update(self, |r| r.pause_pid = None).await;
         }
         if let Some(shm) = &rec.shm {
             files::unmount(shm);
@@ -452,14 +548,22 @@ impl Runtime {
         }
     }
 
-    fn forget_pod(&self, pod: &Pod) {
-        let _ = remove_state_dir(&self.pod_dir(&pod.id));
+    /// Removes the pod's state dir (unmounting what is below), its record and its name. Out of the
+    /// table first, so that no later update writes the record back.
+    async fn forget_pod(&self, pod: &Pod) {
         resources::release(&pod.record());
-        if let Err(e) = self.store.delete(SANDBOXES, &pod.id) {
-            tracing::warn!("pod {}: {e}", pod.id);
-        }
         if let Ok(mut pods) = self.pods.write() {
             pods.remove(&pod.id);
+        }
+        let dir = self.pod_dir(&pod.id);
+        match tokio::task::spawn_blocking(move || remove_state_dir(&dir)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("pod {}: {e}", pod.id),
+            Err(e) => tracing::warn!("pod {}: state dir task: {e}", pod.id),
+        }
+        let _c = pod.commit.lock().await;
+        if let Err(e) = self.store.delete_async(SANDBOXES, pod.id.clone()).await {
+            tracing::warn!("pod {}: {e}", pod.id);
         }
         self.release(&pod.name_key, &pod.id);
     }
@@ -473,6 +577,10 @@ impl Runtime {
             Err(e) => return Err(e),
         };
         let _g = pod.op.lock().await;
+        if self.pod(&pod.id).is_err() {
+            // Its creation was undone, or a concurrent RemovePodSandbox finished first.
+            return Ok(());
+        }
         for c in self
             .all_containers()
             .into_iter()
@@ -482,13 +590,13 @@ impl Runtime {
         }
         self.teardown_pod(&pod).await;
         if pod.record().network_up {
-            return Err(Error::Internal(format!(
+            return Err(Error::Unavailable(format!(
                 "pod {}: releasing the network failed; it is retried on the next stop/remove",
                 pod.id
             )));
         }
         let was_ready = pod.record().state == PodState::Ready;
-        pod.update(self, |r| r.state = PodState::NotReady)?;
+        pod.apply(self, PodEvent::Stopped).await?;
         if was_ready {
             self.sandbox_event(&pod.id, cri::ContainerEventType::ContainerStoppedEvent);
         }
@@ -503,6 +611,10 @@ impl Runtime {
             Err(e) => return Err(e),
         };
         let _g = pod.op.lock().await;
+        if self.pod(&pod.id).is_err() {
+            // Its creation was undone, or a concurrent RemovePodSandbox finished first.
+            return Ok(());
+        }
         for c in self
             .all_containers()
             .into_iter()
@@ -512,18 +624,18 @@ impl Runtime {
         }
         self.teardown_pod(&pod).await;
         if pod.record().network_up {
-            return Err(Error::Internal(format!(
+            return Err(Error::Unavailable(format!(
                 "pod {}: CNI DEL failed; RemovePodSandbox must be retried",
                 pod.id
             )));
         }
         if pod.record().state == PodState::Ready {
             // Removed without a stop first: it stopped all the same.
-            pod.update(self, |r| r.state = PodState::NotReady)?;
+            pod.apply(self, PodEvent::Stopped).await?;
             self.sandbox_event(&pod.id, cri::ContainerEventType::ContainerStoppedEvent);
         }
         let last = self.pod_snapshot(&pod.id);
-        self.forget_pod(&pod);
+        self.forget_pod(&pod).await;
         self.send_event(
             &pod.id,
             cri::ContainerEventType::ContainerDeletedEvent,
@@ -595,7 +707,7 @@ impl Runtime {
             .all_pods()
             .into_iter()
             .map(|p| p.record())
-            .filter(|r| r.state != PodState::Creating)
+            .filter(|r| r.state.listed())
             .map(|r| {
                 let s = self.pod_status_of(&r);
                 cri::PodSandbox {
@@ -711,12 +823,13 @@ async fn kill_pause(pid: i32, pod_dir: &std::path::Path) {
 pub(crate) async fn recover(rt: &Arc<Runtime>) -> anyhow::Result<()> {
     let records: Vec<SandboxRecord> = rt.store.list(SANDBOXES)?;
     for rec in records {
-        let cfg = rec.config();
+        let cfg = rec.try_config()?;
         let key = name_key(&cfg).unwrap_or_else(|_| rec.id.clone());
         let pod = Arc::new(Pod {
             id: rec.id.clone(),
             rec: SyncMutex::new(rec.clone()),
             op: tokio::sync::Mutex::new(()),
+            commit: tokio::sync::Mutex::new(()),
             name_key: key.clone(),
         });
         let _ = rt.reserve(&key, &rec.id);
@@ -730,7 +843,7 @@ pub(crate) async fn recover(rt: &Arc<Runtime>) -> anyhow::Result<()> {
                     rec.id
                 );
                 rt.teardown_pod(&pod).await;
-                rt.forget_pod(&pod);
+                rt.forget_pod(&pod).await;
             }
             PodState::Ready => {
                 let pause_gone = rec
@@ -744,7 +857,7 @@ pub(crate) async fn recover(rt: &Arc<Runtime>) -> anyhow::Result<()> {
                         rec.id
                     );
                     rt.teardown_pod(&pod).await;
-                    pod.update(rt, |r| r.state = PodState::NotReady)?;
+                    pod.apply(rt, PodEvent::Lost).await?;
                 }
             }
             PodState::NotReady => {
@@ -779,4 +892,43 @@ pub(crate) async fn recover(rt: &Arc<Runtime>) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_corrupt_stored_config_is_an_error_naming_the_record() {
+        let rec = SandboxRecord {
+            id: "feedbeef".into(),
+            config: vec![0xff, 0xff, 0xff],
+            runtime_handler: "runc".into(),
+            state: PodState::Ready,
+            created_at: 0,
+            pins: Pins::default(),
+            pause_pid: None,
+            ips: vec![],
+            network_up: false,
+            shm: None,
+            hostname_file: None,
+            hosts_file: None,
+            resolv_file: None,
+            cgroup_parent: String::new(),
+            resources: vec![],
+            overhead: vec![],
+        };
+        let e = rec.try_config().unwrap_err();
+        assert_eq!(e.code(), tonic::Code::DataLoss);
+        assert!(e.to_string().contains("pod feedbeef"), "{e}");
+        let good = cri::PodSandboxConfig {
+            hostname: "h".into(),
+            ..Default::default()
+        };
+        let rec = SandboxRecord {
+            config: good.encode_to_vec(),
+            ..rec
+        };
+        assert_eq!(rec.try_config().unwrap(), good);
+    }
 }

@@ -329,7 +329,8 @@ impl Runtime {
         pod.update(self, |r| {
             r.resources = res.encode_to_vec();
             r.overhead = over.encode_to_vec();
-        })?;
+        })
+        .await?;
         Ok(())
     }
 }

@@ -10,6 +10,7 @@ use tonic::{Request, Response, Status};
 use crate::error::Error;
 use crate::runtime::Runtime;
 use crate::server::runtime::BoxStream;
+use crate::server::task::detached;
 
 pub struct ImageSvc {
     pub rt: Arc<Runtime>,
@@ -55,7 +56,11 @@ impl ImageService for ImageSvc {
 
     async fn pull_image(&self, req: Request<cri::PullImageRequest>) -> Res<cri::PullImageResponse> {
         let req = req.into_inner();
-        let image_ref = self.rt.pull_image(req.image, req.auth).await?;
+        let rt = self.rt.clone();
+        let image_ref = detached("PullImage", async move {
+            rt.pull_image(req.image, req.auth).await
+        })
+        .await?;
         Ok(Response::new(cri::PullImageResponse { image_ref }))
     }
 
@@ -63,7 +68,15 @@ impl ImageService for ImageSvc {
         &self,
         req: Request<cri::RemoveImageRequest>,
     ) -> Res<cri::RemoveImageResponse> {
-        self.rt.remove_image(req.into_inner().image)?;
+        let (rt, image) = (self.rt.clone(), req.into_inner().image);
+        // Deleting layers and snapshots walks the disk: off the async workers, and finished even if
+        // the client goes away.
+        detached("RemoveImage", async move {
+            tokio::task::spawn_blocking(move || rt.remove_image(image))
+                .await
+                .map_err(|e| Error::internal("RemoveImage task", e))?
+        })
+        .await?;
         Ok(Response::new(cri::RemoveImageResponse {}))
     }
 
@@ -71,7 +84,12 @@ impl ImageService for ImageSvc {
         &self,
         _req: Request<cri::ImageFsInfoRequest>,
     ) -> Res<cri::ImageFsInfoResponse> {
-        Ok(Response::new(self.rt.image_fs_info()?))
+        let rt = self.rt.clone();
+        // A walk of the image store: off the async workers.
+        let info = tokio::task::spawn_blocking(move || rt.image_fs_info())
+            .await
+            .map_err(|e| Status::internal(format!("ImageFsInfo task failed: {e}")))??;
+        Ok(Response::new(info))
     }
 }
 

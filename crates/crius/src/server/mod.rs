@@ -3,6 +3,7 @@
 pub mod authority;
 pub mod image;
 pub mod runtime;
+pub mod task;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

@@ -13,6 +13,7 @@ use tonic::{Request, Response, Status};
 
 use crate::error::Error;
 use crate::runtime::{Runtime, CRI_VERSION, RUNTIME_NAME, RUNTIME_VERSION};
+use crate::server::task::detached;
 
 pub struct RuntimeSvc {
     pub rt: Arc<Runtime>,
@@ -83,7 +84,11 @@ impl RuntimeService for RuntimeSvc {
         let cfg = req
             .config
             .ok_or_else(|| Error::invalid("config", "is required"))?;
-        let id = self.rt.run_pod(cfg, &req.runtime_handler).await?;
+        let rt = self.rt.clone();
+        let id = detached("RunPodSandbox", async move {
+            rt.run_pod(cfg, &req.runtime_handler).await
+        })
+        .await?;
         Ok(Response::new(cri::RunPodSandboxResponse {
             pod_sandbox_id: id,
         }))
@@ -93,7 +98,8 @@ impl RuntimeService for RuntimeSvc {
         &self,
         req: Request<cri::StopPodSandboxRequest>,
     ) -> Res<cri::StopPodSandboxResponse> {
-        self.rt.stop_pod(&req.into_inner().pod_sandbox_id).await?;
+        let (rt, id) = (self.rt.clone(), req.into_inner().pod_sandbox_id);
+        detached("StopPodSandbox", async move { rt.stop_pod(&id).await }).await?;
         Ok(Response::new(cri::StopPodSandboxResponse {}))
     }
 
@@ -101,7 +107,8 @@ impl RuntimeService for RuntimeSvc {
         &self,
         req: Request<cri::RemovePodSandboxRequest>,
     ) -> Res<cri::RemovePodSandboxResponse> {
-        self.rt.remove_pod(&req.into_inner().pod_sandbox_id).await?;
+        let (rt, id) = (self.rt.clone(), req.into_inner().pod_sandbox_id);
+        detached("RemovePodSandbox", async move { rt.remove_pod(&id).await }).await?;
         Ok(Response::new(cri::RemovePodSandboxResponse {}))
     }
 
@@ -143,10 +150,12 @@ impl RuntimeService for RuntimeSvc {
         let cfg = req
             .config
             .ok_or_else(|| Error::invalid("config", "is required"))?;
-        let id = self
-            .rt
-            .create_container(&req.pod_sandbox_id, cfg, req.sandbox_config)
-            .await?;
+        let rt = self.rt.clone();
+        let id = detached("CreateContainer", async move {
+            rt.create_container(&req.pod_sandbox_id, cfg, req.sandbox_config)
+                .await
+        })
+        .await?;
         Ok(Response::new(cri::CreateContainerResponse {
             container_id: id,
         }))
@@ -156,9 +165,12 @@ impl RuntimeService for RuntimeSvc {
         &self,
         req: Request<cri::StartContainerRequest>,
     ) -> Res<cri::StartContainerResponse> {
-        self.rt
-            .start_container(&req.into_inner().container_id)
-            .await?;
+        let (rt, id) = (self.rt.clone(), req.into_inner().container_id);
+        detached(
+            "StartContainer",
+            async move { rt.start_container(&id).await },
+        )
+        .await?;
         Ok(Response::new(cri::StartContainerResponse {}))
     }
 
@@ -167,9 +179,11 @@ impl RuntimeService for RuntimeSvc {
         req: Request<cri::StopContainerRequest>,
     ) -> Res<cri::StopContainerResponse> {
         let req = req.into_inner();
-        self.rt
-            .stop_container(&req.container_id, req.timeout)
-            .await?;
+        let rt = self.rt.clone();
+        detached("StopContainer", async move {
+            rt.stop_container(&req.container_id, req.timeout).await
+        })
+        .await?;
         Ok(Response::new(cri::StopContainerResponse {}))
     }
 
@@ -177,9 +191,12 @@ impl RuntimeService for RuntimeSvc {
         &self,
         req: Request<cri::RemoveContainerRequest>,
     ) -> Res<cri::RemoveContainerResponse> {
-        self.rt
-            .remove_container(&req.into_inner().container_id)
-            .await?;
+        let (rt, id) = (self.rt.clone(), req.into_inner().container_id);
+        detached(
+            "RemoveContainer",
+            async move { rt.remove_container(&id).await },
+        )
+        .await?;
         Ok(Response::new(cri::RemoveContainerResponse {}))
     }
 
@@ -218,9 +235,12 @@ impl RuntimeService for RuntimeSvc {
         req: Request<cri::UpdateContainerResourcesRequest>,
     ) -> Res<cri::UpdateContainerResourcesResponse> {
         let req = req.into_inner();
-        self.rt
-            .update_resources(&req.container_id, req.linux, req.windows.is_some())
-            .await?;
+        let rt = self.rt.clone();
+        detached("UpdateContainerResources", async move {
+            rt.update_resources(&req.container_id, req.linux, req.windows.is_some())
+                .await
+        })
+        .await?;
         Ok(Response::new(cri::UpdateContainerResourcesResponse {}))
     }
 
