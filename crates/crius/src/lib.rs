@@ -10,6 +10,7 @@ pub mod features;
 pub mod hexbytes;
 pub mod image;
 pub mod oci;
+pub mod perms;
 pub mod pod;
 pub mod runtime;
 pub mod server;

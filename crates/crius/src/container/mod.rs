@@ -303,7 +303,8 @@ impl Runtime {
         let spec_path = dir.join("config.json");
         let json = serde_json::to_vec_pretty(&spec)
             .map_err(|e| Error::internal("serialise OCI spec", e))?;
-        std::fs::write(&spec_path, json).map_err(|e| io_err("write OCI spec", &spec_path, e))?;
+        crate::perms::write_private(&spec_path, &json)
+            .map_err(|e| io_err("write OCI spec", &spec_path, e))?;
 
         if let Some(lp) = &log_path {
             if let Some(parent) = lp.parent() {

@@ -1,0 +1,236 @@
+//! Security e2e: what an unprivileged host user, a hostile container or a hostile image can reach
+//! through crius' own files. The daemon, runc, the overlay mounts and the registry are real; the
+//! "unprivileged user" is `nobody` through `setpriv`.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const NOBODY: &str = "65534";
+
+/// Runs `argv` as uid/gid 65534 with no supplementary groups; returns (success, output).
+/// setpriv still holds root's capabilities when it execs its argument (they go at that execve), so the
+/// path lookup must happen in a process that is already unprivileged: a shell that execs `argv`.
+fn as_nobody(argv: &[&str]) -> (bool, String) {
+    let out = Command::new("setpriv")
+        .args(["--reuid", NOBODY, "--regid", NOBODY, "--clear-groups", "--"])
+        .args(["/bin/sh", "-c", "exec \"$@\"", "sh"])
+        .args(argv)
+        .output()
+        .expect("run setpriv");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// Every path under `top` (not following symlinks, not crossing into /proc-like trees).
+fn walk(top: &Path, out: &mut Vec<PathBuf>) {
+    out.push(top.to_path_buf());
+    let Ok(meta) = std::fs::symlink_metadata(top) else {
+        return;
+    };
+    if !meta.is_dir() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(top) else {
+        return;
+    };
+    for e in entries.flatten() {
+        walk(&e.path(), out);
+    }
+}
+
+/// True when "other" can traverse every dir from `/` down to `p`'s parent.
+fn reachable_by_others(p: &Path) -> bool {
+    p.ancestors().skip(1).all(|a| {
+        std::fs::metadata(a)
+            .map(|m| m.permissions().mode() & 0o001 != 0)
+            .unwrap_or(false)
+    })
+}
+
+async fn wait_for_file_in(d: &mut Daemon, id: &str, path: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(r) = d.exec(id, &["test", "-e", path], 5).await {
+            if r.exit_code == 0 {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "{path} never appeared in {id}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn find_named(top: &Path, name: &str) -> Vec<PathBuf> {
+    let mut all = Vec::new();
+    walk(top, &mut all);
+    all.into_iter()
+        .filter(|p| p.file_name().map(|n| n == name).unwrap_or(false))
+        .collect()
+}
+
+/// A container's root process plants a setuid copy of busybox in its own filesystem; an unprivileged
+/// host user must not be able to run it (nor the image's own binaries) through the state dir, the
+/// writable layer or the image snapshots. Then a walk over root and state finds nothing that other
+/// users can read or traverse towards container or image data.
+#[tokio::test(flavor = "multi_thread")]
+async fn setuid_binary_planted_by_a_container_is_unreachable_from_the_host() {
+    let mut d = Daemon::start().await;
+    // The harness' temp dir is 0700: open it, so that only crius' own modes stand in the way.
+    std::fs::set_permissions(&d.dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    d.pull(&image("busybox:latest")).await;
+    let (pod, pod_cfg) = d.run_pod("suid", false).await;
+    let ctr = d
+        .run(
+            &pod,
+            &pod_cfg,
+            "planter",
+            &[
+                "sh",
+                "-c",
+                "cp /bin/busybox /busybox-suid && chmod 4755 /busybox-suid && touch /planted; sleep 1000",
+            ],
+        )
+        .await;
+    wait_for_file_in(&mut d, &ctr, "/planted").await;
+
+    let root = d.dir.join("root");
+    let state = d.dir.join("state");
+    // Where the planted binary is visible on the host: the container's rootfs mount and its upper dir.
+    let mut planted = vec![state
+        .join("containers")
+        .join(&ctr)
+        .join("rootfs/busybox-suid")];
+    planted.extend(find_named(&root.join("images"), "busybox-suid"));
+    assert!(
+        planted.len() >= 2,
+        "the planted binary must show in the rootfs and in the writable layer: {planted:?}"
+    );
+    // The image's own binaries, through the shared snapshots.
+    let shipped: Vec<PathBuf> = find_named(&root.join("images/snapshots"), "busybox")
+        .into_iter()
+        .filter(|p| p.is_file())
+        .collect();
+    assert!(!shipped.is_empty(), "no busybox found in the snapshots");
+
+    for p in planted.iter().chain(shipped.iter()) {
+        let m = std::fs::metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        assert!(m.is_file(), "{}", p.display());
+        let path = p.to_str().unwrap();
+        let (ok, out) = as_nobody(&[path, "id"]);
+        assert!(!ok, "nobody ran {path}: {out}");
+        assert!(
+            out.contains("Permission denied"),
+            "nobody's exec of {path} must fail on permissions, got: {out}"
+        );
+        let (ok, out) = as_nobody(&["cat", path]);
+        assert!(!ok, "nobody read {path}: {out:.200}");
+    }
+    // The setuid bit itself is still there (the container got what it asked for): the test is about
+    // reachability, not about crius stripping modes inside the container.
+    let mode = std::fs::metadata(&planted[0]).unwrap().permissions().mode();
+    assert_eq!(mode & 0o4000, 0o4000);
+
+    // The walk: anything other users can reach and read, list or traverse is a finding, except the top
+    // dirs themselves (0711: the socket's parent must be traversable, and nothing in them is listable).
+    let mut all = Vec::new();
+    walk(&root, &mut all);
+    walk(&state, &mut all);
+    let mut open = Vec::new();
+    for p in &all {
+        let Ok(m) = std::fs::symlink_metadata(p) else {
+            continue;
+        };
+        if m.file_type().is_symlink() || !reachable_by_others(p) {
+            continue;
+        }
+        let mode = m.permissions().mode() & 0o7777;
+        let other = mode & 0o007;
+        let finding = if m.is_dir() {
+            // Listing (r) or writing (w) is never allowed; traversing (x) only for the top dirs.
+            other & 0o006 != 0 || (other & 0o001 != 0 && p != &root && p != &state)
+        } else {
+            other != 0
+        };
+        if finding {
+            open.push(format!("{} {mode:o}", p.display()));
+        }
+    }
+    assert!(
+        open.is_empty(),
+        "reachable by other users under root/state:\n{}",
+        open.join("\n")
+    );
+    for (top, want) in [(&root, 0o711), (&state, 0o711)] {
+        let m = std::fs::metadata(top).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(m, want, "{}", top.display());
+    }
+    // Files that hold the spec (env, Secret-backed values) and the metadata store: root only.
+    for f in [
+        state.join("containers").join(&ctr).join("config.json"),
+        root.join("crius.redb"),
+    ] {
+        let m = std::fs::metadata(&f).unwrap().permissions().mode() & 0o777;
+        assert_eq!(m, 0o600, "{}", f.display());
+    }
+    d.shutdown().await;
+}
+
+/// An install made by an older crius (everything 0755/0644) is tightened when the daemon starts.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_old_install_is_tightened_at_start() {
+    let mut d = Daemon::start().await;
+    std::fs::set_permissions(&d.dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    d.pull(&image("busybox:latest")).await;
+    let (pod, pod_cfg) = d.run_pod("old", true).await;
+    let ctr = d.run(&pod, &pod_cfg, "c", &["sleep", "1000"]).await;
+    d.terminate();
+    let root = d.dir.join("root");
+    let state = d.dir.join("state");
+    let spec = state.join("containers").join(&ctr).join("config.json");
+    let loosen =
+        |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    for p in [
+        &root,
+        &state,
+        &root.join("images"),
+        &state.join("containers"),
+        &state.join("pods"),
+        &state.join("runtime"),
+    ] {
+        loosen(p, 0o755);
+    }
+    loosen(&spec, 0o644);
+    loosen(&root.join("crius.redb"), 0o644);
+    d.spawn().await;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode(&root), 0o711);
+    assert_eq!(mode(&state), 0o711);
+    for p in [
+        root.join("images"),
+        state.join("containers"),
+        state.join("pods"),
+        state.join("runtime"),
+    ] {
+        assert_eq!(mode(&p), 0o700, "{}", p.display());
+    }
+    assert_eq!(mode(&spec), 0o600);
+    assert_eq!(mode(&root.join("crius.redb")), 0o600);
+    // The container survived the restart and is still served.
+    assert_eq!(
+        d.status(&ctr).await.state,
+        cri_api::v1::ContainerState::ContainerRunning as i32
+    );
+    d.shutdown().await;
+}
