@@ -55,6 +55,11 @@ pub struct Config {
     pub pause_path: Option<PathBuf>,
     /// Seconds a registry may send nothing before a pull fails.
     pub pull_stall_timeout_secs: u64,
+    /// Uncompressed bytes one image layer may inflate to (default 64 GiB); a bigger layer fails the
+    /// pull with ResourceExhausted and nothing of it is kept (decompression bombs).
+    pub max_layer_unpacked_bytes: u64,
+    /// Tar entries one image layer may hold (default 4,000,000); more fail the pull the same way.
+    pub max_layer_entries: u64,
 }
 
 impl Default for Config {
@@ -84,6 +89,8 @@ impl Default for Config {
             monitor_path: None,
             pause_path: None,
             pull_stall_timeout_secs: 60,
+            max_layer_unpacked_bytes: crius_image::UnpackLimits::DEFAULT_MAX_LAYER_UNPACKED_BYTES,
+            max_layer_entries: crius_image::UnpackLimits::DEFAULT_MAX_LAYER_ENTRIES,
         }
     }
 }
@@ -205,6 +212,17 @@ impl Config {
                 reason: "must be at least 1".into(),
             });
         }
+        for (key, v) in [
+            ("max_layer_unpacked_bytes", self.max_layer_unpacked_bytes),
+            ("max_layer_entries", self.max_layer_entries),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::Invalid {
+                    key: key.into(),
+                    reason: "must be at least 1".into(),
+                });
+            }
+        }
         Ok(())
     }
 
@@ -267,6 +285,15 @@ mod tests {
             err.contains("default_runtime") && err.contains("kata"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn zero_layer_limits_name_the_key() {
+        for key in ["max_layer_unpacked_bytes", "max_layer_entries"] {
+            let cfg = Config::parse(&format!("{key} = 0")).unwrap();
+            let err = cfg.validate().unwrap_err().to_string();
+            assert!(err.contains(key), "{err}");
+        }
     }
 
     #[test]

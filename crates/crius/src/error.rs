@@ -28,6 +28,8 @@ pub enum Error {
     #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
+    ResourceExhausted(String),
+    #[error("{0}")]
     Internal(String),
 }
 
@@ -70,6 +72,7 @@ impl From<Error> for Status {
             Error::DeadlineExceeded(_) => Code::DeadlineExceeded,
             Error::DataLoss(_) => Code::DataLoss,
             Error::Unavailable(_) => Code::Unavailable,
+            Error::ResourceExhausted(_) => Code::ResourceExhausted,
             Error::Internal(_) => Code::Internal,
         };
         Status::new(code, e.to_string())

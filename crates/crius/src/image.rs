@@ -26,6 +26,7 @@ pub fn image_err(e: crius_image::ImageError) -> Error {
             reason: msg,
         },
         E::Timeout { .. } => Error::DeadlineExceeded(msg),
+        E::LayerLimit { .. } | E::NoSpace { .. } => Error::ResourceExhausted(msg),
         _ => Error::Internal(msg),
     }
 }

@@ -64,6 +64,10 @@ impl Runtime {
             root: cfg.root.join("images"),
             hosts_dir: cfg.registry_config_dir.clone(),
             stall_timeout: std::time::Duration::from_secs(cfg.pull_stall_timeout_secs),
+            limits: crius_image::UnpackLimits {
+                max_layer_unpacked_bytes: cfg.max_layer_unpacked_bytes,
+                max_layer_entries: cfg.max_layer_entries,
+            },
         })?;
         let cni = crius_network::Cni::new(crius_network::CniConfig {
             conf_dir: cfg.cni_conf_dir.clone(),

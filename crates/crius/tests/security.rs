@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::push;
 use common::*;
 
 const NOBODY: &str = "65534";
@@ -233,4 +234,207 @@ async fn an_old_install_is_tightened_at_start() {
         cri_api::v1::ContainerState::ContainerRunning as i32
     );
     d.shutdown().await;
+}
+
+// ---------------------------------------------------------------- decompression bombs
+
+/// A gzip'd layer holding one file of `mib` MiB of zeros (a sparse source, so building it writes
+/// only the ~1000x smaller compressed blob).
+fn bomb_layer(w: &Path, mib: u64) -> push::TestLayer {
+    let src = w.join("bomb-src");
+    std::fs::create_dir_all(&src).unwrap();
+    let f = std::fs::File::create(src.join("zeros")).unwrap();
+    f.set_len(mib << 20).unwrap();
+    let tar = "tar --owner=0 --group=0 --numeric-owner --mtime=@0 -C \"$0\" -cf - zeros";
+    let out = Command::new("sh")
+        .args(["-c", &format!("{tar} | sha256sum")])
+        .arg(&src)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "tar | sha256sum");
+    let diff_id = format!(
+        "sha256:{}",
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap()
+    );
+    let gz = w.join("bomb.tar.gz");
+    let st = Command::new("sh")
+        .args(["-c", &format!("{tar} | gzip -1 -n > \"$1\"")])
+        .arg(&src)
+        .arg(&gz)
+        .status()
+        .unwrap();
+    assert!(st.success(), "tar | gzip");
+    push::TestLayer {
+        digest: push::sha256_file(&gz),
+        size: std::fs::metadata(&gz).unwrap().len(),
+        path: gz,
+        diff_id,
+        media_type: "application/vnd.oci.image.layer.v1.tar+gzip",
+    }
+}
+
+/// An uncompressed layer of `n` empty files.
+fn many_entries_layer(w: &Path, n: usize) -> push::TestLayer {
+    let src = w.join("many-src");
+    std::fs::create_dir_all(&src).unwrap();
+    for i in 0..n {
+        std::fs::File::create(src.join(format!("f{i}"))).unwrap();
+    }
+    let tar = w.join("many.tar");
+    let st = Command::new("tar")
+        .args(["--owner=0", "--group=0", "--numeric-owner", "-C"])
+        .arg(&src)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success(), "tar");
+    let d = push::sha256_file(&tar);
+    push::TestLayer {
+        digest: d.clone(),
+        size: std::fs::metadata(&tar).unwrap().len(),
+        path: tar,
+        diff_id: d,
+        media_type: "application/vnd.oci.image.layer.v1.tar",
+    }
+}
+
+async fn pull_err(d: &mut Daemon, reference: &str) -> tonic::Status {
+    d.img
+        .pull_image(cri_api::v1::PullImageRequest {
+            image: Some(cri_api::v1::ImageSpec {
+                image: reference.to_string(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect_err("the pull must fail")
+}
+
+/// Nothing of a failed layer may stay: no snapshot, no temp file, no blob of it, no image.
+async fn assert_nothing_kept(d: &mut Daemon, layer: &push::TestLayer, reference: &str) {
+    let images = d.dir.join("root/images");
+    for sub in ["snapshots", "tmp"] {
+        let left: Vec<_> = std::fs::read_dir(images.join(sub))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        assert!(
+            left.is_empty(),
+            "{sub} not empty after the failed pull: {left:?}"
+        );
+    }
+    let blob = images
+        .join("blobs/sha256")
+        .join(layer.digest.strip_prefix("sha256:").unwrap());
+    assert!(!blob.exists(), "the layer blob was kept");
+    let st = d
+        .img
+        .image_status(cri_api::v1::ImageStatusRequest {
+            image: Some(cri_api::v1::ImageSpec {
+                image: reference.to_string(),
+                ..Default::default()
+            }),
+            verbose: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(st.image.is_none(), "the failed image was recorded");
+}
+
+/// A layer of 512 MiB of zeros (about 0.5 MiB gzip'd) against a 64 MiB limit, and a layer of 2,000
+/// entries against a limit of 1,000: both pulls fail with ResourceExhausted naming the layer digest
+/// and the config key, and keep nothing. Then the same bomb under the default limits on a store with
+/// 48 MiB of space: the disk fills, the pull fails with ResourceExhausted, nothing is kept, and the
+/// space is free again for the next pull. (One test, so the bomb is built once.)
+#[tokio::test(flavor = "multi_thread")]
+async fn layer_bombs_and_a_full_disk_fail_the_pull_with_resource_exhausted_and_keep_nothing() {
+    let work = tempfile::Builder::new()
+        .prefix("crius-bomb-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let w = work.path();
+    let bomb = bomb_layer(w, 512);
+    assert!(
+        bomb.size < 4 << 20,
+        "the bomb should be small: {}",
+        bomb.size
+    );
+    let many = many_entries_layer(w, 2000);
+    let repo = push::unique_repo("security-bomb");
+    push::push_image(w, &repo, "bytes", &[&bomb]);
+    push::push_image(w, &repo, "entries", &[&many]);
+    let limits = "max_layer_unpacked_bytes = 67108864\nmax_layer_entries = 1000\n";
+    let mut d = Daemon::start_with(Options {
+        extra_config: limits.into(),
+        ..Default::default()
+    })
+    .await;
+    for (tag, layer, key) in [
+        ("bytes", &bomb, "max_layer_unpacked_bytes"),
+        ("entries", &many, "max_layer_entries"),
+    ] {
+        let reference = format!("{}/{repo}:{tag}", registry());
+        let e = pull_err(&mut d, &reference).await;
+        assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{tag}: {e:?}");
+        assert!(
+            e.message().contains(&layer.digest) && e.message().contains(key),
+            "{tag}: the error must name the layer digest and `{key}`: {}",
+            e.message()
+        );
+        assert_nothing_kept(&mut d, layer, &reference).await;
+    }
+
+    // ENOSPC: default limits, the store moved onto a small tmpfs.
+    d.terminate();
+    let text = std::fs::read_to_string(&d.config).unwrap();
+    std::fs::write(&d.config, text.replace(limits, "")).unwrap();
+    let root = d.dir.join("root");
+    let old = d.dir.join("root.old");
+    std::fs::rename(&root, &old).unwrap();
+    std::fs::create_dir(&root).unwrap();
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=48m,mode=0711", "tmpfs"])
+        .arg(&root)
+        .status()
+        .unwrap();
+    assert!(st.success(), "mount tmpfs");
+    let unmount = |root: &Path| {
+        let _ = Command::new("umount").arg("-l").arg(root).status();
+    };
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", old.display()))
+        .arg(&root)
+        .status()
+        .unwrap();
+    assert!(st.success(), "cp -a");
+    d.spawn().await;
+    let reference = format!("{}/{repo}:bytes", registry());
+    let e = pull_err(&mut d, &reference).await;
+    if e.code() != tonic::Code::ResourceExhausted
+        || !e.message().contains(&bomb.digest)
+        || !e.message().contains("no space")
+    {
+        d.terminate();
+        unmount(&root);
+        panic!(
+            "want ResourceExhausted (no space) naming {}: {e:?}",
+            bomb.digest
+        );
+    }
+    assert_nothing_kept(&mut d, &bomb, &reference).await;
+    d.pull(&image("busybox:latest")).await;
+    d.cleanup().await;
+    d.terminate();
+    unmount(&root);
+    push::drop_repo(&repo, &[&bomb.digest, &many.digest]);
+    let _ = std::fs::remove_dir_all(&d.dir);
 }
