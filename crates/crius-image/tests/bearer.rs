@@ -246,5 +246,8 @@ async fn endless_token_response_is_cut_at_its_bound() {
         "want the size bound: {msg}"
     );
     let n = sent.load(std::sync::atomic::Ordering::Relaxed);
-    assert!(n < 64 << 20, "{n} bytes were sent before the client gave up");
+    assert!(
+        n < 64 << 20,
+        "{n} bytes were sent before the client gave up"
+    );
 }

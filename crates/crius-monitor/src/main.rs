@@ -25,6 +25,7 @@
 //!   "oom_killed":bool}` (started_at_ns: when the runtime's `start` opened its exec fifo).
 
 mod crilog;
+mod logfile;
 mod sys;
 
 use std::ffi::OsString;
@@ -54,6 +55,8 @@ struct Args {
     runtime: PathBuf,
     runtime_root: PathBuf,
     log_path: Option<PathBuf>,
+    /// The pod's log directory: `log_path` is resolved beneath it (default: the log's parent).
+    log_dir: Option<PathBuf>,
     tty: bool,
     stdin: bool,
     stdin_once: bool,
@@ -75,6 +78,7 @@ fn parse_args(mut it: impl Iterator<Item = OsString>) -> Result<Args, String> {
         runtime: PathBuf::new(),
         runtime_root: PathBuf::new(),
         log_path: None,
+        log_dir: None,
         tty: false,
         stdin: false,
         stdin_once: false,
@@ -92,6 +96,7 @@ fn parse_args(mut it: impl Iterator<Item = OsString>) -> Result<Args, String> {
             "--runtime" => runtime = Some(PathBuf::from(value()?)),
             "--runtime-root" => runtime_root = Some(PathBuf::from(value()?)),
             "--log-path" => a.log_path = Some(PathBuf::from(value()?)),
+            "--log-dir" => a.log_dir = Some(PathBuf::from(value()?)),
             "--oom-file" => a.oom_file = Some(PathBuf::from(value()?)),
             "--sync-fd" => {
                 let v = value()?;
@@ -396,13 +401,13 @@ struct Monitor {
     exit: Option<(i32, Option<i32>, i128)>,
 }
 
-fn open_log(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o640)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(path)
+fn open_log(args: &Args, path: &Path) -> io::Result<File> {
+    let base = args
+        .log_dir
+        .as_deref()
+        .or_else(|| path.parent())
+        .unwrap_or(Path::new("/"));
+    logfile::open_beneath(base, path)
 }
 
 impl Monitor {
@@ -430,7 +435,7 @@ impl Monitor {
         let _ = std::fs::remove_file(&runtime_log);
         let log = match &args.log_path {
             Some(p) => Some(
-                open_log(p)
+                open_log(args, p)
                     .map_err(|e| CreateFailure::io(&format!("open log {}", p.display()), e))?,
             ),
             None => None,
@@ -927,7 +932,7 @@ impl Monitor {
             let cmd = String::from_utf8_lossy(&req[..n]);
             let reply = match cmd.trim() {
                 "reopen" => match &args.log_path {
-                    Some(p) => match open_log(p) {
+                    Some(p) => match open_log(args, p) {
                         Ok(f) => {
                             self.log = Some(f);
                             "ok\n".to_string()

@@ -438,3 +438,82 @@ async fn layer_bombs_and_a_full_disk_fail_the_pull_with_resource_exhausted_and_k
     push::drop_repo(&repo, &[&bomb.digest, &many.digest]);
     let _ = std::fs::remove_dir_all(&d.dir);
 }
+
+// ---------------------------------------------------------------- log files
+
+/// A symlink planted where a container's log goes (at create, and again before ReopenContainerLog)
+/// must not redirect the monitor's appends (it runs as root) to the symlink's target.
+#[tokio::test(flavor = "multi_thread")]
+async fn planted_log_symlinks_are_refused_at_create_and_reopen() {
+    let mut d = Daemon::start().await;
+    d.pull(&image("busybox:latest")).await;
+    let (pod, pod_cfg) = d.run_pod("logs", true).await;
+    let log_dir = PathBuf::from(&pod_cfg.log_directory);
+    let victim = d.dir.join("victim");
+    std::fs::write(&victim, "untouched\n").unwrap();
+
+    // At create: `evil/0.log` is a symlink to the victim.
+    std::fs::create_dir_all(log_dir.join("evil")).unwrap();
+    std::os::unix::fs::symlink(&victim, log_dir.join("evil/0.log")).unwrap();
+    let cfg = container_config("evil", &image("busybox:latest"), &["echo", "pwned"]);
+    let e = d
+        .create(&pod, &pod_cfg, cfg)
+        .await
+        .expect_err("create must fail");
+    assert!(e.message().contains("symlink"), "{e:?}");
+    // A symlinked parent dir is refused the same way.
+    std::os::unix::fs::symlink(d.dir.join("elsewhere"), log_dir.join("evil2")).unwrap();
+    std::fs::create_dir_all(d.dir.join("elsewhere")).unwrap();
+    let cfg = container_config("evil2", &image("busybox:latest"), &["echo", "pwned"]);
+    let e = d
+        .create(&pod, &pod_cfg, cfg)
+        .await
+        .expect_err("create must fail");
+    assert!(e.message().contains("symlink"), "{e:?}");
+    assert!(
+        std::fs::read_dir(d.dir.join("elsewhere"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "a log was created through the symlinked dir"
+    );
+
+    // At reopen: the log is "rotated" and a symlink put in its place.
+    let ctr = d
+        .run(
+            &pod,
+            &pod_cfg,
+            "good",
+            &["sh", "-c", "while true; do echo tick; sleep 0.2; done"],
+        )
+        .await;
+    let log = log_dir.join("good/0.log");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_to_string(&log).unwrap_or_default().is_empty() {
+        assert!(Instant::now() < deadline, "no log output");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    std::fs::rename(&log, log_dir.join("good/0.log.1")).unwrap();
+    std::os::unix::fs::symlink(&victim, &log).unwrap();
+    let r =
+        d.rt.reopen_container_log(cri_api::v1::ReopenContainerLogRequest {
+            container_id: ctr.clone(),
+        })
+        .await;
+    assert!(r.is_err(), "reopen through a symlink must fail");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched\n");
+    // A genuine rotation still works.
+    std::fs::remove_file(&log).unwrap();
+    d.rt.reopen_container_log(cri_api::v1::ReopenContainerLogRequest {
+        container_id: ctr.clone(),
+    })
+    .await
+    .expect("reopen after a real rotation");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_to_string(&log).unwrap_or_default().is_empty() {
+        assert!(Instant::now() < deadline, "no log output after reopen");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    d.shutdown().await;
+}

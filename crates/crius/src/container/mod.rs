@@ -306,11 +306,11 @@ impl Runtime {
         crate::perms::write_private(&spec_path, &json)
             .map_err(|e| io_err("write OCI spec", &spec_path, e))?;
 
-        if let Some(lp) = &log_path {
-            if let Some(parent) = lp.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| io_err("create log dir", parent, e))?;
-            }
-        }
+        // The monitor creates the log's parent dirs itself, beneath the pod's log directory and
+        // without following symlinks a writer of that directory may have planted.
+        let log_dir = log_path
+            .as_ref()
+            .map(|_| PathBuf::from(&sandbox.log_directory));
         let oom_file = spec
             .linux()
             .as_ref()
@@ -322,6 +322,7 @@ impl Runtime {
             bundle: dir.clone(),
             state_dir: dir.clone(),
             log_path,
+            log_dir,
             tty: cfg.tty,
             stdin: cfg.stdin,
             stdin_once: cfg.stdin_once,
