@@ -517,3 +517,45 @@ async fn planted_log_symlinks_are_refused_at_create_and_reopen() {
     }
     d.shutdown().await;
 }
+
+// ---------------------------------------------------------------- request fields
+
+/// Hostnames that would inject lines into /etc/hosts and pod names that would inject CNI_ARGS keys
+/// or collide in name reservations are refused with InvalidArgument naming the field.
+#[tokio::test(flavor = "multi_thread")]
+async fn injecting_hostnames_and_pod_names_are_refused() {
+    let mut d = Daemon::start().await;
+    let base = pod_config("inject", false, &d.dir.join("logs/inject"));
+    let mut cases = Vec::new();
+    let mut c = base.clone();
+    c.hostname = "evil\n10.0.0.1 bank.example".into();
+    cases.push((c, "config.hostname"));
+    let mut c = base.clone();
+    c.metadata.as_mut().unwrap().name = "a;K8S_POD_NAMESPACE=kube-system".into();
+    cases.push((c, "config.metadata.name"));
+    let mut c = base.clone();
+    c.metadata.as_mut().unwrap().namespace = "x_y".into();
+    cases.push((c, "config.metadata.namespace"));
+    let mut c = base.clone();
+    c.metadata.as_mut().unwrap().uid = "u;IgnoreUnknown=0".into();
+    cases.push((c, "config.metadata.uid"));
+    for (cfg, field) in cases {
+        let r =
+            d.rt.run_pod_sandbox(cri_api::v1::RunPodSandboxRequest {
+                config: Some(cfg),
+                runtime_handler: String::new(),
+            })
+            .await;
+        let (c, msg) = code(r);
+        assert_eq!(c, tonic::Code::InvalidArgument, "{field}: {msg}");
+        assert!(msg.contains(field), "{field}: {msg}");
+    }
+    let pods =
+        d.rt.list_pod_sandbox(cri_api::v1::ListPodSandboxRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .items;
+    assert!(pods.is_empty(), "a refused pod was created: {pods:?}");
+    d.shutdown().await;
+}

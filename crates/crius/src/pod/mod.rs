@@ -5,6 +5,7 @@
 //! that recovery undoes; it becomes `Ready` only when every step succeeded.
 
 pub mod files;
+pub mod inputs;
 pub mod namespaces;
 
 use std::collections::HashMap;
@@ -143,14 +144,9 @@ fn validate(rt: &Runtime, cfg: &cri::PodSandboxConfig) -> Result<()> {
             ));
         }
     }
-    if cfg.hostname.len() > 64 {
-        return Err(Error::invalid(
-            "config.hostname",
-            format!(
-                "{:?} is longer than the kernel's 64-byte limit",
-                cfg.hostname
-            ),
-        ));
+    inputs::validate_hostname("config.hostname", &cfg.hostname)?;
+    if let Some(m) = &cfg.metadata {
+        inputs::validate_metadata(m)?;
     }
     if let Some(dir) = Some(&cfg.log_directory).filter(|d| !d.is_empty()) {
         if !std::path::Path::new(dir).is_absolute() {
