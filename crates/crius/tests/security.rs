@@ -559,3 +559,83 @@ async fn injecting_hostnames_and_pod_names_are_refused() {
     assert!(pods.is_empty(), "a refused pod was created: {pods:?}");
     d.shutdown().await;
 }
+
+// ---------------------------------------------------------------- gRPC bounds
+
+/// 12 MiB on stdout and 12 MiB on stderr: the answer is truncated to fit one 16 MiB message (the
+/// kubelet's limit) instead of failing to encode.
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_sync_output_is_truncated_to_one_message() {
+    let mut d = Daemon::start().await;
+    d.pull(&image("busybox:latest")).await;
+    let (pod, pod_cfg) = d.run_pod("execbig", true).await;
+    let ctr = d.run(&pod, &pod_cfg, "c", &["sleep", "1000"]).await;
+    let ch = crius::client::connect(&d.socket).await.unwrap();
+    let mut rt = cri_api::v1::runtime_service_client::RuntimeServiceClient::new(ch)
+        .max_decoding_message_size(16 << 20);
+    let r = rt
+        .exec_sync(cri_api::v1::ExecSyncRequest {
+            container_id: ctr.clone(),
+            cmd: vec![
+                "sh".into(),
+                "-c".into(),
+                "head -c 12582912 /dev/zero; head -c 12582912 /dev/zero >&2".into(),
+            ],
+            timeout: 60,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("ExecSync with 24 MiB of output: {e:?}"))
+        .into_inner();
+    assert_eq!(r.exit_code, 0);
+    let total = r.stdout.len() + r.stderr.len();
+    assert!(total <= 16 << 20, "{total} bytes");
+    assert!(
+        total >= (16 << 20) - (64 << 10),
+        "truncated too much: {total}"
+    );
+    let half = (8 << 20) - (64 << 10);
+    assert!(
+        r.stdout.len() >= half && r.stderr.len() >= half,
+        "{} + {}",
+        r.stdout.len(),
+        r.stderr.len()
+    );
+    d.shutdown().await;
+}
+
+/// Connections beyond the cap wait instead of each costing the daemon buffers and tasks; when one
+/// closes, the waiting client is served.
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_beyond_the_cap_wait_for_a_free_slot() {
+    let mut d = Daemon::start().await;
+    // The harness' own client holds one slot; fill the rest with idle connections.
+    let mut idle = Vec::new();
+    for _ in 0..127 {
+        idle.push(std::os::unix::net::UnixStream::connect(&d.socket).unwrap());
+    }
+    let socket = d.socket.clone();
+    let waiting = tokio::spawn(async move {
+        let ch = crius::client::connect(&socket).await.unwrap();
+        let mut rt = cri_api::v1::runtime_service_client::RuntimeServiceClient::new(ch);
+        rt.version(cri_api::v1::VersionRequest::default())
+            .await
+            .map(|_| ())
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        !waiting.is_finished(),
+        "a connection past the cap was served"
+    );
+    // The existing connection keeps working.
+    d.rt.version(cri_api::v1::VersionRequest::default())
+        .await
+        .expect("the harness' connection is still served");
+    idle.pop();
+    tokio::time::timeout(Duration::from_secs(20), waiting)
+        .await
+        .expect("served once a slot was free")
+        .unwrap()
+        .unwrap();
+    drop(idle);
+    d.shutdown().await;
+}

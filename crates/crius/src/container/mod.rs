@@ -824,9 +824,16 @@ impl Runtime {
                 timeout.map(|t| t.as_secs()).unwrap_or(0)
             )));
         }
+        let (mut stdout, mut stderr) = (out.stdout, out.stderr);
+        // Each stream was capped alone; together they must still fit one gRPC message.
+        crate::server::limits::fit_exec_output(
+            &mut stdout,
+            &mut stderr,
+            crate::server::limits::exec_sync_budget(),
+        );
         Ok(cri::ExecSyncResponse {
-            stdout: out.stdout,
-            stderr: out.stderr,
+            stdout,
+            stderr,
             exit_code: out.exit_code,
         })
     }

@@ -2,6 +2,7 @@
 
 pub mod authority;
 pub mod image;
+pub mod limits;
 pub mod runtime;
 
 use std::os::unix::fs::PermissionsExt;
@@ -14,7 +15,6 @@ use cri_api::v1::image_service_server::ImageServiceServer;
 use cri_api::v1::runtime_service_server::RuntimeServiceServer;
 use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
-use tokio_stream::StreamExt;
 
 use crate::runtime::Runtime;
 
@@ -54,14 +54,26 @@ pub async fn serve(
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
     let admin = AdminServer::new(image::AdminSvc { rt });
+    // Connections beyond the cap wait (unaccepted) until one closes.
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits::MAX_CONNECTIONS));
+    let incoming = futures::StreamExt::then(UnixListenerStream::new(listener), move |conn| {
+        let slots = slots.clone();
+        async move {
+            let permit = slots
+                .acquire_owned()
+                .await
+                .map_err(|e| std::io::Error::other(format!("connection slots: {e}")))?;
+            conn.map(|c| limits::Limited::new(authority::AuthorityFix::new(c), permit))
+        }
+    });
     tonic::transport::Server::builder()
+        .max_concurrent_streams(limits::MAX_STREAMS_PER_CONNECTION)
+        .concurrency_limit_per_connection(limits::MAX_STREAMS_PER_CONNECTION as usize)
+        .http2_max_header_list_size(limits::MAX_HEADER_LIST)
         .add_service(runtime)
         .add_service(image)
         .add_service(admin)
-        .serve_with_incoming_shutdown(
-            UnixListenerStream::new(listener).map(|conn| conn.map(authority::AuthorityFix::new)),
-            shutdown,
-        )
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await
         .context("gRPC server")
 }
