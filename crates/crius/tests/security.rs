@@ -639,3 +639,118 @@ async fn connections_beyond_the_cap_wait_for_a_free_slot() {
     drop(idle);
     d.shutdown().await;
 }
+
+// ---------------------------------------------------------------- pause
+
+/// A root process in a shared-PID pod kills the pause (pid 1 of the pod's PID namespace): the pod
+/// turns NotReady within a second (status, list, event) and CreateContainer is refused instead of
+/// joining whatever process inherits the pause's pid.
+#[tokio::test(flavor = "multi_thread")]
+async fn killing_pause_from_inside_makes_the_pod_not_ready_and_refuses_creates() {
+    use cri_api::v1 as cri;
+    let mut d = Daemon::start_with(Options {
+        extra_config: "[feature_gates]\nEventedPLEG = true\n".into(),
+        ..Default::default()
+    })
+    .await;
+    d.pull(&image("busybox:latest")).await;
+    let mut cfg = pod_config("pausekill", true, &d.dir.join("logs/pausekill"));
+    let ns = cfg
+        .linux
+        .as_mut()
+        .unwrap()
+        .security_context
+        .as_mut()
+        .unwrap()
+        .namespace_options
+        .as_mut()
+        .unwrap();
+    ns.pid = cri::NamespaceMode::Pod as i32;
+    let pod =
+        d.rt.run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(cfg.clone()),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .pod_sandbox_id;
+    let shared = |name: &str| {
+        let mut c = container_config(name, &image("busybox:latest"), &["sleep", "1000"]);
+        c.linux = Some(cri::LinuxContainerConfig {
+            security_context: Some(cri::LinuxContainerSecurityContext {
+                namespace_options: Some(cri::NamespaceOption {
+                    pid: cri::NamespaceMode::Pod as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        c
+    };
+    let a = d.create(&pod, &cfg, shared("a")).await.unwrap();
+    d.start_ctr(&a).await;
+    let mut events =
+        d.rt.get_container_events(cri::GetEventsRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+    // pid 1 in the pod is the pause; the container's root kills it.
+    let _ = d.exec(&a, &["kill", "-TERM", "1"], 10).await;
+    let killed = Instant::now();
+    loop {
+        let st =
+            d.rt.pod_sandbox_status(cri::PodSandboxStatusRequest {
+                pod_sandbox_id: pod.clone(),
+                verbose: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap();
+        if st.state == cri::PodSandboxState::SandboxNotready as i32 {
+            break;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(1),
+            "pod still Ready {:?} after its pause was killed",
+            killed.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let listed =
+        d.rt.list_pod_sandbox(cri::ListPodSandboxRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .items;
+    assert!(listed
+        .iter()
+        .any(|p| p.id == pod && p.state == cri::PodSandboxState::SandboxNotready as i32));
+    let ev = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let e = events.message().await.unwrap().unwrap();
+            if e.container_id == pod {
+                return e;
+            }
+        }
+    })
+    .await
+    .expect("an event for the pod");
+    assert_eq!(
+        ev.container_event_type,
+        cri::ContainerEventType::ContainerStoppedEvent as i32
+    );
+    let (c, msg) = code(d.create(&pod, &cfg, shared("b")).await);
+    assert_eq!(c, tonic::Code::FailedPrecondition, "{msg}");
+    let ctrs =
+        d.rt.list_containers(cri::ListContainersRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .containers;
+    assert_eq!(ctrs.len(), 1, "no container may have been made: {ctrs:?}");
+    d.shutdown().await;
+}

@@ -332,6 +332,8 @@ impl Runtime {
         let mon = crius_oci::spawn_monitor(handler, &mcfg)
             .await
             .map_err(oci_err)?;
+        // The pause must have outlived the join, or the path may have named another namespace.
+        crate::pod::pause::still_alive(&prec.id, prec.pause_pid)?;
         ctr.update(self, |r| {
             r.state = CtrState::Created;
             r.pid = mon.container_pid;
@@ -394,9 +396,7 @@ impl Runtime {
             net_ns: prec.pins.net.clone(),
             ipc_ns: prec.pins.ipc.clone(),
             uts_ns: prec.pins.uts.clone(),
-            pid_ns: prec
-                .pause_pid
-                .map(|p| PathBuf::from(format!("/proc/{p}/ns/pid"))),
+            pid_ns: crate::pod::pause::pid_ns(&prec.id, prec.pause_pid)?,
             host_pid: sandbox
                 .linux
                 .as_ref()

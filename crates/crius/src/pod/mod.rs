@@ -7,6 +7,7 @@
 pub mod files;
 pub mod inputs;
 pub mod namespaces;
+pub mod pause;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -304,9 +305,10 @@ impl Runtime {
         pod.update(self, |r| r.pins = pins.clone())?;
 
         if ns.pid == cri::NamespaceMode::Pod as i32 {
-            let pid =
-                namespaces::spawn_pause(&self.cfg.pause_binary(), &dir.join("pause.pid")).await?;
+            let pid_file = dir.join("pause.pid");
+            let pid = namespaces::spawn_pause(&self.cfg.pause_binary(), &pid_file).await?;
             pod.update(self, |r| r.pause_pid = Some(pid))?;
+            pause::watch(self, pod, pause::open(pid, &pid_file)?);
         }
 
         let mut ips = vec![];
@@ -593,6 +595,16 @@ pub fn pod_network(
 }
 
 async fn kill_pause(pid: i32, pod_dir: &std::path::Path) {
+    let pod_id = pod_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    if let Some(p) = pause::take(&pod_id) {
+        // Through the pidfd: never a process that inherited the number.
+        let _ = p.signal(libc::SIGKILL);
+        let _ = tokio::time::timeout(Duration::from_secs(5), p.exited()).await;
+        return;
+    }
     // The pid may have been reused after a reboot: only kill it if its cmdline is our pause binary.
     let ours = std::fs::read(format!("/proc/{pid}/cmdline"))
         .map(|c| {
@@ -636,10 +648,16 @@ pub(crate) async fn recover(rt: &Arc<Runtime>) -> anyhow::Result<()> {
                 rt.forget_pod(&pod);
             }
             PodState::Ready => {
-                let pause_gone = rec
-                    .pause_pid
-                    .map(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
-                    .unwrap_or(false);
+                let pause_gone = match rec.pause_pid {
+                    None => false,
+                    Some(pid) => match pause::open(pid, &rt.pod_dir(&rec.id).join("pause.pid")) {
+                        Ok(p) => {
+                            pause::watch(rt, &pod, p);
+                            false
+                        }
+                        Err(_) => true,
+                    },
+                };
                 let lost = pause_gone || rec.pins.paths().any(|p| !namespaces::is_pinned(p));
                 if lost {
                     tracing::warn!(

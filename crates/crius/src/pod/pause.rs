@@ -1,0 +1,189 @@
+//! The pause process of a pod that shares one PID namespace, held by a pidfd rather than a bare pid.
+//!
+//! A pid names whatever process holds it now; after the pause dies (a root process in the pod can kill
+//! it) the number may be reused by any process, possibly one in the host PID namespace. A pidfd names
+//! one process for its whole life: signals through it never reach a successor, and it becomes readable
+//! the moment that process exits. So: the pidfd is opened right after the spawn and checked to belong
+//! to this pod's pause (its command line names the pod's pause.pid file); a task watches it and marks
+//! the pod NotReady (and emits an event) as soon as the pause exits; containers join the PID namespace
+//! only after the pidfd says the pause is still alive, and the join is checked again after the
+//! container was created.
+
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use cri_api::v1 as cri;
+
+use super::{Pod, PodState};
+use crate::error::{Error, Result};
+use crate::runtime::{now_ns, Runtime};
+
+/// A pause process known by its pidfd.
+pub struct Pause {
+    pub pid: i32,
+    fd: OwnedFd,
+}
+
+impl Pause {
+    /// True while the process the pidfd names has not exited.
+    pub fn alive(&self) -> bool {
+        // Signal 0 through the pidfd: ESRCH once the process has exited, even if the pid was reused.
+        // SAFETY: valid pidfd; null siginfo; no flags.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                self.fd.as_raw_fd(),
+                0,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            )
+        };
+        r == 0
+    }
+
+    /// Sends `sig` to this process and no other.
+    pub fn signal(&self, sig: libc::c_int) -> std::io::Result<()> {
+        // SAFETY: valid pidfd; null siginfo; no flags.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                self.fd.as_raw_fd(),
+                sig,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            )
+        };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    }
+
+    /// Waits until the process has exited (the pidfd turns readable).
+    pub async fn exited(&self) -> std::io::Result<()> {
+        // A duplicate of the pidfd names the same process; the AsyncFd owns it while registered.
+        let dup = self.fd.try_clone()?;
+        // SAFETY: the AsyncFd owns `dup`, so the fd stays open and unchanged while registered.
+        let afd = unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(dup, tokio::io::Interest::READABLE)
+        }
+        .map_err(|e| e.into_parts().1)?;
+        // A pidfd becomes readable exactly when the process exits, and stays so.
+        let _ = afd.readable().await?;
+        Ok(())
+    }
+}
+
+fn table() -> &'static Mutex<HashMap<String, Arc<Pause>>> {
+    static T: OnceLock<Mutex<HashMap<String, Arc<Pause>>>> = OnceLock::new();
+    T.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// The pidfd of `pid`, if it is the pause of the pod whose pid file is `pid_file`.
+pub fn open(pid: i32, pid_file: &Path) -> Result<Pause> {
+    // SAFETY: plain syscall; the fd it returns is owned below.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if raw < 0 {
+        return Err(Error::Internal(format!(
+            "pidfd_open of pause pid {pid}: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    // SAFETY: a fresh fd from pidfd_open, owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw as i32) };
+    let p = Pause { pid, fd };
+    // Checked after the pidfd exists: if the pid was reused before pidfd_open, the command line is
+    // not ours; if the pause dies after, `alive` says so.
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let want = pid_file.to_string_lossy().to_string();
+    if !String::from_utf8_lossy(&cmdline).contains(&want) || !p.alive() {
+        return Err(Error::Internal(format!(
+            "pid {pid} is not the pause process of {}",
+            pid_file.display()
+        )));
+    }
+    Ok(p)
+}
+
+/// Holds `pause` for `pod` and watches it: its exit makes the pod NotReady at once.
+pub fn watch(rt: &Arc<Runtime>, pod: &Arc<Pod>, pause: Pause) {
+    let pause = Arc::new(pause);
+    if let Ok(mut t) = table().lock() {
+        t.insert(pod.id.clone(), pause.clone());
+    }
+    let rt = Arc::clone(rt);
+    let pod = Arc::clone(pod);
+    tokio::spawn(async move {
+        if let Err(e) = pause.exited().await {
+            tracing::warn!("pod {}: cannot watch the pause pidfd: {e}", pod.id);
+            return;
+        }
+        let current = table()
+            .lock()
+            .ok()
+            .and_then(|t| t.get(&pod.id).cloned())
+            .map(|p| Arc::ptr_eq(&p, &pause))
+            .unwrap_or(false);
+        if !current {
+            return; // stopped or removed on purpose
+        }
+        tracing::warn!(
+            "pod {}: pause process {} exited; the pod is NotReady",
+            pod.id,
+            pause.pid
+        );
+        let was_ready = pod.record().state == PodState::Ready;
+        if let Err(e) = pod.update(&rt, |r| {
+            if r.state == PodState::Ready {
+                r.state = PodState::NotReady;
+            }
+        }) {
+            tracing::warn!("pod {}: recording NotReady: {e}", pod.id);
+        }
+        if was_ready {
+            rt.emit(cri::ContainerEventResponse {
+                container_id: pod.id.clone(),
+                container_event_type: cri::ContainerEventType::ContainerStoppedEvent as i32,
+                created_at: now_ns(),
+                pod_sandbox_status: Some(rt.pod_status_of(&pod.record())),
+                containers_statuses: vec![],
+            });
+        }
+    });
+}
+
+/// Forgets the pod's pause (after it was killed on purpose) and returns it.
+pub fn take(pod_id: &str) -> Option<Arc<Pause>> {
+    table().lock().ok().and_then(|mut t| t.remove(pod_id))
+}
+
+/// The pause of `pod_id`, if held and still alive.
+pub fn living(pod_id: &str) -> Option<Arc<Pause>> {
+    table()
+        .lock()
+        .ok()
+        .and_then(|t| t.get(pod_id).cloned())
+        .filter(|p| p.alive())
+}
+
+/// The PID namespace a container of this pod joins: the pause's, verified through its pidfd.
+pub fn pid_ns(pod_id: &str, pause_pid: Option<i32>) -> Result<Option<PathBuf>> {
+    let Some(pid) = pause_pid else {
+        return Ok(None);
+    };
+    match living(pod_id) {
+        Some(p) if p.pid == pid => Ok(Some(PathBuf::from(format!("/proc/{pid}/ns/pid")))),
+        _ => Err(Error::FailedPrecondition(format!(
+            "pod {pod_id}: its pause process (pid 1 of the pod's PID namespace) is gone; the pod is not ready"
+        ))),
+    }
+}
+
+/// After a container joined the pod's PID namespace: was it still the pause's? (If the pause died in
+/// between, the path may have named a successor's namespace.)
+pub fn still_alive(pod_id: &str, pause_pid: Option<i32>) -> Result<()> {
+    pid_ns(pod_id, pause_pid).map(|_| ())
+}
