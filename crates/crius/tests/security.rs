@@ -691,6 +691,34 @@ async fn killing_pause_from_inside_makes_the_pod_not_ready_and_refuses_creates()
     };
     let a = d.create(&pod, &cfg, shared("a")).await.unwrap();
     d.start_ctr(&a).await;
+    // The pause keeps no privilege: not root, no capabilities, no_new_privs.
+    let info =
+        d.rt.pod_sandbox_status(cri::PodSandboxStatusRequest {
+            pod_sandbox_id: pod.clone(),
+            verbose: true,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .info;
+    let info: serde_json::Value = serde_json::from_str(&info["info"]).unwrap();
+    let pause_pid = info["pid"].as_i64().expect("pause pid in verbose info");
+    let status = std::fs::read_to_string(format!("/proc/{pause_pid}/status")).unwrap();
+    let field = |k: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(k))
+            .unwrap_or_default()
+            .split_whitespace()
+            .skip(1)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(field("Uid:"), "65535 65535 65535 65535", "{status}");
+    assert_eq!(field("Gid:"), "65535 65535 65535 65535", "{status}");
+    assert_eq!(field("CapEff:"), "0000000000000000", "{status}");
+    assert_eq!(field("CapPrm:"), "0000000000000000", "{status}");
+    assert_eq!(field("NoNewPrivs:"), "1", "{status}");
     let mut events =
         d.rt.get_container_events(cri::GetEventsRequest::default())
             .await

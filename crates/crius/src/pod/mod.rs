@@ -306,7 +306,9 @@ impl Runtime {
 
         if ns.pid == cri::NamespaceMode::Pod as i32 {
             let pid_file = dir.join("pause.pid");
-            let pid = namespaces::spawn_pause(&self.cfg.pause_binary(), &pid_file).await?;
+            let (uid, gid) = pause::identity(cfg);
+            let pid =
+                namespaces::spawn_pause(&self.cfg.pause_binary(), &pid_file, uid, gid).await?;
             pod.update(self, |r| r.pause_pid = Some(pid))?;
             pause::watch(self, pod, pause::open(pid, &pid_file)?);
         }

@@ -187,3 +187,17 @@ pub fn pid_ns(pod_id: &str, pause_pid: Option<i32>) -> Result<Option<PathBuf>> {
 pub fn still_alive(pod_id: &str, pause_pid: Option<i32>) -> Result<()> {
     pid_ns(pod_id, pause_pid).map(|_| ())
 }
+
+/// The uid and gid the pause runs as: the pod's sandbox `run_as_user`/`run_as_group`, else 65535 (the
+/// upstream pause image's user). Never root: pid 1 of the pod needs no privilege to reap.
+pub fn identity(cfg: &cri::PodSandboxConfig) -> (u32, u32) {
+    let sc = cfg.linux.as_ref().and_then(|l| l.security_context.as_ref());
+    let nonroot = |v: Option<i64>| {
+        v.filter(|v| *v > 0 && *v < i64::from(u32::MAX))
+            .map(|v| v as u32)
+            .unwrap_or(65535)
+    };
+    let uid = nonroot(sc.and_then(|s| s.run_as_user.as_ref()).map(|v| v.value));
+    let gid = nonroot(sc.and_then(|s| s.run_as_group.as_ref()).map(|v| v.value));
+    (uid, gid)
+}
