@@ -18,6 +18,8 @@ pub mod reference;
 mod content;
 mod import;
 mod meta;
+#[cfg(test)]
+mod proptests;
 mod pull;
 mod registry;
 mod rootfs;

@@ -3,6 +3,8 @@
 pub mod authority;
 pub mod image;
 pub mod limits;
+#[cfg(test)]
+mod proptests;
 pub mod runtime;
 
 use std::os::unix::fs::PermissionsExt;
