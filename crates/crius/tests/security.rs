@@ -691,6 +691,15 @@ async fn killing_pause_from_inside_makes_the_pod_not_ready_and_refuses_creates()
     };
     let a = d.create(&pod, &cfg, shared("a")).await.unwrap();
     d.start_ctr(&a).await;
+    // The container joined the namespace pinned by the pod (not a path through a bare pid).
+    {
+        use std::os::unix::fs::MetadataExt;
+        let ctr_pid = d.pid_of(&a).await;
+        let link = std::fs::read_link(format!("/proc/{ctr_pid}/ns/pid")).unwrap();
+        let pin = d.dir.join("state/pods").join(&pod).join("pidns");
+        let ino = std::fs::metadata(&pin).unwrap().ino();
+        assert_eq!(link.to_string_lossy(), format!("pid:[{ino}]"));
+    }
     // The pause keeps no privilege: not root, no capabilities, no_new_privs.
     let info =
         d.rt.pod_sandbox_status(cri::PodSandboxStatusRequest {

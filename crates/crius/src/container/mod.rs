@@ -396,7 +396,7 @@ impl Runtime {
             net_ns: prec.pins.net.clone(),
             ipc_ns: prec.pins.ipc.clone(),
             uts_ns: prec.pins.uts.clone(),
-            pid_ns: crate::pod::pause::pid_ns(&prec.id, prec.pause_pid)?,
+            pid_ns: crate::pod::pause::pid_ns(&self.pod_dir(&prec.id), &prec.id, prec.pause_pid)?,
             host_pid: sandbox
                 .linux
                 .as_ref()

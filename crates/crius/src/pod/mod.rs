@@ -310,7 +310,9 @@ impl Runtime {
             let pid =
                 namespaces::spawn_pause(&self.cfg.pause_binary(), &pid_file, uid, gid).await?;
             pod.update(self, |r| r.pause_pid = Some(pid))?;
-            pause::watch(self, pod, pause::open(pid, &pid_file)?);
+            let p = pause::open(pid, &pid_file)?;
+            pause::pin_pid_ns(&p, &pause::pin_path(&dir))?;
+            pause::watch(self, pod, p);
         }
 
         let mut ips = vec![];
@@ -601,6 +603,7 @@ async fn kill_pause(pid: i32, pod_dir: &std::path::Path) {
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
+    namespaces::unpin_path(&pause::pin_path(pod_dir));
     if let Some(p) = pause::take(&pod_id) {
         // Through the pidfd: never a process that inherited the number.
         let _ = p.signal(libc::SIGKILL);

@@ -169,23 +169,67 @@ pub fn living(pod_id: &str) -> Option<Arc<Pause>> {
         .filter(|p| p.alive())
 }
 
-/// The PID namespace a container of this pod joins: the pause's, verified through its pidfd.
-pub fn pid_ns(pod_id: &str, pause_pid: Option<i32>) -> Result<Option<PathBuf>> {
+/// Where the pod's PID namespace is pinned (a bind mount of the pause's `ns/pid`).
+pub fn pin_path(pod_dir: &Path) -> PathBuf {
+    pod_dir.join("pidns")
+}
+
+/// Pins the pause's PID namespace at `target`, through an fd opened while the pidfd vouched for the
+/// pause: the pin names the pod's namespace for good, never one of a process that reused the pid.
+pub fn pin_pid_ns(p: &Pause, target: &Path) -> Result<()> {
+    let src = format!("/proc/{}/ns/pid", p.pid);
+    let ns =
+        std::fs::File::open(&src).map_err(|e| crate::error::io_err("open", Path::new(&src), e))?;
+    // Alive after the open: the pid was the pause's when it was opened, so the fd is its namespace.
+    if !p.alive() {
+        return Err(Error::Internal(format!(
+            "pause {} exited while its PID namespace was pinned",
+            p.pid
+        )));
+    }
+    std::fs::File::create(target).map_err(|e| crate::error::io_err("create pin", target, e))?;
+    let via = format!("/proc/self/fd/{}", ns.as_raw_fd());
+    nix::mount::mount(
+        Some(via.as_str()),
+        target,
+        None::<&str>,
+        nix::mount::MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(|e| Error::internal(format!("bind {src} onto {}", target.display()), e))
+}
+
+/// The PID namespace a container of this pod joins: the pinned namespace of the pause, while its
+/// pidfd says it lives (a namespace without its pid 1 takes no new processes anyway).
+pub fn pid_ns(pod_dir: &Path, pod_id: &str, pause_pid: Option<i32>) -> Result<Option<PathBuf>> {
     let Some(pid) = pause_pid else {
         return Ok(None);
     };
     match living(pod_id) {
-        Some(p) if p.pid == pid => Ok(Some(PathBuf::from(format!("/proc/{pid}/ns/pid")))),
+        Some(p) if p.pid == pid => {
+            let pin = pin_path(pod_dir);
+            if super::namespaces::is_pinned(&pin) {
+                Ok(Some(pin))
+            } else {
+                // A pod made before pins existed: the pidfd checks before and after the join stay.
+                Ok(Some(PathBuf::from(format!("/proc/{pid}/ns/pid"))))
+            }
+        }
         _ => Err(Error::FailedPrecondition(format!(
             "pod {pod_id}: its pause process (pid 1 of the pod's PID namespace) is gone; the pod is not ready"
         ))),
     }
 }
 
-/// After a container joined the pod's PID namespace: was it still the pause's? (If the pause died in
-/// between, the path may have named a successor's namespace.)
+/// After a container joined the pod's PID namespace: was the pause still alive?
 pub fn still_alive(pod_id: &str, pause_pid: Option<i32>) -> Result<()> {
-    pid_ns(pod_id, pause_pid).map(|_| ())
+    match (pause_pid, living(pod_id)) {
+        (None, _) => Ok(()),
+        (Some(pid), Some(p)) if p.pid == pid => Ok(()),
+        _ => Err(Error::FailedPrecondition(format!(
+            "pod {pod_id}: its pause process exited while the container was created"
+        ))),
+    }
 }
 
 /// The uid and gid the pause runs as: the pod's sandbox `run_as_user`/`run_as_group`, else 65535 (the
