@@ -129,6 +129,7 @@ pub(crate) struct LayerJob {
     pub store_blob: bool,
     /// Unpack into the snapshot (false when the snapshot already exists).
     pub unpack: bool,
+    pub limits: crate::UnpackLimits,
 }
 
 /// Running hash, count and optional copy of the compressed bytes.
@@ -163,14 +164,33 @@ impl<R: Read> Read for Tee<'_, R> {
     }
 }
 
+/// Hashes and counts the uncompressed stream; refuses to read past `limit` bytes.
 struct HashRead<R> {
     inner: R,
     hasher: Sha256,
+    count: u64,
+    limit: u64,
+}
+
+impl<R> HashRead<R> {
+    fn exceeded(&self) -> bool {
+        self.count > self.limit
+    }
 }
 
 impl<R: Read> Read for HashRead<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
+        if self.exceeded() {
+            return Err(io::Error::other("uncompressed layer exceeds its limit"));
+        }
+        // Never ask for more than one byte past the limit, so a bomb is caught before it is written.
+        let room = (self.limit - self.count).saturating_add(1);
+        let want = buf.len().min(usize::try_from(room).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        self.count += n as u64;
+        if self.exceeded() {
+            return Err(io::Error::other("uncompressed layer exceeds its limit"));
+        }
         self.hasher.update(&buf[..n]);
         Ok(n)
     }
@@ -309,15 +329,62 @@ fn run_diff<D: Read>(job: &LayerJob, dec: D, fs_dir: &Path) -> Result<String, Im
     let mut hr = HashRead {
         inner: dec,
         hasher: Sha256::new(),
+        count: 0,
+        limit: job.limits.max_layer_unpacked_bytes,
+    };
+    let too_big = || ImageError::LayerLimit {
+        layer: job.name.clone(),
+        what: "uncompressed size",
+        limit: job.limits.max_layer_unpacked_bytes,
+        key: "max_layer_unpacked_bytes",
     };
     if job.unpack {
-        unpack::unpack(&job.name, &mut hr, fs_dir)?;
+        let r = unpack::unpack_limited(&job.name, &mut hr, fs_dir, job.limits.max_layer_entries)
+            .map(|_| ());
+        if hr.exceeded() {
+            return Err(too_big());
+        }
+        r?;
     }
     // The diff id covers the tar's trailing padding too, which the tar reader leaves unread.
-    io::copy(&mut hr, &mut io::sink()).map_err(|e| ImageError::Unpack {
+    let r = io::copy(&mut hr, &mut io::sink());
+    if hr.exceeded() {
+        return Err(too_big());
+    }
+    r.map_err(|e| ImageError::Unpack {
         layer: job.name.clone(),
         entry: String::new(),
         reason: e.to_string(),
     })?;
     Ok(format!("sha256:{}", hex::encode(hr.hasher.finalize())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_read_never_passes_more_than_one_byte_over_its_limit() {
+        let data = vec![0u8; 10_000];
+        let mut hr = HashRead {
+            inner: &data[..],
+            hasher: Sha256::new(),
+            count: 0,
+            limit: 4096,
+        };
+        let mut out = Vec::new();
+        let r = io::copy(&mut hr, &mut out);
+        assert!(r.is_err());
+        assert!(hr.exceeded());
+        assert!(out.len() <= 4096, "{} bytes passed", out.len());
+        // Exactly at the limit is fine.
+        let mut hr = HashRead {
+            inner: &data[..4096],
+            hasher: Sha256::new(),
+            count: 0,
+            limit: 4096,
+        };
+        assert_eq!(io::copy(&mut hr, &mut io::sink()).unwrap(), 4096);
+        assert!(!hr.exceeded());
+    }
 }

@@ -3,7 +3,8 @@
 //! Suggested gRPC mapping for the daemon: `InvalidReference` → InvalidArgument, `NotFound` → NotFound,
 //! `Unauthorized` → Unauthenticated, `Forbidden` → PermissionDenied, `Ambiguous` → InvalidArgument,
 //! `DigestMismatch` → DataLoss (the bytes we got are not the bytes that were named),
-//! `UnsafeLayerEntry` → InvalidArgument (the image itself is malformed/hostile), `Timeout` → DeadlineExceeded,
+//! `UnsafeLayerEntry` → InvalidArgument (the image itself is malformed/hostile),
+//! `LayerLimit`/`NoSpace` → ResourceExhausted, `Timeout` → DeadlineExceeded,
 //! `Registry`/`Unsupported` → Unavailable/FailedPrecondition, `Io`/`Db`/`Mount` → Internal.
 
 use std::path::PathBuf;
@@ -40,6 +41,17 @@ pub enum ImageError {
         entry: String,
         reason: String,
     },
+    /// A layer inflates past a configured limit (decompression bomb); nothing of it is kept.
+    #[error("{layer}: {what} exceeds the limit of {limit} (config key `{key}`)")]
+    LayerLimit {
+        layer: String,
+        what: &'static str,
+        limit: u64,
+        key: &'static str,
+    },
+    /// The filesystem holding the store ran out of space or quota; nothing of the layer is kept.
+    #[error("{what}: no space left: {detail}")]
+    NoSpace { what: String, detail: String },
     #[error("timed out: {what} made no progress for {secs}s")]
     Timeout { what: String, secs: u64 },
     #[error("unsupported content in {what}: {detail}")]
@@ -60,11 +72,20 @@ pub enum ImageError {
 
 impl ImageError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        ImageError::Io {
-            path: path.into(),
-            source,
+        let path = path.into();
+        if is_no_space(&source) {
+            return ImageError::NoSpace {
+                what: path.display().to_string(),
+                detail: source.to_string(),
+            };
         }
+        ImageError::Io { path, source }
     }
+}
+
+/// ENOSPC or EDQUOT: the disk (or the quota) is full.
+pub(crate) fn is_no_space(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
 }
 
 /// Attaches a path to an `io::Result`.

@@ -386,6 +386,7 @@ impl ImageStore {
                 chain_id: chain[i].clone(),
                 store_blob: !content.has_blob(digest, Some(*size)),
                 unpack: !content.has_snapshot(&chain[i]),
+                limits: self.options().limits,
             };
             if !job.store_blob && !job.unpack {
                 continue;

@@ -18,6 +18,8 @@ pub mod reference;
 mod content;
 mod import;
 mod meta;
+#[cfg(test)]
+mod proptests;
 mod pull;
 mod registry;
 mod rootfs;
@@ -45,6 +47,35 @@ pub struct StoreOptions {
     pub hosts_dir: PathBuf,
     /// A download that receives no bytes for this long fails with `ImageError::Timeout`.
     pub stall_timeout: Duration,
+    /// Bounds on what one layer may inflate to (decompression bombs).
+    pub limits: UnpackLimits,
+}
+
+/// Bounds on one layer's uncompressed content. Exceeding either fails the pull or import with
+/// `ImageError::LayerLimit` and keeps nothing of the layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnpackLimits {
+    /// Uncompressed tar bytes of one layer (headers and padding included).
+    pub max_layer_unpacked_bytes: u64,
+    /// Tar entries (files, dirs, links, whiteouts...) of one layer.
+    pub max_layer_entries: u64,
+}
+
+impl UnpackLimits {
+    /// 64 GiB: far above any real layer (the largest public images ship layers of a few GiB).
+    pub const DEFAULT_MAX_LAYER_UNPACKED_BYTES: u64 = 64 << 30;
+    /// 4 million entries: above the largest real layers (hundreds of thousands of files), far below
+    /// what exhausts inodes on a typical node.
+    pub const DEFAULT_MAX_LAYER_ENTRIES: u64 = 4_000_000;
+}
+
+impl Default for UnpackLimits {
+    fn default() -> Self {
+        UnpackLimits {
+            max_layer_unpacked_bytes: Self::DEFAULT_MAX_LAYER_UNPACKED_BYTES,
+            max_layer_entries: Self::DEFAULT_MAX_LAYER_ENTRIES,
+        }
+    }
 }
 
 impl StoreOptions {
@@ -54,6 +85,7 @@ impl StoreOptions {
             root: root.into(),
             hosts_dir: PathBuf::from("/etc/crius/certs.d"),
             stall_timeout: Duration::from_secs(60),
+            limits: UnpackLimits::default(),
         }
     }
 }
@@ -224,6 +256,17 @@ impl ImageStore {
             opts.root.join("empty"),
         ] {
             std::fs::create_dir_all(&d).ctx(&d)?;
+        }
+        // Snapshots and writable layers hold what images and containers put there (setuid binaries,
+        // device nodes): no other host user may reach them, on a new install or an old one.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let root = &opts.root;
+            let mode = std::fs::metadata(root).ctx(root)?.permissions().mode() & 0o7777;
+            if mode & 0o077 != 0 {
+                std::fs::set_permissions(root, std::fs::Permissions::from_mode(mode & 0o700))
+                    .ctx(root)?;
+            }
         }
         let tmp = content.tmp_dir();
         for e in std::fs::read_dir(&tmp).ctx(&tmp)? {

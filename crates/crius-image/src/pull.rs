@@ -353,6 +353,7 @@ impl ImageStore {
                 chain_id: chain[i].clone(),
                 store_blob: true,
                 unpack: true,
+                limits: self.options().limits,
             })
             .collect();
         let jobs = jobs

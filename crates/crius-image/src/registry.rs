@@ -23,6 +23,8 @@ application/vnd.oci.image.manifest.v1+json, \
 application/vnd.docker.distribution.manifest.v2+json";
 
 const MAX_MANIFEST: usize = 8 << 20;
+/// Real token responses are a few KiB (a JWT plus expiry fields).
+const MAX_TOKEN_RESPONSE: usize = 1 << 20;
 /// Retries of a request answered with 429/502/503/504.
 const BUSY_RETRIES: u32 = 2;
 
@@ -449,10 +451,8 @@ impl Session {
                 if !status.is_success() {
                     return Err(registry_err(&ep.url, format!("token server answered {status}")));
                 }
-                let body = self
-                    .timed("token response", resp.bytes())
-                    .await?
-                    .map_err(|e| registry_err(&ep.url, format!("token response: {e}")))?;
+                // A token server is as untrusted as the registry: its answer is read to a bound.
+                let body = self.read_small(resp, "token response", MAX_TOKEN_RESPONSE).await?;
                 #[derive(serde::Deserialize)]
                 struct Tok {
                     token: Option<String>,

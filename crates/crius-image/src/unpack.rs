@@ -157,12 +157,33 @@ pub(crate) fn safe_components(layer: &str, raw: &[u8]) -> Result<Vec<Vec<u8>>, I
 }
 
 /// Unpacks a layer tar stream into `dest` (an existing, empty directory).
+#[cfg(test)]
 pub fn unpack<R: Read>(layer: &str, reader: R, dest: &Path) -> Result<R, ImageError> {
+    unpack_limited(layer, reader, dest, u64::MAX)
+}
+
+/// `unpack`, failing with `ImageError::LayerLimit` on the entry after the first `max_entries`.
+pub fn unpack_limited<R: Read>(
+    layer: &str,
+    reader: R,
+    dest: &Path,
+    max_entries: u64,
+) -> Result<R, ImageError> {
     let mut u = Unpacker::new(layer, dest)?;
     let mut archive = tar::Archive::new(reader);
     let entries = archive.entries().map_err(|e| u.err("", e))?;
+    let mut count: u64 = 0;
     for entry in entries {
         let mut entry = entry.map_err(|e| u.err("", e))?;
+        count += 1;
+        if count > max_entries {
+            return Err(ImageError::LayerLimit {
+                layer: layer.to_string(),
+                what: "number of entries",
+                limit: max_entries,
+                key: "max_layer_entries",
+            });
+        }
         u.entry(&mut entry)?;
     }
     u.finish()?;
@@ -194,6 +215,12 @@ impl Unpacker {
     }
 
     fn err(&self, entry: &str, e: io::Error) -> ImageError {
+        if crate::error::is_no_space(&e) {
+            return ImageError::NoSpace {
+                what: format!("{} entry {entry:?}", self.layer),
+                detail: e.to_string(),
+            };
+        }
         ImageError::Unpack {
             layer: self.layer.clone(),
             entry: entry.to_string(),
@@ -285,6 +312,14 @@ impl Unpacker {
                 // Other AUFS metadata (e.g. hard-link dirs) has no meaning for overlay.
             } else {
                 let target = &name[WHITEOUT_PREFIX.len()..];
+                if matches!(target, b"" | b"." | b"..") {
+                    // `.wh..` would remove the parent itself, `.wh...` the grandparent.
+                    return Err(ImageError::UnsafeLayerEntry {
+                        layer: self.layer.clone(),
+                        entry: shown,
+                        reason: "whiteout of an empty name, '.' or '..'".into(),
+                    });
+                }
                 let mut target_comps = parent_comps.to_vec();
                 target_comps.push(target.to_vec());
                 self.invalidate(&target_comps);
@@ -601,6 +636,46 @@ mod tests {
             .next()
             .is_none()
             && std::fs::read_dir(t.path()).unwrap().count() == 2
+    }
+
+    #[test]
+    fn entry_limit_stops_at_the_first_entry_past_it() {
+        let (_t, layer) = sandbox();
+        let tar = build(&[E::File("a", b"1"), E::File("b", b"2"), E::File("c", b"3")]);
+        unpack_limited("l", &tar[..], &layer, 3).unwrap();
+        let (_t, layer) = sandbox();
+        match unpack_limited("l", &tar[..], &layer, 2) {
+            Err(ImageError::LayerLimit { key, limit, .. }) => {
+                assert_eq!(key, "max_layer_entries");
+                assert_eq!(limit, 2);
+            }
+            other => panic!("want LayerLimit, got {other:?}"),
+        }
+        assert!(
+            !layer.join("c").exists(),
+            "the entry past the limit was written"
+        );
+    }
+
+    #[test]
+    fn whiteouts_of_dot_and_dotdot_are_refused_and_remove_nothing() {
+        for evil in ["sub/.wh..", "sub/.wh...", "sub/.wh."] {
+            let (t, layer) = sandbox();
+            let tar = build(&[
+                E::Dir("sub/"),
+                E::File("sub/keep", b"k"),
+                E::File(evil, b""),
+            ]);
+            match unpack("evil", &tar[..], &layer) {
+                Err(ImageError::UnsafeLayerEntry { entry, .. }) => assert_eq!(entry, evil),
+                other => panic!("{evil}: want UnsafeLayerEntry, got {other:?}"),
+            }
+            assert!(
+                layer.join("sub/keep").exists(),
+                "{evil}: the parent was removed"
+            );
+            assert!(outside_is_empty(&t));
+        }
     }
 
     #[test]

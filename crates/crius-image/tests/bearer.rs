@@ -178,3 +178,76 @@ async fn bearer_token_flow_with_credentials() {
     assert_eq!(store.pull(&r, Some(&direct)).await.unwrap().id, img.id());
     assert_eq!(seen.lock().unwrap().len(), before);
 }
+
+/// A hostile registry whose token endpoint answers with an endless body: the pull must fail on the
+/// size bound (not after reading it all, not with a JSON error).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endless_token_response_is_cut_at_its_bound() {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let sent2 = sent.clone();
+    let realm = format!("http://{addr}/token");
+    tokio::spawn(async move {
+        while let Ok((mut c, _)) = l.accept().await {
+            let realm = realm.clone();
+            let sent = sent2.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match c.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&buf).to_string();
+                if head.starts_with("GET /token") {
+                    let _ = c
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{\"token\": \"")
+                        .await;
+                    let block = vec![b'a'; 64 * 1024];
+                    // At most 256 MiB, so a client without a bound fails on JSON, not on this test.
+                    for _ in 0..4096 {
+                        if c.write_all(&block).await.is_err() {
+                            return;
+                        }
+                        sent.fetch_add(block.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    let _ = c.write_all(b"\"}").await;
+                } else {
+                    let resp = format!("HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"{realm}\",service=\"evil\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                    let _ = c.write_all(resp.as_bytes()).await;
+                }
+                let _ = c.shutdown().await;
+            });
+        }
+    });
+    let root = tempfile::tempdir().unwrap();
+    let hosts = tempfile::tempdir().unwrap();
+    // Plain HTTP straight away (this server would sit on a TLS hello until the stall timeout).
+    std::fs::create_dir(hosts.path().join(&addr)).unwrap();
+    std::fs::write(
+        hosts.path().join(&addr).join("hosts.toml"),
+        format!("server = \"http://{addr}\"\n"),
+    )
+    .unwrap();
+    let store = store(root.path(), hosts.path());
+    let err = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        store.pull(&format!("{addr}/evil/token:v1"), None),
+    )
+    .await
+    .expect("the pull must not hang")
+    .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("token response") && msg.contains("larger than"),
+        "want the size bound: {msg}"
+    );
+    let n = sent.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        n < 64 << 20,
+        "{n} bytes were sent before the client gave up"
+    );
+}

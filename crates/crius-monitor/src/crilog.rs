@@ -253,3 +253,55 @@ mod tests {
         assert!(collect(&[b""], true).is_empty());
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// However the bytes arrive, the records reproduce them exactly (F adds the newline back, P
+        /// does not), and no record is longer than MAX_LINE.
+        #[test]
+        fn records_reproduce_the_stream(
+            lines in prop::collection::vec((0usize..40_000, any::<bool>(), any::<u8>()), 0..6),
+            cuts in prop::collection::vec(1usize..20_000, 0..6),
+        ) {
+            // Lines around and across MAX_LINE, some unterminated, with an arbitrary byte (not CR:
+            // a terminal's CR before LF is dropped on purpose) somewhere in each.
+            let mut data = Vec::new();
+            for (len, newline, odd) in lines {
+                let start = data.len();
+                data.resize(start + len, b'a');
+                if len > 0 && odd != b'\r' {
+                    data[start + (odd as usize * 97) % len] = odd;
+                }
+                if newline {
+                    data.push(b'\n');
+                }
+            }
+            let mut s = LineSplitter::default();
+            let mut out = Vec::new();
+            let mut longest = 0;
+            let mut emit = |tag: Tag, content: &[u8]| {
+                longest = longest.max(content.len());
+                out.extend_from_slice(content);
+                if tag == Tag::Full {
+                    out.push(b'\n');
+                }
+            };
+            let mut rest = &data[..];
+            for c in cuts {
+                let n = c.min(rest.len());
+                s.push(&rest[..n], &mut emit);
+                rest = &rest[n..];
+            }
+            s.push(rest, &mut emit);
+            s.finish(&mut emit);
+            prop_assert!(longest <= MAX_LINE);
+            prop_assert_eq!(out, data);
+        }
+    }
+}

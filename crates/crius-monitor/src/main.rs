@@ -3,7 +3,7 @@
 //!
 //! Invocation (by `crius_oci::spawn_monitor`):
 //! `crius-monitor --id ID --bundle DIR --state-dir DIR --runtime BIN --runtime-root DIR
-//!   [--log-path FILE] [--tty] [--stdin] [--stdin-once] [--oom-file FILE] [--sync-fd N]
+//!   [--log-path FILE [--log-dir DIR]] [--tty] [--stdin] [--stdin-once] [--oom-file FILE] [--sync-fd N]
 //!   [--create-timeout-ms N]`
 //!
 //! Protocol (the library side lives in `crius-oci`; keep both in step):
@@ -25,6 +25,7 @@
 //!   "oom_killed":bool}` (started_at_ns: when the runtime's `start` opened its exec fifo).
 
 mod crilog;
+mod logfile;
 mod sys;
 
 use std::ffi::OsString;
@@ -54,6 +55,8 @@ struct Args {
     runtime: PathBuf,
     runtime_root: PathBuf,
     log_path: Option<PathBuf>,
+    /// The pod's log directory: `log_path` is resolved beneath it (default: the log's parent).
+    log_dir: Option<PathBuf>,
     tty: bool,
     stdin: bool,
     stdin_once: bool,
@@ -75,6 +78,7 @@ fn parse_args(mut it: impl Iterator<Item = OsString>) -> Result<Args, String> {
         runtime: PathBuf::new(),
         runtime_root: PathBuf::new(),
         log_path: None,
+        log_dir: None,
         tty: false,
         stdin: false,
         stdin_once: false,
@@ -92,6 +96,7 @@ fn parse_args(mut it: impl Iterator<Item = OsString>) -> Result<Args, String> {
             "--runtime" => runtime = Some(PathBuf::from(value()?)),
             "--runtime-root" => runtime_root = Some(PathBuf::from(value()?)),
             "--log-path" => a.log_path = Some(PathBuf::from(value()?)),
+            "--log-dir" => a.log_dir = Some(PathBuf::from(value()?)),
             "--oom-file" => a.oom_file = Some(PathBuf::from(value()?)),
             "--sync-fd" => {
                 let v = value()?;
@@ -396,13 +401,58 @@ struct Monitor {
     exit: Option<(i32, Option<i32>, i128)>,
 }
 
-fn open_log(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o640)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(path)
+/// One step of decoding a client's attach stream (`u8 kind, u32 BE length, payload`).
+#[derive(Debug, PartialEq, Eq)]
+enum Frame {
+    /// More bytes are needed.
+    Incomplete,
+    /// The length exceeds MAX_FRAME: a confused or hostile peer, dropped.
+    TooBig,
+    Got(u8, Vec<u8>),
+}
+
+/// Takes the next complete frame off the front of `inbuf`.
+fn next_frame(inbuf: &mut Vec<u8>) -> Frame {
+    if inbuf.len() < 5 {
+        return Frame::Incomplete;
+    }
+    let len = u32::from_be_bytes([inbuf[1], inbuf[2], inbuf[3], inbuf[4]]) as usize;
+    if len > MAX_FRAME {
+        return Frame::TooBig;
+    }
+    if inbuf.len() < 5 + len {
+        return Frame::Incomplete;
+    }
+    let kind = inbuf[0];
+    let payload = inbuf[5..5 + len].to_vec();
+    inbuf.drain(..5 + len);
+    Frame::Got(kind, payload)
+}
+
+/// A control-socket request.
+#[derive(Debug, PartialEq, Eq)]
+enum Ctl {
+    Reopen,
+    Ping,
+    Unknown(String),
+}
+
+fn parse_ctl(req: &[u8]) -> Ctl {
+    let cmd = String::from_utf8_lossy(req);
+    match cmd.trim() {
+        "reopen" => Ctl::Reopen,
+        "ping" => Ctl::Ping,
+        other => Ctl::Unknown(other.to_string()),
+    }
+}
+
+fn open_log(args: &Args, path: &Path) -> io::Result<File> {
+    let base = args
+        .log_dir
+        .as_deref()
+        .or_else(|| path.parent())
+        .unwrap_or(Path::new("/"));
+    logfile::open_beneath(base, path)
 }
 
 impl Monitor {
@@ -430,7 +480,7 @@ impl Monitor {
         let _ = std::fs::remove_file(&runtime_log);
         let log = match &args.log_path {
             Some(p) => Some(
-                open_log(p)
+                open_log(args, p)
                     .map_err(|e| CreateFailure::io(&format!("open log {}", p.display()), e))?,
             ),
             None => None,
@@ -827,20 +877,15 @@ impl Monitor {
         self.clients[i].inbuf.extend_from_slice(&buf[..n]);
         loop {
             let c = &mut self.clients[i];
-            if c.inbuf.len() < 5 {
-                break;
-            }
-            let kind = c.inbuf[0];
-            let len = u32::from_be_bytes([c.inbuf[1], c.inbuf[2], c.inbuf[3], c.inbuf[4]]) as usize;
-            if len > MAX_FRAME {
-                c.dead = true;
-                return;
-            }
-            if c.inbuf.len() < 5 + len {
-                break;
-            }
-            let payload: Vec<u8> = c.inbuf[5..5 + len].to_vec();
-            c.inbuf.drain(..5 + len);
+            let (kind, payload) = match next_frame(&mut c.inbuf) {
+                Frame::Incomplete => break,
+                Frame::TooBig => {
+                    c.dead = true;
+                    return;
+                }
+                Frame::Got(kind, payload) => (kind, payload),
+            };
+            let len = payload.len();
             match kind {
                 0 => {
                     c.used_stdin = true;
@@ -924,10 +969,9 @@ impl Monitor {
             let mut conn = File::from(fd);
             let mut req = [0u8; 64];
             let n = conn.read(&mut req).unwrap_or(0);
-            let cmd = String::from_utf8_lossy(&req[..n]);
-            let reply = match cmd.trim() {
-                "reopen" => match &args.log_path {
-                    Some(p) => match open_log(p) {
+            let reply = match parse_ctl(&req[..n]) {
+                Ctl::Reopen => match &args.log_path {
+                    Some(p) => match open_log(args, p) {
                         Ok(f) => {
                             self.log = Some(f);
                             "ok\n".to_string()
@@ -936,8 +980,8 @@ impl Monitor {
                     },
                     None => "ok\n".to_string(),
                 },
-                "ping" => "ok\n".to_string(),
-                other => format!("error unknown command {other:?}\n"),
+                Ctl::Ping => "ok\n".to_string(),
+                Ctl::Unknown(other) => format!("error unknown command {other:?}\n"),
             };
             let _ = conn.write_all(reply.as_bytes());
         }
@@ -1131,5 +1175,64 @@ mod tests {
         assert!(a.tty && !a.stdin);
         assert_eq!(a.sync_fd, Some(3));
         assert!(parse_args(["--id", "x"].iter().map(OsString::from)).is_err());
+    }
+}
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Frames sent in any chunking come out whole and in order; a length over MAX_FRAME is
+        /// refused before anything is buffered for it.
+        #[test]
+        fn attach_frames_decode_in_any_chunking(
+            frames in prop::collection::vec((any::<u8>(), prop::collection::vec(any::<u8>(), 0..300)), 0..8),
+            cuts in prop::collection::vec(1usize..64, 0..20),
+            bogus_len in (MAX_FRAME as u32 + 1)..u32::MAX,
+        ) {
+            let mut wire = Vec::new();
+            for (k, p) in &frames {
+                wire.push(*k);
+                wire.extend_from_slice(&(p.len() as u32).to_be_bytes());
+                wire.extend_from_slice(p);
+            }
+            let mut inbuf = Vec::new();
+            let mut got = Vec::new();
+            let mut rest = &wire[..];
+            let mut cuts = cuts.into_iter();
+            while !rest.is_empty() {
+                let n = cuts.next().unwrap_or(rest.len()).min(rest.len());
+                inbuf.extend_from_slice(&rest[..n]);
+                rest = &rest[n..];
+                loop {
+                    match next_frame(&mut inbuf) {
+                        Frame::Got(k, p) => got.push((k, p)),
+                        Frame::Incomplete => break,
+                        Frame::TooBig => prop_assert!(false, "a legal frame was refused"),
+                    }
+                }
+            }
+            prop_assert!(inbuf.is_empty());
+            prop_assert_eq!(got, frames);
+            let mut evil = vec![0u8];
+            evil.extend_from_slice(&bogus_len.to_be_bytes());
+            prop_assert_eq!(next_frame(&mut evil), Frame::TooBig);
+        }
+
+        /// Any request on the control socket is one of the two commands or an error echo; only
+        /// the exact words (whitespace around them aside) act.
+        #[test]
+        fn control_requests_are_total(req in prop::collection::vec(any::<u8>(), 0..64)) {
+            let trimmed = String::from_utf8_lossy(&req).trim().to_string();
+            match parse_ctl(&req) {
+                Ctl::Reopen => prop_assert_eq!(trimmed, "reopen"),
+                Ctl::Ping => prop_assert_eq!(trimmed, "ping"),
+                Ctl::Unknown(s) => prop_assert!(s != "reopen" && s != "ping"),
+            }
+        }
     }
 }

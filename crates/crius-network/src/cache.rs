@@ -4,6 +4,7 @@
 //! but never completed (crash): it still gets a DEL.
 
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
@@ -61,7 +62,14 @@ pub(crate) fn entry_path(dir: &Path, id: &str) -> PathBuf {
 
 /// Writes the entry so that a crash leaves either the old or the new content, never a torn file.
 pub(crate) fn write(dir: &Path, entry: &CacheEntry) -> Result<(), NetworkError> {
-    std::fs::create_dir_all(dir).map_err(|e| NetworkError::io(dir, e))?;
+    if !dir.exists() {
+        // The results name netns paths, IPs and CNI args: root only.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| NetworkError::io(dir, e))?;
+    }
     let path = entry_path(dir, &entry.id);
     let tmp = dir.join(format!(".{}.json.tmp", entry.id));
     let data = serde_json::to_vec_pretty(entry).map_err(|e| {
@@ -70,7 +78,13 @@ pub(crate) fn write(dir: &Path, entry: &CacheEntry) -> Result<(), NetworkError> 
             std::io::Error::new(std::io::ErrorKind::InvalidData, e),
         )
     })?;
-    let mut f = std::fs::File::create(&tmp).map_err(|e| NetworkError::io(&tmp, e))?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| NetworkError::io(&tmp, e))?;
     f.write_all(&data).map_err(|e| NetworkError::io(&tmp, e))?;
     f.sync_all().map_err(|e| NetworkError::io(&tmp, e))?;
     drop(f);
@@ -188,6 +202,16 @@ mod tests {
             ConfigSource::Embedded,
         );
         write(&d, &e).unwrap();
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&d), 0o700, "cache dir is root only");
+            assert_eq!(
+                mode(&entry_path(&d, "p1")),
+                0o600,
+                "cache entries are root only"
+            );
+        }
         e.id = "p2".into();
         e.result = Some(serde_json::json!({"ips": []}));
         write(&d, &e).unwrap();

@@ -190,3 +190,60 @@ mod tests {
             .contains("address missing"));
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            prop_oneof![
+                Just("10.0.0.2/24".to_string()),
+                Just("fd00::2/64".to_string()),
+                Just("eth0".to_string()),
+                Just("/var/run/netns/x".to_string()),
+                "\\PC{0,12}",
+            ]
+            .prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            let keys = prop_oneof![
+                Just("ips".to_string()),
+                Just("interfaces".to_string()),
+                Just("address".to_string()),
+                Just("interface".to_string()),
+                Just("sandbox".to_string()),
+                Just("name".to_string()),
+                Just("ip4".to_string()),
+                Just("ip6".to_string()),
+                Just("ip".to_string()),
+                "[a-z]{1,6}",
+            ];
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map(keys, inner, 0..5)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// A plugin's result is untrusted output: any JSON gives IPs or an error, never a panic,
+        /// and IPs come without duplicates.
+        #[test]
+        fn parse_result_is_total(v in json()) {
+            if let Ok((ips, _)) = parse_result(&v) {
+                let mut seen = std::collections::HashSet::new();
+                for ip in &ips {
+                    prop_assert!(seen.insert(*ip), "duplicate {ip}");
+                }
+            }
+        }
+    }
+}

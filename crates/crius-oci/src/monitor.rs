@@ -29,6 +29,8 @@ pub struct MonitorConfig {
     /// Where the monitor keeps monitor.pid, container.pid, exit.json, attach.sock, ctl.
     pub state_dir: PathBuf,
     pub log_path: Option<PathBuf>,
+    /// The pod's log directory: the monitor resolves `log_path` beneath it, following no symlink.
+    pub log_dir: Option<PathBuf>,
     pub tty: bool,
     pub stdin: bool,
     pub stdin_once: bool,
@@ -87,6 +89,10 @@ fn monitor_args(handler: &Handler, cfg: &MonitorConfig) -> Vec<OsString> {
     ];
     if let Some(p) = &cfg.log_path {
         a.push("--log-path".into());
+        a.push(p.clone().into());
+    }
+    if let Some(p) = &cfg.log_dir {
+        a.push("--log-dir".into());
         a.push(p.clone().into());
     }
     if let Some(p) = &cfg.oom_file {

@@ -73,6 +73,11 @@ pub struct Config {
     pub stream_idle_timeout: String,
     /// Exec/attach/port-forward sessions served at once; more are refused (HTTP 503).
     pub max_streaming_sessions: usize,
+    /// Uncompressed bytes one image layer may inflate to (default 64 GiB); a bigger layer fails the
+    /// pull with ResourceExhausted and nothing of it is kept (decompression bombs).
+    pub max_layer_unpacked_bytes: u64,
+    /// Tar entries one image layer may hold (default 4,000,000); more fail the pull the same way.
+    pub max_layer_entries: u64,
 }
 
 impl Default for Config {
@@ -109,6 +114,8 @@ impl Default for Config {
             criu_path: PathBuf::from("criu"),
             stream_idle_timeout: "4h".to_string(),
             max_streaming_sessions: 128,
+            max_layer_unpacked_bytes: crius_image::UnpackLimits::DEFAULT_MAX_LAYER_UNPACKED_BYTES,
+            max_layer_entries: crius_image::UnpackLimits::DEFAULT_MAX_LAYER_ENTRIES,
         }
     }
 }
@@ -266,6 +273,17 @@ impl Config {
                 reason: "must be at least 1".into(),
             });
         }
+        for (key, v) in [
+            ("max_layer_unpacked_bytes", self.max_layer_unpacked_bytes),
+            ("max_layer_entries", self.max_layer_entries),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::Invalid {
+                    key: key.into(),
+                    reason: "must be at least 1".into(),
+                });
+            }
+        }
         Ok(())
     }
 
@@ -415,6 +433,15 @@ mod tests {
         let err = cfg.validate().unwrap_err().to_string();
         assert!(err.contains("container_events_buffer"), "{err}");
         assert_eq!(Config::default().container_events_buffer, 1024);
+    }
+
+    #[test]
+    fn zero_layer_limits_name_the_key() {
+        for key in ["max_layer_unpacked_bytes", "max_layer_entries"] {
+            let cfg = Config::parse(&format!("{key} = 0")).unwrap();
+            let err = cfg.validate().unwrap_err().to_string();
+            assert!(err.contains(key), "{err}");
+        }
     }
 
     #[test]

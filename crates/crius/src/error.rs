@@ -28,9 +28,9 @@ pub enum Error {
     #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
-    Internal(String),
-    #[error("{0}")]
     ResourceExhausted(String),
+    #[error("{0}")]
+    Internal(String),
 
     // Typed errors of the library crates, kept whole (source chain intact) and mapped to a code by
     // `code()` variant by variant.
@@ -138,8 +138,8 @@ impl Error {
             Error::DeadlineExceeded(_) => Code::DeadlineExceeded,
             Error::DataLoss(_) => Code::DataLoss,
             Error::Unavailable(_) => Code::Unavailable,
-            Error::Internal(_) => Code::Internal,
             Error::ResourceExhausted(_) => Code::ResourceExhausted,
+            Error::Internal(_) => Code::Internal,
             Error::Io { source, .. } => io_code(source),
             Error::Oci(e) => match &**e {
                 O::Runtime { .. } | O::Create { .. } | O::Exec { .. } | O::Protocol { .. } => {
@@ -162,6 +162,8 @@ impl Error {
                 I::UnsafeLayerEntry { .. } => Code::InvalidArgument,
                 I::Unpack { .. } | I::Mount { .. } | I::Db { .. } => Code::Internal,
                 I::Timeout { .. } => Code::DeadlineExceeded,
+                // A layer over the unpack limits, or the disk filled while unpacking.
+                I::LayerLimit { .. } | I::NoSpace { .. } => Code::ResourceExhausted,
                 I::Unsupported { .. } => Code::Unimplemented,
                 // The node's registry configuration is broken.
                 I::HostsConfig { .. } => Code::FailedPrecondition,

@@ -15,6 +15,7 @@ pub mod idmap;
 pub mod image;
 pub mod metrics;
 pub mod oci;
+pub mod perms;
 pub mod pod;
 pub mod runtime;
 pub mod server;

@@ -58,20 +58,20 @@ pub fn new_id() -> String {
 
 impl Runtime {
     pub async fn new(cfg: Config) -> anyhow::Result<Arc<Runtime>> {
-        for (what, dir) in [("root", &cfg.root), ("state", &cfg.state)] {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| anyhow::anyhow!("create {what} dir {}: {e}", dir.display()))?;
-        }
-        for sub in ["pods", "containers"] {
-            let d = cfg.state.join(sub);
-            std::fs::create_dir_all(&d)
-                .map_err(|e| anyhow::anyhow!("create {}: {e}", d.display()))?;
-        }
+        crate::perms::harden(&cfg)?;
         let store = Store::open(&cfg.root.join("crius.redb"))?;
+        crate::perms::tighten(
+            &cfg.root.join("crius.redb"),
+            crate::perms::PRIVATE_FILE_MODE,
+        )?;
         let images = crius_image::ImageStore::open(crius_image::StoreOptions {
             root: cfg.root.join("images"),
             hosts_dir: cfg.registry_config_dir.clone(),
             stall_timeout: std::time::Duration::from_secs(cfg.pull_stall_timeout_secs),
+            limits: crius_image::UnpackLimits {
+                max_layer_unpacked_bytes: cfg.max_layer_unpacked_bytes,
+                max_layer_entries: cfg.max_layer_entries,
+            },
         })?;
         let cni = crius_network::Cni::new(crius_network::CniConfig {
             conf_dir: cfg.cni_conf_dir.clone(),

@@ -103,6 +103,7 @@ impl Fixture {
             bundle: self.dir.path().join("bundle"),
             state_dir: self.state_dir(),
             log_path: Some(self.log_path()),
+            log_dir: None,
             tty: false,
             stdin: false,
             stdin_once: false,

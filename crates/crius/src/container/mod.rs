@@ -470,7 +470,9 @@ impl Runtime {
             .map_err(|e| Error::FailedPrecondition(format!("config.mounts: {e}")))?
         };
         let res = self
-            .create_with_spec(ctr, handler, cfg, image, &dir, spec, log_path, volumes)
+            .create_with_spec(
+                ctr, handler, cfg, sandbox, prec, image, &dir, spec, log_path, volumes,
+            )
             .await;
         crate::idmap::release(&prepared);
         res
@@ -482,6 +484,8 @@ impl Runtime {
         ctr: &Arc<Ctr>,
         handler: &Arc<crius_oci::Handler>,
         cfg: &cri::ContainerConfig,
+        sandbox: &cri::PodSandboxConfig,
+        prec: &crate::pod::SandboxRecord,
         image: &crius_image::Image,
         dir: &Path,
         spec: oci_spec::runtime::Spec,
@@ -498,13 +502,14 @@ impl Runtime {
         let spec_path = dir.join("config.json");
         let json = serde_json::to_vec_pretty(&spec)
             .map_err(|e| Error::internal("serialise OCI spec", e))?;
-        std::fs::write(&spec_path, json).map_err(|e| io_err("write OCI spec", &spec_path, e))?;
+        crate::perms::write_private(&spec_path, &json)
+            .map_err(|e| io_err("write OCI spec", &spec_path, e))?;
 
-        if let Some(lp) = &log_path {
-            if let Some(parent) = lp.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| io_err("create log dir", parent, e))?;
-            }
-        }
+        // The monitor creates the log's parent dirs itself, beneath the pod's log directory and
+        // without following symlinks a writer of that directory may have planted.
+        let log_dir = log_path
+            .as_ref()
+            .map(|_| PathBuf::from(&sandbox.log_directory));
         let oom_file = spec
             .linux()
             .as_ref()
@@ -516,6 +521,7 @@ impl Runtime {
             bundle: dir.clone(),
             state_dir: dir.clone(),
             log_path,
+            log_dir,
             tty: cfg.tty,
             stdin: cfg.stdin,
             stdin_once: cfg.stdin_once,
@@ -529,6 +535,8 @@ impl Runtime {
         )
         .await
         .map_err(oci_err)?;
+        // The pause must have outlived the join, or the path may have named another namespace.
+        crate::pod::pause::still_alive(&prec.id, prec.pause_pid)?;
         ctr.apply(self, CtrEvent::Created, |r| {
             r.pid = mon.container_pid;
             r.monitor_pid = mon.monitor_pid;
@@ -592,9 +600,7 @@ impl Runtime {
             net_ns: prec.pins.net.clone(),
             ipc_ns: prec.pins.ipc.clone(),
             uts_ns: prec.pins.uts.clone(),
-            pid_ns: prec
-                .pause_pid
-                .map(|p| PathBuf::from(format!("/proc/{p}/ns/pid"))),
+            pid_ns: crate::pod::pause::pid_ns(&self.pod_dir(&prec.id), &prec.id, prec.pause_pid)?,
             host_pid: sandbox
                 .linux
                 .as_ref()
@@ -1063,9 +1069,16 @@ impl Runtime {
                 timeout.map(|t| t.as_secs()).unwrap_or(0)
             )));
         }
+        let (mut stdout, mut stderr) = (out.stdout, out.stderr);
+        // Each stream was capped alone; together they must still fit one gRPC message.
+        crate::server::limits::fit_exec_output(
+            &mut stdout,
+            &mut stderr,
+            crate::server::limits::exec_sync_budget(),
+        );
         Ok(cri::ExecSyncResponse {
-            stdout: out.stdout,
-            stderr: out.stderr,
+            stdout,
+            stderr,
             exit_code: out.exit_code,
         })
     }

@@ -432,6 +432,8 @@ pub fn pull_failure_reason(e: &crius_image::ImageError) -> &'static str {
         E::DigestMismatch { .. } => "digest_mismatch",
         E::UnsafeLayerEntry { .. } => "unsafe_layer_entry",
         E::Unpack { .. } => "unpack",
+        E::LayerLimit { .. } => "layer_limit",
+        E::NoSpace { .. } => "no_space",
         E::Timeout { .. } => "timeout",
         E::Unsupported { .. } => "unsupported",
         E::HostsConfig { .. } => "hosts_config",

@@ -5,7 +5,9 @@
 //! that recovery undoes; it becomes `Ready` only when every step succeeded.
 
 pub mod files;
+pub mod inputs;
 pub mod namespaces;
+pub mod pause;
 pub mod resources;
 pub mod state;
 
@@ -229,14 +231,9 @@ fn validate(rt: &Runtime, cfg: &cri::PodSandboxConfig) -> Result<()> {
             "TARGET mode is for containers, not pods",
         ));
     }
-    if cfg.hostname.len() > 64 {
-        return Err(Error::invalid(
-            "config.hostname",
-            format!(
-                "{:?} is longer than the kernel's 64-byte limit",
-                cfg.hostname
-            ),
-        ));
+    inputs::validate_hostname("config.hostname", &cfg.hostname)?;
+    if let Some(m) = &cfg.metadata {
+        inputs::validate_metadata(m)?;
     }
     if let Some(dir) = Some(&cfg.log_directory).filter(|d| !d.is_empty()) {
         if !std::path::Path::new(dir).is_absolute() {
@@ -471,13 +468,20 @@ impl Runtime {
         pod.update(self, |r| r.pins = pins.clone()).await?;
 
         if ns.pid == cri::NamespaceMode::Pod as i32 {
+            let pid_file = dir.join("pause.pid");
+            let (uid, gid) = pause::identity(cfg);
             let pid = namespaces::spawn_pause(
                 &self.cfg.pause_binary(),
-                &dir.join("pause.pid"),
+                &pid_file,
+                uid,
+                gid,
                 pins.user.as_deref(),
             )
             .await?;
             pod.update(self, |r| r.pause_pid = Some(pid)).await?;
+            let p = pause::open(pid, &pid_file)?;
+            pause::pin_pid_ns(&p, &pause::pin_path(&dir))?;
+            pause::watch(self, pod, p);
         }
 
         let mut ips = vec![];
@@ -802,6 +806,17 @@ pub fn pod_network(
 }
 
 async fn kill_pause(pid: i32, pod_dir: &std::path::Path) {
+    let pod_id = pod_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    namespaces::unpin_path(&pause::pin_path(pod_dir));
+    if let Some(p) = pause::take(&pod_id) {
+        // Through the pidfd: never a process that inherited the number.
+        let _ = p.signal(libc::SIGKILL);
+        let _ = tokio::time::timeout(Duration::from_secs(5), p.exited()).await;
+        return;
+    }
     // The pid may have been reused after a reboot: only kill it if its cmdline is our pause binary.
     let ours = std::fs::read(format!("/proc/{pid}/cmdline"))
         .map(|c| {
@@ -846,10 +861,16 @@ pub(crate) async fn recover(rt: &Arc<Runtime>) -> anyhow::Result<()> {
                 rt.forget_pod(&pod).await;
             }
             PodState::Ready => {
-                let pause_gone = rec
-                    .pause_pid
-                    .map(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
-                    .unwrap_or(false);
+                let pause_gone = match rec.pause_pid {
+                    None => false,
+                    Some(pid) => match pause::open(pid, &rt.pod_dir(&rec.id).join("pause.pid")) {
+                        Ok(p) => {
+                            pause::watch(rt, &pod, p);
+                            false
+                        }
+                        Err(_) => true,
+                    },
+                };
                 let lost = pause_gone || rec.pins.paths().any(|p| !namespaces::is_pinned(p));
                 if lost {
                     tracing::warn!(

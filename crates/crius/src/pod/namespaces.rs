@@ -130,9 +130,17 @@ pub fn is_pinned(p: &Path) -> bool {
 
 /// Starts the pod's pause process, pid 1 of a new PID namespace that the pod's containers join.
 /// Returns its pid (in the host's PID namespace). It survives daemon restarts (own session).
-pub async fn spawn_pause(pause_bin: &Path, pid_file: &Path, userns: Option<&Path>) -> Result<i32> {
+pub async fn spawn_pause(
+    pause_bin: &Path,
+    pid_file: &Path,
+    uid: u32,
+    gid: u32,
+    userns: Option<&Path>,
+) -> Result<i32> {
     let mut cmd = tokio::process::Command::new(pause_bin);
     cmd.arg(pid_file)
+        .arg(uid.to_string())
+        .arg(gid.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());

@@ -2,6 +2,9 @@
 
 pub mod authority;
 pub mod image;
+pub mod limits;
+#[cfg(test)]
+mod proptests;
 pub mod runtime;
 pub mod task;
 
@@ -15,7 +18,6 @@ use cri_api::v1::image_service_server::ImageServiceServer;
 use cri_api::v1::runtime_service_server::RuntimeServiceServer;
 use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
-use tokio_stream::StreamExt;
 
 use crate::runtime::Runtime;
 
@@ -57,16 +59,28 @@ pub async fn serve(
     let metrics = crate::metrics::grpc::RpcMetricsLayer::new(rt.cfg.metrics_address.is_some());
     let traces = crate::metrics::trace::TraceLayer::new(rt.cfg.tracing_endpoint.is_some());
     let admin = AdminServer::new(image::AdminSvc { rt });
+    // Connections beyond the cap wait (unaccepted) until one closes.
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits::MAX_CONNECTIONS));
+    let incoming = futures::StreamExt::then(UnixListenerStream::new(listener), move |conn| {
+        let slots = slots.clone();
+        async move {
+            let permit = slots
+                .acquire_owned()
+                .await
+                .map_err(|e| std::io::Error::other(format!("connection slots: {e}")))?;
+            conn.map(|c| limits::Limited::new(authority::AuthorityFix::new(c), permit))
+        }
+    });
     tonic::transport::Server::builder()
         .layer(metrics)
         .layer(traces)
+        .max_concurrent_streams(limits::MAX_STREAMS_PER_CONNECTION)
+        .concurrency_limit_per_connection(limits::MAX_STREAMS_PER_CONNECTION as usize)
+        .http2_max_header_list_size(limits::MAX_HEADER_LIST)
         .add_service(runtime)
         .add_service(image)
         .add_service(admin)
-        .serve_with_incoming_shutdown(
-            UnixListenerStream::new(listener).map(|conn| conn.map(authority::AuthorityFix::new)),
-            shutdown,
-        )
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await
         .context("gRPC server")
 }
