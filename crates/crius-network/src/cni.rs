@@ -1,8 +1,9 @@
 //! The pod network lifecycle: ADD (loopback, then the configured list, undone on failure), DEL and
 //! CHECK replayed from the per-pod cache, and the cheap readiness status the CRI Status call reports.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use serde_json::{Map, Value};
@@ -28,9 +29,6 @@ const POD_IFNAME: &str = "eth0";
 const LOOPBACK_CONFLIST: &str =
     r#"{"cniVersion":"0.3.1","name":"cni-loopback","plugins":[{"type":"loopback"}]}"#;
 
-/// Stripes of per-pod locks: an ADD and a DEL of the same pod never interleave.
-const LOCK_STRIPES: usize = 64;
-
 /// Handle to pod networking; cheap to clone, shareable across tasks.
 #[derive(Clone)]
 pub struct Cni {
@@ -43,7 +41,9 @@ struct Inner {
     cni_path: String,
     /// Last selection, keyed by the conf dir's candidate files and their mtimes.
     selected: Mutex<Option<Selection>>,
-    locks: Vec<tokio::sync::Mutex<()>>,
+    /// One lock per pod id, alive while someone holds or waits for it: ADD/CHECK/DEL of one pod are
+    /// serialized, unrelated pods never wait for each other's plugin execs.
+    locks: Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
     versions: VersionCache,
 }
 
@@ -77,9 +77,7 @@ impl Cni {
                 cni_path,
                 selected: Mutex::new(None),
                 versions: VersionCache::default(),
-                locks: (0..LOCK_STRIPES)
-                    .map(|_| tokio::sync::Mutex::new(()))
-                    .collect(),
+                locks: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -537,14 +535,20 @@ impl Cni {
             .collect()
     }
 
-    async fn lock(&self, id: &str) -> tokio::sync::MutexGuard<'_, ()> {
-        // FNV-1a: stable, dependency-free spreading of ids over the stripes.
-        let h = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
-        });
-        self.inner.locks[(h % LOCK_STRIPES as u64) as usize]
-            .lock()
-            .await
+    async fn lock(&self, id: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let m = {
+            let mut locks = self.inner.locks.lock().unwrap_or_else(|p| p.into_inner());
+            locks.retain(|_, w| w.strong_count() > 0);
+            match locks.get(id).and_then(Weak::upgrade) {
+                Some(m) => m,
+                None => {
+                    let m = Arc::new(tokio::sync::Mutex::new(()));
+                    locks.insert(id.to_string(), Arc::downgrade(&m));
+                    m
+                }
+            }
+        };
+        m.lock_owned().await
     }
 }
 
@@ -579,5 +583,36 @@ mod tests {
     #[test]
     fn loopback_list_is_valid() {
         assert_eq!(loopback_list().plugin_types(), vec!["loopback"]);
+    }
+
+    #[tokio::test]
+    async fn pod_locks_serialize_one_pod_only() {
+        let cni = Cni::new(CniConfig {
+            conf_dir: PathBuf::from("/nonexistent"),
+            bin_dirs: vec![],
+            cache_dir: PathBuf::from("/nonexistent"),
+        });
+        let held = cni.lock("pod-a").await;
+        // Any other pod gets its lock at once (with 64 stripes, some of these 200 ids would have
+        // shared pod-a's stripe).
+        for i in 0..200 {
+            let other = format!("pod-{i}");
+            tokio::time::timeout(Duration::from_millis(100), cni.lock(&other))
+                .await
+                .unwrap_or_else(|_| panic!("{other} waited for pod-a"));
+        }
+        // The same pod waits.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), cni.lock("pod-a"))
+                .await
+                .is_err()
+        );
+        drop(held);
+        tokio::time::timeout(Duration::from_secs(1), cni.lock("pod-a"))
+            .await
+            .unwrap();
+        // Unused locks are dropped from the map.
+        let _g = cni.lock("pod-b").await;
+        assert!(cni.inner.locks.lock().unwrap().len() <= 2);
     }
 }

@@ -9,8 +9,12 @@
 //! Last, the cost of the Prometheus instrumentation: unary RPC latency with `metrics_address` set and
 //! unset (`--metrics-overhead` runs only that part).
 //!
-//! Usage: crius-bench [--runs N] [--metrics-overhead]   (needs the test registry: scripts/start-registries.sh and
-//! scripts/build-test-images.py)
+//! Usage: crius-bench [--runs N] [--metrics-overhead] [--clients C --pods P]   (needs the test
+//! registry: scripts/start-registries.sh and scripts/build-test-images.py). With --pods, only the
+//! concurrency figures (see `concurrency`) are printed.
+
+#[path = "crius-bench/concurrency.rs"]
+mod concurrency;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -199,8 +203,46 @@ async fn main() -> anyhow::Result<()> {
     if std::env::args().any(|a| a == "--metrics-overhead") {
         return metrics_overhead(runs * 25).await;
     }
+    let arg = |name: &str| {
+        std::env::args()
+            .skip_while(|a| a != name)
+            .nth(1)
+            .and_then(|n| n.parse::<usize>().ok())
+    };
     let mut b = start().await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
+    if let Some(pods) = arg("--pods") {
+        let clients = arg("--clients").unwrap_or(20);
+        let busybox = format!("{}/crius-test/busybox:latest", registry());
+        let layered = format!("{}/crius-test/layered:latest", registry());
+        pull(&mut b, &busybox).await?;
+        let logs = b.dir.join("logs");
+        let cfg = move |name: &str| pod_cfg(name, false, &logs);
+        concurrency::run(
+            "alone",
+            &b.rt,
+            clients,
+            pods,
+            cfg.clone(),
+            ctr_cfg(&busybox),
+        )
+        .await?;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let churn = tokio::spawn(concurrency::image_churn(
+            b.img.clone(),
+            layered,
+            stop.clone(),
+        ));
+        concurrency::run("image churn", &b.rt, clients, pods, cfg, ctr_cfg(&busybox)).await?;
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let (rounds, polls, worst) = churn.await??;
+        println!(
+            "{:<34} {rounds} pull+remove rounds, {polls} ImageFsInfo calls, slowest {:.1} ms",
+            "image churn meanwhile",
+            worst.as_secs_f64() * 1000.0
+        );
+        return Ok(());
+    }
     println!(
         "crius-bench: {runs} runs per figure, daemon pid {}",
         b.child.id()

@@ -761,6 +761,10 @@ impl Runtime {
         // ... then the runtime's state goes, serialized with the container's operations so that it
         // never pulls the state from under a `runtime start` that is still returning.
         let _g = ctr.op.lock().await;
+        if self.container(&ctr.id).is_err() {
+            // RemoveContainer got the lock first and deleted everything.
+            return;
+        }
         if let Ok(h) = self.handlers.existing(&rec.handler) {
             // Frees the runtime's state and the cgroup; the rootfs stays until RemoveContainer.
             if let Err(e) = h.delete(&ctr.id, true).await {
