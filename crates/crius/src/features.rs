@@ -43,8 +43,8 @@ pub const FEATURES: &[Feature] = &[
         name: "AppArmor",
         kep: 24,
         cri: &["LinuxSandboxSecurityContext.apparmor", "LinuxContainerSecurityContext.apparmor"],
-        maturity: Maturity::Ga,
-        note: "on hosts without AppArmor, RuntimeDefault/Unconfined run unconfined and Localhost is refused",
+        maturity: Maturity::Beta,
+        note: "without AppArmor: RuntimeDefault/Unconfined run unconfined, Localhost is refused; with it: RuntimeDefault = crius-default, loaded at start with apparmor_parser and reloaded when missing, Localhost must be loaded; the profile compiles with the real apparmor_parser, loading is unit-tested only (no AppArmor kernel in CI)",
     },
     Feature {
         name: "Seccomp",

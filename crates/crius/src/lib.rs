@@ -1,6 +1,7 @@
 //! crius: a Kubernetes CRI runtime. The daemon library: configuration, the runtime (pods, containers,
 //! images, network), the gRPC services and the streaming server glue. The binary is `main.rs`.
 
+pub mod apparmor;
 pub mod client;
 pub mod config;
 pub mod container;

@@ -28,6 +28,8 @@ enum Cmd {
     },
     /// Print the version.
     Version,
+    /// Print the AppArmor profile crius loads as `crius-default` (RuntimeDefault on AppArmor hosts).
+    ApparmorProfile,
     /// Image operations that go through the running daemon.
     Image {
         #[command(subcommand)]
@@ -133,6 +135,13 @@ fn main() -> ExitCode {
                 "crius {} (CRI {})",
                 crius::runtime::RUNTIME_VERSION,
                 crius::runtime::CRI_VERSION
+            );
+            Ok(())
+        }
+        Cmd::ApparmorProfile => {
+            print!(
+                "{}",
+                crius::apparmor::default_profile(crius::apparmor::DEFAULT_PROFILE)
             );
             Ok(())
         }

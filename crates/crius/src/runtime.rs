@@ -29,6 +29,8 @@ pub struct Runtime {
     pub images: crius_image::ImageStore,
     pub cni: crius_network::Cni,
     pub host: crius_spec::HostInfo,
+    /// AppArmor: the default profile and the check of the profiles containers name.
+    pub apparmor: crate::apparmor::AppArmor,
     pub(crate) pods: RwLock<HashMap<String, Arc<Pod>>>,
     pub(crate) containers: RwLock<HashMap<String, Arc<Ctr>>>,
     /// Name reservations: reservation key → owner id. A key is held from the first step of a create until
@@ -76,10 +78,16 @@ impl Runtime {
         });
         let handlers = Handlers::probe(&cfg).await;
         let (events, _) = broadcast::channel(1024);
+        let apparmor =
+            crate::apparmor::AppArmor::new(Box::new(crate::apparmor::RealHost::default()));
+        apparmor.start();
+        let mut host =
+            crius_spec::HostInfo::probe().map_err(|e| anyhow::anyhow!("probing the host: {e}"))?;
+        host.apparmor = apparmor.enabled();
         let rt = Arc::new(Runtime {
             gates: Gates::new(cfg.feature_gates.clone()),
-            host: crius_spec::HostInfo::probe()
-                .map_err(|e| anyhow::anyhow!("probing the host: {e}"))?,
+            host,
+            apparmor,
             cfg,
             store,
             handlers,

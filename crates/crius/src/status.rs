@@ -128,6 +128,7 @@ impl Runtime {
                 })
                 .to_string(),
             );
+            info.insert("apparmor".to_string(), self.apparmor.status().to_string());
             if let Some(s) = self.streaming.get() {
                 info.insert("streamingServer".to_string(), s.base_url());
             }

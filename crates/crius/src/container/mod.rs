@@ -294,6 +294,11 @@ impl Runtime {
         }
         create_missing_mount_sources(cfg)?;
         let spec = self.container_spec(ctr, cfg, sandbox, prec, image, &rootfs, handler)?;
+        self.apparmor.check(
+            spec.process()
+                .as_ref()
+                .and_then(|p| p.apparmor_profile().as_deref()),
+        )?;
         let stop_signal = crius_spec::stop_signal(&image_defaults(image), cfg).map_err(spec_err)?;
         let user = spec
             .process()
