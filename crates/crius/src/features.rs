@@ -1,7 +1,7 @@
 //! The feature table: every Kubernetes feature that needs CRI support, with its maturity in crius.
 //!
 //! This table is the single source of truth. `crius features` prints it, the CRI `Status` call reports it
-//! (verbose info key `features`), and request handlers ask [`Gates::enabled`] before serving a gated
+//! (verbose info key `criusFeatures`), and request handlers ask [`Gates::enabled`] before serving a gated
 //! field or RPC. Facts about KEPs and Kubernetes stages come from `shared/data/cri-features.yaml`.
 //!
 //! Maturity rules: `Alpha` features are off unless their gate is turned on in the config

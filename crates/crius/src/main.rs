@@ -28,6 +28,11 @@ enum Cmd {
     },
     /// Print the version.
     Version,
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        cmd: ConfigCmd,
+    },
     /// Print the AppArmor profile crius loads as `crius-default` (RuntimeDefault on AppArmor hosts).
     ApparmorProfile,
     /// Image operations that go through the running daemon.
@@ -35,6 +40,12 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ImageCmd,
     },
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Print the complete default configuration as commented TOML (a valid config file).
+    Default,
 }
 
 #[derive(Subcommand)]
@@ -78,9 +89,20 @@ struct DaemonArgs {
     /// Log level or tracing filter [default: info]
     #[arg(long)]
     log_level: Option<String>,
-    /// Streaming server address for exec/attach/port-forward [default: 127.0.0.1:0]
-    #[arg(long)]
+    /// Log format: text or json [default: text]
+    #[arg(long, value_parser = parse_log_format)]
+    log_format: Option<crius::logging::LogFormat>,
+    /// Streaming server address for exec/attach/port-forward; a bare IP means port 0 [default: 127.0.0.1:0]
+    #[arg(long, value_parser = crius::config::parse_streaming_address)]
     streaming_address: Option<std::net::SocketAddr>,
+}
+
+fn parse_log_format(s: &str) -> Result<crius::logging::LogFormat, String> {
+    match s {
+        "text" => Ok(crius::logging::LogFormat::Text),
+        "json" => Ok(crius::logging::LogFormat::Json),
+        _ => Err(format!("{s:?} is not a log format (text, json)")),
+    }
 }
 
 impl DaemonArgs {
@@ -101,6 +123,7 @@ impl DaemonArgs {
         set!(cni_conf_dir);
         set!(default_runtime);
         set!(log_level);
+        set!(log_format);
         set!(streaming_address);
         if !self.cni_bin_dir.is_empty() {
             c.cni_bin_dir = self.cni_bin_dir.clone();
@@ -138,6 +161,12 @@ fn main() -> ExitCode {
             );
             Ok(())
         }
+        Cmd::Config {
+            cmd: ConfigCmd::Default,
+        } => {
+            print!("{}", crius::default_config::render());
+            Ok(())
+        }
         Cmd::ApparmorProfile => {
             print!(
                 "{}",
@@ -160,10 +189,7 @@ fn main() -> ExitCode {
 
 fn run_daemon(args: DaemonArgs) -> anyhow::Result<()> {
     let cfg = args.config()?;
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cfg.log_level)?)
-        .with_writer(std::io::stderr)
-        .init();
+    let _log = crius::logging::init(&cfg.log_level, cfg.log_format)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

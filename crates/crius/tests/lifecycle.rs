@@ -468,14 +468,16 @@ async fn status_version_runtime_config_and_gates() {
         "default handler listed as \"\""
     );
     assert!(s.runtime_handlers.iter().any(|h| h.name == "runc"));
-    let features: serde_json::Value = serde_json::from_str(&s.info["features"]).unwrap();
-    assert!(features
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|f| f["name"] == "CRIListStreaming"
-            && f["maturity"] == "alpha"
-            && f["enabled"] == false));
+    let features: serde_json::Value = serde_json::from_str(&s.info["criusFeatures"]).unwrap();
+    let ls = &features["CRIListStreaming"];
+    assert!(
+        ls["maturity"] == "alpha" && ls["enabled"] == false,
+        "{features}"
+    );
+    for (k, v) in &s.info {
+        let v: serde_json::Value = serde_json::from_str(v).unwrap_or_default();
+        assert!(v.is_object(), "info key {k} is not a JSON object: {v}");
+    }
     let handlers: serde_json::Value = serde_json::from_str(&s.info["runtimeHandlers"]).unwrap();
     assert_eq!(handlers["runc"]["available"], true, "{handlers}");
     let rc =
