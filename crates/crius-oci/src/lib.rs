@@ -17,6 +17,6 @@ pub use error::OciError;
 pub use exec::{ExecOutput, ExecProcess, Pty};
 pub use handler::{ContainerState, Handler, HandlerStatus, KillOutcome, RuntimeFeatures};
 pub use monitor::{
-    monitor_alive, pid_alive, read_exit, reopen_log, spawn_monitor, wait_pid_exit, ExitInfo,
-    MonitorConfig, MonitorHandle,
+    cgroup_procs_files, join_cgroups_in_child, monitor_alive, pid_alive, read_exit, reopen_log,
+    spawn_monitor, wait_pid_exit, ExitInfo, MonitorConfig, MonitorHandle,
 };

@@ -2,6 +2,7 @@
 //! images, network), the gRPC services and the streaming server glue. The binary is `main.rs`.
 
 pub mod apparmor;
+pub mod cgroups;
 pub mod client;
 pub mod config;
 pub mod container;

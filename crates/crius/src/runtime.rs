@@ -31,6 +31,8 @@ pub struct Runtime {
     pub host: crius_spec::HostInfo,
     /// AppArmor: the default profile and the check of the profiles containers name.
     pub apparmor: crate::apparmor::AppArmor,
+    /// Cgroups crius made for monitors and pause processes, out of the daemon's own cgroup.
+    pub monitor_cgroups: Vec<PathBuf>,
     pub(crate) pods: RwLock<HashMap<String, Arc<Pod>>>,
     pub(crate) containers: RwLock<HashMap<String, Arc<Ctr>>>,
     /// Name reservations: reservation key → owner id. A key is held from the first step of a create until
@@ -84,10 +86,16 @@ impl Runtime {
         let mut host =
             crius_spec::HostInfo::probe().map_err(|e| anyhow::anyhow!("probing the host: {e}"))?;
         host.apparmor = apparmor.enabled();
+        let (monitor_cgroups, problems) =
+            crate::cgroups::lifetime::setup(Path::new("/proc/self/mountinfo"));
+        for p in problems {
+            tracing::warn!("monitors stay in the daemon's cgroup here: {p}");
+        }
         let rt = Arc::new(Runtime {
             gates: Gates::new(cfg.feature_gates.clone()),
             host,
             apparmor,
+            monitor_cgroups,
             cfg,
             store,
             handlers,

@@ -139,6 +139,7 @@ impl Runtime {
                     "seccomp": self.host.seccomp,
                     "apparmor": self.host.apparmor,
                     "selinux": self.host.selinux,
+                    "monitorCgroups": self.monitor_cgroups,
                 })
                 .to_string(),
             );

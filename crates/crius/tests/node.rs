@@ -140,3 +140,153 @@ async fn crictl_info_shows_json_objects() {
     );
     d.shutdown().await;
 }
+
+fn pid_alive(pid: i64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            let state = s.rsplit(')').next().unwrap_or("").trim_start();
+            !state.starts_with('Z') && !state.starts_with('X')
+        })
+        .unwrap_or(false)
+}
+
+/// The test's stand-in for a service unit: its cgroups, and on a failed test the processes that would
+/// otherwise outlive it.
+struct Unit {
+    cgroups: Vec<std::path::PathBuf>,
+    leftovers: Vec<i64>,
+}
+
+impl Drop for Unit {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for pid in &self.leftovers {
+                // SAFETY: kill(2) on the container and pause pids this test started.
+                unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
+            }
+        }
+        for u in &self.cgroups {
+            let _ = std::fs::remove_dir(u);
+        }
+    }
+}
+
+/// A service manager stops a service by killing every process of its cgroup. The test puts the daemon
+/// into fresh cgroups of its own (in each hierarchy that decides service membership: name=systemd v1,
+/// cgroup v2), kills every member, and the containers and pause process must live on; a restarted daemon
+/// recovers them.
+#[tokio::test]
+async fn containers_survive_killing_the_daemons_cgroup() {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let hierarchies = crius::cgroups::lifetime::membership_hierarchies(&mountinfo);
+    if hierarchies.is_empty() {
+        eprintln!("SKIPPED: no name=systemd or cgroup2 hierarchy mounted");
+        return;
+    }
+    let mut d = common::Daemon::start().await;
+    let mut guard = Unit {
+        cgroups: Vec::new(),
+        leftovers: Vec::new(),
+    };
+    let unit: Vec<_> = hierarchies
+        .iter()
+        .map(|h| h.join(format!("crius-e2e-unit-{}", std::process::id())))
+        .collect();
+    for u in &unit {
+        guard.cgroups.push(u.clone());
+        std::fs::create_dir(u).unwrap_or_else(|e| panic!("mkdir {}: {e}", u.display()));
+        std::fs::write(u.join("cgroup.procs"), d.pid().to_string())
+            .unwrap_or_else(|e| panic!("move daemon into {}: {e}", u.display()));
+    }
+    d.pull(&common::image("busybox:latest")).await;
+    let mut pod_cfg = common::pod_config("unit", true, &d.dir.join("logs/unit"));
+    pod_cfg
+        .linux
+        .as_mut()
+        .unwrap()
+        .security_context
+        .as_mut()
+        .unwrap()
+        .namespace_options
+        .as_mut()
+        .unwrap()
+        .pid = cri::NamespaceMode::Pod as i32;
+    let pod =
+        d.rt.run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(pod_cfg.clone()),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("RunPodSandbox: {e}\n{}", d.log()))
+        .into_inner()
+        .pod_sandbox_id;
+    let ctr = d.run(&pod, &pod_cfg, "c", &["sleep", "3600"]).await;
+    let ctr_pid = d.pid_of(&ctr).await;
+    let pod_info =
+        d.rt.pod_sandbox_status(cri::PodSandboxStatusRequest {
+            pod_sandbox_id: pod.clone(),
+            verbose: true,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .info;
+    let pause_pid = serde_json::from_str::<serde_json::Value>(&pod_info["info"]).unwrap()["pid"]
+        .as_i64()
+        .unwrap();
+    guard.leftovers = vec![ctr_pid, pause_pid];
+    assert!(pause_pid > 0 && pid_alive(pause_pid) && pid_alive(ctr_pid));
+
+    // systemctl stop with KillMode=control-group: SIGKILL to every member until none is left.
+    for _ in 0..100 {
+        let mut members = Vec::new();
+        for u in &unit {
+            let procs = std::fs::read_to_string(u.join("cgroup.procs")).unwrap();
+            members.extend(procs.lines().filter_map(|l| l.parse::<i32>().ok()));
+        }
+        if members.is_empty() {
+            break;
+        }
+        for pid in members {
+            // SAFETY: kill(2) on members of the cgroups this test made and filled with its daemon.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    d.kill9(); // reaps the daemon
+    for u in &unit {
+        let left = std::fs::read_to_string(u.join("cgroup.procs")).unwrap();
+        assert!(left.trim().is_empty(), "{}: {left}", u.display());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        pid_alive(ctr_pid),
+        "the container died with the daemon's cgroup"
+    );
+    assert!(
+        pid_alive(pause_pid),
+        "the pause process died with the daemon's cgroup"
+    );
+
+    d.spawn().await;
+    assert_eq!(
+        d.status(&ctr).await.state,
+        cri::ContainerState::ContainerRunning as i32
+    );
+    let out = d.exec(&ctr, &["echo", "alive"], 10).await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "alive");
+    let ready =
+        d.rt.pod_sandbox_status(cri::PodSandboxStatusRequest {
+            pod_sandbox_id: pod.clone(),
+            verbose: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap()
+        .state;
+    assert_eq!(ready, cri::PodSandboxState::SandboxReady as i32);
+    d.cleanup().await;
+    d.shutdown().await;
+}

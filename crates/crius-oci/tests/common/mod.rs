@@ -108,6 +108,7 @@ impl Fixture {
             stdin_once: false,
             oom_file: None,
             create_timeout: Duration::from_secs(30),
+            join_cgroups: Vec::new(),
         }
     }
 

@@ -331,6 +331,7 @@ impl Runtime {
             stdin_once: cfg.stdin_once,
             oom_file,
             create_timeout: CREATE_TIMEOUT,
+            join_cgroups: self.monitor_cgroups.clone(),
         };
         let mon = crius_oci::spawn_monitor(handler, &mcfg)
             .await

@@ -308,8 +308,12 @@ impl Runtime {
         pod.update(self, |r| r.pins = pins.clone())?;
 
         if ns.pid == cri::NamespaceMode::Pod as i32 {
-            let pid =
-                namespaces::spawn_pause(&self.cfg.pause_binary(), &dir.join("pause.pid")).await?;
+            let pid = namespaces::spawn_pause(
+                &self.cfg.pause_binary(),
+                &dir.join("pause.pid"),
+                &self.monitor_cgroups,
+            )
+            .await?;
             pod.update(self, |r| r.pause_pid = Some(pid))?;
         }
 
