@@ -10,9 +10,28 @@ use crate::runtime::Runtime;
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    run_with(cfg, None).await
+}
+
+/// Runs the daemon; with a reloader, SIGHUP reads the config again (see `reload`).
+pub async fn run_with(
+    cfg: Config,
+    reloader: Option<crate::reload::Reloader>,
+) -> anyhow::Result<()> {
     let listen = cfg.listen.clone();
     let streaming_address = cfg.streaming_address;
     let rt = Runtime::new(cfg).await?;
+    if let Some(mut reloader) = reloader {
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .map_err(|e| anyhow::anyhow!("listen for SIGHUP: {e}"))?;
+        let rt = Arc::clone(&rt);
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading the config");
+                reloader.reload(&rt);
+            }
+        });
+    }
     crate::streaming::start(&rt, streaming_address).await?;
     let listener = crate::server::bind(&listen)?;
     tracing::info!(

@@ -15,6 +15,7 @@ pub mod image;
 pub mod logging;
 pub mod oci;
 pub mod pod;
+pub mod reload;
 pub mod runtime;
 pub mod server;
 pub mod stats;

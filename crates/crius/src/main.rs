@@ -60,7 +60,7 @@ enum ImageCmd {
     },
 }
 
-#[derive(Args)]
+#[derive(Args, Clone)]
 struct DaemonArgs {
     /// TOML config file; every flag below is also a key there. Missing default file = embedded defaults.
     #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
@@ -189,12 +189,15 @@ fn main() -> ExitCode {
 
 fn run_daemon(args: DaemonArgs) -> anyhow::Result<()> {
     let cfg = args.config()?;
-    let _log = crius::logging::init(&cfg.log_level, cfg.log_format)?;
+    let log = crius::logging::init(&cfg.log_level, cfg.log_format)?;
+    // SIGHUP reads the same file with the same flags on top.
+    let reloader =
+        crius::reload::Reloader::new(cfg.clone(), Some(log), Box::new(move || args.config()));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    rt.block_on(crius::daemon::run(cfg))
+    rt.block_on(crius::daemon::run_with(cfg, Some(reloader)))
 }
 
 fn import(file: PathBuf, socket: PathBuf) -> anyhow::Result<()> {

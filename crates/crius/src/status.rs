@@ -100,11 +100,13 @@ impl Runtime {
                 .collect();
             // Every value is a JSON object: crictl shows those as objects, anything else as a string.
             let cni = match &network {
-                Ok(s) => {
-                    serde_json::json!({"ready": true, "config": s, "podCIDR": self.pod_cidr()})
-                }
+                Ok(s) => serde_json::json!({
+                    "ready": true, "config": s, "podCIDR": self.pod_cidr(),
+                    "confDir": self.cni.conf_dir(),
+                }),
                 Err(e) => serde_json::json!({
                     "ready": false, "reason": e.to_string(), "podCIDR": self.pod_cidr(),
+                    "confDir": self.cni.conf_dir(),
                 }),
             };
             info.insert(

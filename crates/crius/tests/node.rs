@@ -290,3 +290,121 @@ async fn containers_survive_killing_the_daemons_cgroup() {
     d.cleanup().await;
     d.shutdown().await;
 }
+
+async fn cni_info(d: &mut common::Daemon) -> serde_json::Value {
+    let info =
+        d.rt.status(cri::StatusRequest { verbose: true })
+            .await
+            .unwrap()
+            .into_inner()
+            .info;
+    serde_json::from_str(&info["cni"]).unwrap()
+}
+
+async fn wait_log(d: &common::Daemon, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = d.log();
+        if log.contains(needle) {
+            return log;
+        }
+        assert!(Instant::now() < deadline, "{needle:?} not logged:\n{log}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn hup(d: &common::Daemon) {
+    // SAFETY: kill(2) on the daemon this test started.
+    assert_eq!(unsafe { libc::kill(d.pid() as i32, libc::SIGHUP) }, 0);
+}
+
+/// SIGHUP applies the log format and the CNI conf dir at once, names keys that need a restart, and a
+/// bad file changes nothing.
+#[tokio::test]
+async fn sighup_reloads_the_config() {
+    let mut d = common::Daemon::start().await;
+    let original = std::fs::read_to_string(&d.config).unwrap();
+    assert_eq!(cni_info(&mut d).await["config"]["name"], "crius");
+
+    let net = d.dir.join("net-reloaded");
+    std::fs::create_dir_all(&net).unwrap();
+    std::fs::write(
+        net.join("10-reloaded.conflist"),
+        r#"{"cniVersion": "1.0.0", "name": "reloaded", "plugins": [{"type": "bridge", "bridge": "crius-rl0",
+           "isGateway": true, "ipMasq": false, "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.213.0.0/24"}]]}}]}"#,
+    )
+    .unwrap();
+    let mut lines: Vec<String> = original
+        .lines()
+        .filter(|l| {
+            !l.starts_with("cni_conf_dir")
+                && !l.starts_with("root =")
+                && !l.starts_with("registry_config_dir")
+        })
+        .map(String::from)
+        .collect();
+    lines.push(format!("cni_conf_dir = \"{}\"", net.display()));
+    lines.push("log_format = \"json\"".into());
+    // Registry hosts that send the test registry to a closed port: pulls must fail.
+    let empty_hosts = d.dir.join("certs-closed.d");
+    let host_dir = empty_hosts.join(common::registry());
+    std::fs::create_dir_all(&host_dir).unwrap();
+    std::fs::write(
+        host_dir.join("hosts.toml"),
+        "server = \"http://127.0.0.1:9\"\n[host.\"http://127.0.0.1:9\"]\n  capabilities = [\"pull\", \"resolve\"]\n",
+    )
+    .unwrap();
+    lines.push(format!(
+        "registry_config_dir = \"{}\"",
+        empty_hosts.display()
+    ));
+    // A key that cannot change live.
+    lines.push(format!("root = \"{}\"", d.dir.join("root2").display()));
+    std::fs::write(&d.config, lines.join("\n") + "\n").unwrap();
+    hup(&d);
+    wait_log(&d, "config reloaded").await;
+    let cni = cni_info(&mut d).await;
+    assert_eq!(cni["config"]["name"], "reloaded", "{cni}");
+    let log = d.log();
+    assert!(
+        log.contains("config key `root` changed: it takes effect only after a restart"),
+        "{log}"
+    );
+    let json_line = log
+        .lines()
+        .find(|l| l.contains("config reloaded"))
+        .unwrap()
+        .to_string();
+    let v: serde_json::Value = serde_json::from_str(&json_line)
+        .unwrap_or_else(|e| panic!("log_format not applied ({e}): {json_line}"));
+    assert!(
+        v["applied"].as_str().unwrap().contains("cni_conf_dir"),
+        "{v}"
+    );
+    let pull = d
+        .img
+        .pull_image(cri::PullImageRequest {
+            image: Some(cri::ImageSpec {
+                image: common::image("busybox:latest"),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await;
+    assert!(pull.is_err(), "pull used the old registry hosts dir");
+
+    // A bad file: the error names the key, nothing changes, the daemon keeps serving.
+    std::fs::write(
+        &d.config,
+        original.replace(
+            "log_level = \"info\"",
+            "log_level = \"info\"\ncni_conf_dirr = \"/x\"",
+        ),
+    )
+    .unwrap();
+    hup(&d);
+    let log = wait_log(&d, "config reload refused").await;
+    assert!(log.contains("cni_conf_dirr"), "{log}");
+    assert_eq!(cni_info(&mut d).await["config"]["name"], "reloaded");
+    d.shutdown().await;
+}
