@@ -57,6 +57,8 @@ struct Args {
     tty: bool,
     stdin: bool,
     stdin_once: bool,
+    /// Run the runtime with `--systemd-cgroup` (the systemd cgroup driver).
+    systemd_cgroup: bool,
     oom_file: Option<PathBuf>,
     sync_fd: Option<RawFd>,
     create_timeout: Duration,
@@ -76,6 +78,7 @@ fn parse_args(mut it: impl Iterator<Item = OsString>) -> Result<Args, String> {
         runtime_root: PathBuf::new(),
         log_path: None,
         tty: false,
+        systemd_cgroup: false,
         stdin: false,
         stdin_once: false,
         oom_file: None,
@@ -110,6 +113,7 @@ fn parse_args(mut it: impl Iterator<Item = OsString>) -> Result<Args, String> {
                 a.create_timeout = Duration::from_millis(ms);
             }
             "--tty" => a.tty = true,
+            "--systemd-cgroup" => a.systemd_cgroup = true,
             "--stdin" => a.stdin = true,
             "--stdin-once" => a.stdin_once = true,
             other => return Err(format!("unknown flag {other:?}")),
@@ -329,6 +333,7 @@ fn main() {
                 let _ = Command::new(&args.runtime)
                     .arg("--root")
                     .arg(&args.runtime_root)
+                    .args(args.systemd_cgroup.then_some("--systemd-cgroup"))
                     .args(["delete", "--force", &args.id])
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())
@@ -439,6 +444,7 @@ impl Monitor {
         let mut cmd = Command::new(&args.runtime);
         cmd.arg("--root")
             .arg(&args.runtime_root)
+            .args(args.systemd_cgroup.then_some("--systemd-cgroup"))
             .arg("--log")
             .arg(&runtime_log)
             .args(["--log-format", "json", "create", "--bundle"])

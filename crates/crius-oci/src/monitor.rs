@@ -134,6 +134,7 @@ fn monitor_args(handler: &Handler, cfg: &MonitorConfig) -> Vec<OsString> {
         a.push(p.clone().into());
     }
     for (on, flag) in [
+        (handler.systemd_cgroup, "--systemd-cgroup"),
         (cfg.tty, "--tty"),
         (cfg.stdin, "--stdin"),
         (cfg.stdin_once, "--stdin-once"),

@@ -59,6 +59,8 @@ pub struct Config {
     pub pause_path: Option<PathBuf>,
     /// Seconds a registry may send nothing before a pull fails.
     pub pull_stall_timeout_secs: u64,
+    /// `auto` (systemd when systemd is PID 1), `systemd` or `cgroupfs`.
+    pub cgroup_driver: crate::cgroups::systemd::DriverChoice,
 }
 
 impl Default for Config {
@@ -89,6 +91,7 @@ impl Default for Config {
             monitor_path: None,
             pause_path: None,
             pull_stall_timeout_secs: 60,
+            cgroup_driver: crate::cgroups::systemd::DriverChoice::Auto,
         }
     }
 }

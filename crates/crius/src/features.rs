@@ -142,7 +142,7 @@ pub const FEATURES: &[Feature] = &[
         kep: 4033,
         cri: &["RuntimeService.RuntimeConfig", "LinuxRuntimeConfiguration.cgroup_driver"],
         maturity: Maturity::Ga,
-        note: "crius drives cgroups with the cgroupfs driver (v1 and v2)",
+        note: "cgroup_driver auto|systemd|cgroupfs (auto: systemd when it is PID 1), answered in RuntimeConfig; the systemd driver (slice parents -> slice:crius:<id> scopes, runtimes with --systemd-cgroup) is verified by unit tests and an e2e of the report and the fail-fast only: no container ran under a real systemd",
     },
     Feature {
         name: "KubeletSeparateDiskGC",

@@ -33,6 +33,8 @@ pub struct Runtime {
     pub apparmor: crate::apparmor::AppArmor,
     /// Cgroups crius made for monitors and pause processes, out of the daemon's own cgroup.
     pub monitor_cgroups: Vec<PathBuf>,
+    /// The cgroup driver in effect (`cgroup_driver`, `auto` resolved at start).
+    pub cgroup_driver: crate::cgroups::systemd::Driver,
     pub(crate) pods: RwLock<HashMap<String, Arc<Pod>>>,
     pub(crate) containers: RwLock<HashMap<String, Arc<Ctr>>>,
     /// Name reservations: reservation key → owner id. A key is held from the first step of a create until
@@ -96,6 +98,7 @@ impl Runtime {
             host,
             apparmor,
             monitor_cgroups,
+            cgroup_driver: crate::cgroups::systemd::detect(cfg.cgroup_driver),
             cfg,
             store,
             handlers,

@@ -142,6 +142,7 @@ impl Runtime {
                     "apparmor": self.host.apparmor,
                     "selinux": self.host.selinux,
                     "monitorCgroups": self.monitor_cgroups,
+                    "cgroupDriver": self.cgroup_driver,
                 })
                 .to_string(),
             );

@@ -408,3 +408,55 @@ async fn sighup_reloads_the_config() {
     assert_eq!(cni_info(&mut d).await["config"]["name"], "reloaded");
     d.shutdown().await;
 }
+
+/// `cgroup_driver = "systemd"`: RuntimeConfig answers SYSTEMD (the kubelet takes its driver from it)
+/// and a cgroupfs-style parent is refused at once, naming the field. (Running containers under the
+/// systemd driver needs systemd as PID 1, which this test does not build.)
+#[tokio::test]
+async fn systemd_driver_is_reported_and_cgroupfs_parents_refused() {
+    let mut d = common::Daemon::start_with(common::Options {
+        extra_config: "cgroup_driver = \"systemd\"\n".into(),
+        ..Default::default()
+    })
+    .await;
+    let rc =
+        d.rt.runtime_config(cri::RuntimeConfigRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+    assert_eq!(
+        rc.linux.unwrap().cgroup_driver,
+        cri::CgroupDriver::Systemd as i32
+    );
+    let cfg = common::pod_config("sd", true, &d.dir.join("logs/sd"));
+    let err =
+        d.rt.run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(cfg),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+    assert!(
+        err.message().contains("linux.cgroup_parent") && err.message().contains("slice"),
+        "{err}"
+    );
+    d.shutdown().await;
+
+    // cgroupfs forced: reported as such.
+    let mut d = common::Daemon::start_with(common::Options {
+        extra_config: "cgroup_driver = \"cgroupfs\"\n".into(),
+        ..Default::default()
+    })
+    .await;
+    let rc =
+        d.rt.runtime_config(cri::RuntimeConfigRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+    assert_eq!(
+        rc.linux.unwrap().cgroup_driver,
+        cri::CgroupDriver::Cgroupfs as i32
+    );
+    d.shutdown().await;
+}

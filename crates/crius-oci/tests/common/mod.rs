@@ -83,6 +83,7 @@ impl Fixture {
                 version: "test".into(),
             },
             features: None,
+            systemd_cgroup: false,
         };
         Fixture { dir, id, handler }
     }

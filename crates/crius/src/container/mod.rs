@@ -293,7 +293,14 @@ impl Runtime {
                 .map_err(crate::image::image_err)?;
         }
         create_missing_mount_sources(cfg)?;
-        let spec = self.container_spec(ctr, cfg, sandbox, prec, image, &rootfs, handler)?;
+        let mut spec = self.container_spec(ctr, cfg, sandbox, prec, image, &rootfs, handler)?;
+        if self.cgroup_driver == crate::cgroups::systemd::Driver::Systemd {
+            let path = crate::cgroups::systemd::cgroups_path(&prec.cgroup_parent, &ctr.id)
+                .map_err(|e| Error::invalid("linux.cgroup_parent", e))?;
+            if let Some(linux) = spec.linux_mut() {
+                linux.set_cgroups_path(Some(PathBuf::from(path)));
+            }
+        }
         self.apparmor.check(
             spec.process()
                 .as_ref()
@@ -319,7 +326,12 @@ impl Runtime {
             .linux()
             .as_ref()
             .and_then(|l| l.cgroups_path().clone())
-            .map(|p| oom_file(&p, self.host.cgroup_v2));
+            .map(|p| {
+                oom_file(
+                    &crate::cgroups::systemd::fs_path(&p.to_string_lossy()),
+                    self.host.cgroup_v2,
+                )
+            });
         let mcfg = crius_oci::MonitorConfig {
             monitor_binary: self.cfg.monitor_binary(),
             id: ctr.id.clone(),

@@ -193,7 +193,14 @@ impl Runtime {
             .as_ref()
             .map(|l| l.cgroup_parent.clone())
             .filter(|p| !p.is_empty())
-            .unwrap_or_else(|| "/crius".to_string());
+            .unwrap_or_else(|| match self.cgroup_driver {
+                crate::cgroups::systemd::Driver::Systemd => "system.slice".to_string(),
+                crate::cgroups::systemd::Driver::Cgroupfs => "/crius".to_string(),
+            });
+        if self.cgroup_driver == crate::cgroups::systemd::Driver::Systemd {
+            crate::cgroups::systemd::cgroups_path(&cgroup_parent, &id)
+                .map_err(|e| Error::invalid("linux.cgroup_parent", e))?;
+        }
         let rec = SandboxRecord {
             id: id.clone(),
             config: cfg.encode_to_vec(),
