@@ -61,6 +61,8 @@ pub struct Config {
     pub pull_stall_timeout_secs: u64,
     /// `auto` (systemd when systemd is PID 1), `systemd` or `cgroupfs`.
     pub cgroup_driver: crate::cgroups::systemd::DriverChoice,
+    /// SELinux labelling (containerd's `enable_selinux`). false: SELinux fields are accepted and ignored.
+    pub selinux: bool,
 }
 
 impl Default for Config {
@@ -92,6 +94,7 @@ impl Default for Config {
             pause_path: None,
             pull_stall_timeout_secs: 60,
             cgroup_driver: crate::cgroups::systemd::DriverChoice::Auto,
+            selinux: false,
         }
     }
 }

@@ -19,6 +19,7 @@ const DOCS: &[(&str, &str, Option<&str>)] = &[
     ("monitor_path", "The per-container monitor binary. Default: crius-monitor next to crius.", Some("\"/usr/bin/crius-monitor\"")),
     ("pause_path", "The pause binary for pods sharing one PID namespace. Default: next to crius.", Some("\"/usr/bin/crius-pause\"")),
     ("pull_stall_timeout_secs", "Seconds a registry may send nothing before a pull fails.", None),
+    ("selinux", "SELinux labels (containerd's enable_selinux). false: selinux_options and selinux_relabel are\naccepted and ignored. true needs an SELinux host; crius does not apply labels yet and refuses them.", None),
     ("cgroup_driver", "auto (systemd when systemd is PID 1), systemd (pod cgroup parents are slices such as\nkubepods-burstable-pod<uid>.slice, containers are scopes) or cgroupfs.", None),
     ("feature_gates", "Alpha features to turn on by name (see `crius features`), e.g. CRIListStreaming = true.", None),
     ("runtimes", "Runtime handlers (RuntimeClass handler name → OCI runtime): path is a binary or a name looked up in PATH; root (optional) is the runtime's own state dir, default <state>/runtime/<name>.", None),

@@ -17,6 +17,7 @@ pub mod oci;
 pub mod pod;
 pub mod reload;
 pub mod runtime;
+pub mod selinux;
 pub mod server;
 pub mod stats;
 pub mod status;

@@ -13,6 +13,8 @@ struct Cli {
     cmd: Cmd,
 }
 
+// Parsed once per process: the size of the daemon's flags does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the CRI daemon.

@@ -35,6 +35,10 @@ pub struct Runtime {
     pub monitor_cgroups: Vec<PathBuf>,
     /// The cgroup driver in effect (`cgroup_driver`, `auto` resolved at start).
     pub cgroup_driver: crate::cgroups::systemd::Driver,
+    /// What happens to SELinux fields (`selinux`).
+    pub selinux: crate::selinux::Mode,
+    /// Whether the host has SELinux, whatever `selinux` says.
+    pub host_selinux: bool,
     pub(crate) pods: RwLock<HashMap<String, Arc<Pod>>>,
     pub(crate) containers: RwLock<HashMap<String, Arc<Ctr>>>,
     /// Name reservations: reservation key → owner id. A key is held from the first step of a create until
@@ -88,6 +92,11 @@ impl Runtime {
         let mut host =
             crius_spec::HostInfo::probe().map_err(|e| anyhow::anyhow!("probing the host: {e}"))?;
         host.apparmor = apparmor.enabled();
+        let host_selinux = host.selinux;
+        let selinux =
+            crate::selinux::mode(cfg.selinux, host_selinux).map_err(|e| anyhow::anyhow!(e))?;
+        // Ignored: crius-spec sees a host without SELinux and skips the labels.
+        host.selinux = selinux == crate::selinux::Mode::Enforced;
         let (monitor_cgroups, problems) =
             crate::cgroups::lifetime::setup(Path::new("/proc/self/mountinfo"));
         for p in problems {
@@ -99,6 +108,8 @@ impl Runtime {
             apparmor,
             monitor_cgroups,
             cgroup_driver: crate::cgroups::systemd::detect(cfg.cgroup_driver),
+            selinux,
+            host_selinux,
             cfg,
             store,
             handlers,

@@ -147,6 +147,10 @@ impl Runtime {
                 .to_string(),
             );
             info.insert("apparmor".to_string(), self.apparmor.status().to_string());
+            info.insert(
+                "selinux".to_string(),
+                crate::selinux::status(self.selinux, self.host_selinux).to_string(),
+            );
             if let Some(s) = self.streaming.get() {
                 info.insert(
                     "streamingServer".to_string(),

@@ -485,10 +485,14 @@ async fn status_version_runtime_config_and_gates() {
             .await
             .unwrap()
             .into_inner();
-    assert_eq!(
-        rc.linux.unwrap().cgroup_driver,
-        cri::CgroupDriver::Cgroupfs as i32
-    );
+    // cgroup_driver = "auto" (the default): systemd exactly when systemd is PID 1.
+    let pid1 = std::fs::read_to_string("/proc/1/comm").unwrap_or_default();
+    let expected = if pid1.trim() == "systemd" {
+        cri::CgroupDriver::Systemd
+    } else {
+        cri::CgroupDriver::Cgroupfs
+    };
+    assert_eq!(rc.linux.unwrap().cgroup_driver, expected as i32);
     // Alpha list streaming is off by default, and says so.
     let (c, m) = code(
         d.rt.stream_pod_sandboxes(cri::StreamPodSandboxesRequest::default())

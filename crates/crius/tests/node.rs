@@ -460,3 +460,72 @@ async fn systemd_driver_is_reported_and_cgroupfs_parents_refused() {
     );
     d.shutdown().await;
 }
+
+/// `selinux = false` (default): Status says labels are ignored, and a container whose mount asks for
+/// `selinux_relabel` and whose context carries SELinux options runs. `selinux = true` needs SELinux on the
+/// host, else the daemon does not start and names the key.
+#[tokio::test]
+async fn selinux_off_ignores_labels_and_on_needs_the_host() {
+    let host_selinux = std::path::Path::new("/sys/fs/selinux/enforce").exists();
+    let mut d = common::Daemon::start().await;
+    let info =
+        d.rt.status(cri::StatusRequest { verbose: true })
+            .await
+            .unwrap()
+            .into_inner()
+            .info;
+    let se: serde_json::Value = serde_json::from_str(&info["selinux"]).unwrap();
+    assert_eq!(se["enabled"], false, "{se}");
+    assert!(se["note"].as_str().unwrap().contains("ignored"), "{se}");
+    d.pull(&common::image("busybox:latest")).await;
+    let (pod, pod_cfg) = d.run_pod("se", true).await;
+    let vol = d.dir.join("se-vol");
+    std::fs::create_dir_all(&vol).unwrap();
+    let mut cfg = common::container_config("c", &common::image("busybox:latest"), &["sleep", "30"]);
+    cfg.mounts.push(cri::Mount {
+        container_path: "/vol".into(),
+        host_path: vol.display().to_string(),
+        selinux_relabel: true,
+        ..Default::default()
+    });
+    cfg.linux
+        .get_or_insert_with(Default::default)
+        .security_context
+        .get_or_insert_with(Default::default)
+        .selinux_options = Some(cri::SeLinuxOption {
+        user: "system_u".into(),
+        role: "system_r".into(),
+        r#type: "container_t".into(),
+        level: "s0:c1,c2".into(),
+    });
+    let id = d
+        .create(&pod, &pod_cfg, cfg)
+        .await
+        .unwrap_or_else(|e| panic!("labels must be ignored with selinux = false: {e}"));
+    d.start_ctr(&id).await;
+    d.shutdown().await;
+
+    if host_selinux {
+        eprintln!("SKIPPED (selinux = true part): this host has SELinux");
+        return;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("crius-e2e-selinux-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let file = dir.path().join("crius.toml");
+    std::fs::write(&file, "selinux = true\n").unwrap();
+    let out = crius()
+        .arg("daemon")
+        .arg("--config")
+        .arg(&file)
+        .arg("--root")
+        .arg(dir.path().join("root"))
+        .arg("--state")
+        .arg(dir.path().join("state"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("`selinux`"), "{err}");
+}
