@@ -4,7 +4,7 @@
 # tests/critest/expect-<handler>.txt. Fails on any spec that fails or skips without being listed there,
 # and on any listed spec that now passes (the file only ever shrinks).
 #
-# Usage: scripts/critest.sh HANDLER [extra critest args]      HANDLER: runc | crun
+# Usage: scripts/critest.sh HANDLER [extra critest args]      HANDLER: runc | crun | youki
 # Needs: root, the test registry and images (scripts/start-registries.sh, scripts/build-test-images.py),
 # the debug binaries (cargo build --workspace --bins). Everything it starts or mounts is undone on exit.
 set -euo pipefail
@@ -95,6 +95,13 @@ cni_conf_dir = "$work/cni"
 cni_bin_dir = ["$CRIUS_TEST_CNI_BIN_DIR"]
 default_runtime = "$handler"
 TOML
+# youki is built from crates.io by scripts/install-youki.sh into the test dir, not installed system-wide.
+if [ "$handler" = youki ]; then
+    youki="${CRIUS_YOUKI:-$CRIUS_TEST_DIR/youki/bin/youki}"
+    [ -x "$youki" ] || youki="$(command -v youki || true)"
+    [ -n "$youki" ] || { log "no youki binary (scripts/install-youki.sh)"; exit 1; }
+    printf '[runtimes.youki]\npath = "%s"\n' "$youki" >> "$work/crius.toml"
+fi
 cat > "$work/crictl.yaml" <<YAML
 runtime-endpoint: unix://$work/crius.sock
 image-endpoint: unix://$work/crius.sock

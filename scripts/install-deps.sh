@@ -13,7 +13,9 @@ log() { printf 'install-deps: %s\n' "$*"; }
 die() { printf 'install-deps: error: %s\n' "$*" >&2; exit 1; }
 
 # gcc and libc6-dev build the static stand-ins in scripts/test-images (critest's web-server, pause and
-# nonewprivs images); xz-utils unpacks critest/crictl from ../shared/tools/cri-tools.
+# nonewprivs images); xz-utils unpacks critest/crictl from ../shared/tools/cri-tools; criu is probed by
+# the checkpoint-discovery test (it installs here but cannot start on this kernel: both cases are covered);
+# libseccomp-dev and pkg-config build youki (scripts/install-youki.sh).
 # The dynamic `busybox` package is deliberately absent: it conflicts with
 # busybox-static (which tests use on the host). The image builder fetches the
 # dynamic one with `apt-get download` instead, without installing it.
@@ -21,7 +23,7 @@ PACKAGES=(
     runc crun containernetworking-plugins docker-registry busybox-static
     iptables iproute2 apache2-utils zstd python3 ca-certificates util-linux
     procps kmod curl skopeo
-    gcc libc6-dev xz-utils
+    gcc libc6-dev xz-utils criu libseccomp-dev pkg-config
 )
 
 if [ "$(id -u)" -ne 0 ]; then

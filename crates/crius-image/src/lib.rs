@@ -23,6 +23,7 @@ mod registry;
 mod rootfs;
 mod unpack;
 mod usage;
+mod volume;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -30,6 +31,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 pub use error::ImageError;
+pub use rootfs::LowerMapper;
 
 use content::Content;
 use meta::{ImageRecord, Meta};
@@ -446,7 +448,13 @@ impl ImageStore {
             live_blobs.extend(rec.blobs().map(str::to_string));
             live_snaps.extend(rec.chain.iter().cloned());
         }
-        for (_, r) in self.inner.meta.rootfs()? {
+        for (_, r) in self
+            .inner
+            .meta
+            .rootfs()?
+            .into_iter()
+            .chain(self.inner.meta.volumes()?)
+        {
             live_snaps.extend(r.chain);
         }
         let hex_of = |s: &String| s.strip_prefix("sha256:").map(str::to_string);

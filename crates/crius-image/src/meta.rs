@@ -15,6 +15,8 @@ pub(crate) const IMAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("im
 pub(crate) const REFS: TableDefinition<&str, &str> = TableDefinition::new("refs");
 /// container id → JSON `RootfsRecord`.
 pub(crate) const ROOTFS: TableDefinition<&str, &[u8]> = TableDefinition::new("rootfs");
+/// `<container id>/<mount index>` → JSON `RootfsRecord` of an image mounted as a volume.
+pub(crate) const VOLUMES: TableDefinition<&str, &[u8]> = TableDefinition::new("image_volumes");
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct LayerRecord {
@@ -74,6 +76,7 @@ impl Meta {
             w.open_table(IMAGES).map_err(|e| db_err(path, e))?;
             w.open_table(REFS).map_err(|e| db_err(path, e))?;
             w.open_table(ROOTFS).map_err(|e| db_err(path, e))?;
+            w.open_table(VOLUMES).map_err(|e| db_err(path, e))?;
         }
         w.commit().map_err(|e| db_err(path, e))?;
         Ok(Meta {
@@ -117,8 +120,35 @@ impl Meta {
     }
 
     pub fn rootfs(&self) -> Result<Vec<(String, RootfsRecord)>, ImageError> {
+        self.records(ROOTFS)
+    }
+
+    pub fn put_rootfs(&self, container_id: &str, rec: &RootfsRecord) -> Result<(), ImageError> {
+        self.put_record(ROOTFS, container_id, rec)
+    }
+
+    pub fn drop_rootfs(&self, container_id: &str) -> Result<(), ImageError> {
+        self.drop_records(ROOTFS, &[container_id])
+    }
+
+    pub fn volumes(&self) -> Result<Vec<(String, RootfsRecord)>, ImageError> {
+        self.records(VOLUMES)
+    }
+
+    pub fn put_volume(&self, key: &str, rec: &RootfsRecord) -> Result<(), ImageError> {
+        self.put_record(VOLUMES, key, rec)
+    }
+
+    pub fn drop_volumes(&self, keys: &[&str]) -> Result<(), ImageError> {
+        self.drop_records(VOLUMES, keys)
+    }
+
+    fn records(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+    ) -> Result<Vec<(String, RootfsRecord)>, ImageError> {
         let r = self.db.begin_read().map_err(|e| self.err(e))?;
-        let t = r.open_table(ROOTFS).map_err(|e| self.err(e))?;
+        let t = r.open_table(table).map_err(|e| self.err(e))?;
         let mut out = Vec::new();
         for item in t.iter().map_err(|e| self.err(e))? {
             let (k, v) = item.map_err(|e| self.err(e))?;
@@ -130,22 +160,32 @@ impl Meta {
         Ok(out)
     }
 
-    pub fn put_rootfs(&self, container_id: &str, rec: &RootfsRecord) -> Result<(), ImageError> {
+    fn put_record(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        key: &str,
+        rec: &RootfsRecord,
+    ) -> Result<(), ImageError> {
         let v = serde_json::to_vec(rec).map_err(|e| self.err(e))?;
         let w = self.db.begin_write().map_err(|e| self.err(e))?;
         {
-            let mut t = w.open_table(ROOTFS).map_err(|e| self.err(e))?;
-            t.insert(container_id, v.as_slice())
-                .map_err(|e| self.err(e))?;
+            let mut t = w.open_table(table).map_err(|e| self.err(e))?;
+            t.insert(key, v.as_slice()).map_err(|e| self.err(e))?;
         }
         w.commit().map_err(|e| self.err(e))
     }
 
-    pub fn drop_rootfs(&self, container_id: &str) -> Result<(), ImageError> {
+    fn drop_records(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        keys: &[&str],
+    ) -> Result<(), ImageError> {
         let w = self.db.begin_write().map_err(|e| self.err(e))?;
         {
-            let mut t = w.open_table(ROOTFS).map_err(|e| self.err(e))?;
-            t.remove(container_id).map_err(|e| self.err(e))?;
+            let mut t = w.open_table(table).map_err(|e| self.err(e))?;
+            for k in keys {
+                t.remove(*k).map_err(|e| self.err(e))?;
+            }
         }
         w.commit().map_err(|e| self.err(e))
     }

@@ -10,8 +10,19 @@ use crate::error::{ImageError, IoContext};
 use crate::meta::RootfsRecord;
 use crate::{valid_container_id, ImageStore};
 
+/// Turns image layers into the lower dirs a container's overlay uses (see
+/// [`ImageStore::prepare_rootfs_mapped`]).
+pub struct LowerMapper<'a> {
+    /// Host uid/gid that owns the writable layer (the container's root).
+    pub owner: (u32, u32),
+    /// Layer dirs (top first) → the dirs to give overlayfs.
+    pub map: &'a dyn Fn(&[PathBuf]) -> std::io::Result<Vec<PathBuf>>,
+    /// Called with what `map` returned once the overlay is mounted (or failed).
+    pub release: &'a dyn Fn(&[PathBuf]),
+}
+
 /// The kernel copies mount data into one page.
-const MAX_MOUNT_DATA: usize = 4095;
+pub(crate) const MAX_MOUNT_DATA: usize = 4095;
 
 fn unescape_mountinfo(s: &str) -> String {
     let b = s.as_bytes();
@@ -48,7 +59,7 @@ pub(crate) fn is_mountpoint(target: &Path) -> Result<bool, ImageError> {
         .any(|mp| unescape_mountinfo(mp) == want))
 }
 
-fn cpath(p: &Path) -> std::io::Result<std::ffi::CString> {
+pub(crate) fn cpath(p: &Path) -> std::io::Result<std::ffi::CString> {
     use std::os::unix::ffi::OsStrExt;
     std::ffi::CString::new(p.as_os_str().as_bytes())
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "NUL in path"))
@@ -62,11 +73,15 @@ fn sys(r: libc::c_long) -> std::io::Result<libc::c_long> {
     }
 }
 
-/// Mounts overlay through the new mount API, adding each lower layer separately (top first).
-fn mount_many_layers(
+/// `fsmount` attributes of a read-only image volume.
+pub(crate) const MOUNT_ATTR_RDONLY_NOSUID_NODEV: libc::c_uint = 0x1 | 0x2 | 0x4;
+
+/// Mounts overlay through the new mount API, adding each lower layer separately (top first). Without
+/// `upper_work` the overlay is read-only; `attrs` are `MOUNT_ATTR_*` flags of the new mount.
+pub(crate) fn mount_many_layers(
     lowers: &[PathBuf],
-    upper: &Path,
-    work: &Path,
+    upper_work: Option<(&Path, &Path)>,
+    attrs: libc::c_uint,
     target: &Path,
 ) -> std::io::Result<()> {
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -99,8 +114,10 @@ fn mount_many_layers(
     for l in lowers {
         set("lowerdir+", l)?;
     }
-    set("upperdir", upper)?;
-    set("workdir", work)?;
+    if let Some((upper, work)) = upper_work {
+        set("upperdir", upper)?;
+        set("workdir", work)?;
+    }
     // SAFETY: valid fd; null key/value are what FSCONFIG_CMD_CREATE takes.
     sys(unsafe {
         libc::syscall(
@@ -113,7 +130,8 @@ fn mount_many_layers(
         )
     })?;
     // SAFETY: valid fd.
-    let mnt = sys(unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, 0) })?;
+    let mnt =
+        sys(unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, attrs) })?;
     // SAFETY: mnt is a fresh fd.
     let mnt = unsafe { OwnedFd::from_raw_fd(mnt as i32) };
     let empty = std::ffi::CString::new("").map_err(std::io::Error::other)?;
@@ -149,6 +167,19 @@ impl ImageStore {
         image_id: &str,
         container_id: &str,
         target: &Path,
+    ) -> Result<(), ImageError> {
+        self.prepare_rootfs_mapped(image_id, container_id, target, None)
+    }
+
+    /// Like [`ImageStore::prepare_rootfs`], with the lower layers replaced by what
+    /// `mapper` makes of them (idmapped copies for a user-namespaced container) and the upper dir
+    /// owned by `mapper.owner`. The layers on disk are not touched.
+    pub fn prepare_rootfs_mapped(
+        &self,
+        image_id: &str,
+        container_id: &str,
+        target: &Path,
+        mapper: Option<&LowerMapper>,
     ) -> Result<(), ImageError> {
         let cdir = self.container_dir(container_id)?;
         let mut lowers = Vec::new();
@@ -214,6 +245,28 @@ impl ImageStore {
         if is_mountpoint(target)? {
             return Ok(());
         }
+        if let Some(m) = mapper {
+            let (uid, gid) = m.owner;
+            std::os::unix::fs::chown(&upper, Some(uid), Some(gid)).ctx(&upper)?;
+            let mapped = (m.map)(&lowers).map_err(|e| ImageError::Mount {
+                target: target.to_path_buf(),
+                detail: format!("idmapped lower layers for container {container_id}: {e}"),
+            })?;
+            let res = self.mount_overlay(container_id, &mapped, &upper, &work, target);
+            (m.release)(&mapped);
+            return res;
+        }
+        self.mount_overlay(container_id, &lowers, &upper, &work, target)
+    }
+
+    fn mount_overlay(
+        &self,
+        container_id: &str,
+        lowers: &[PathBuf],
+        upper: &Path,
+        work: &Path,
+        target: &Path,
+    ) -> Result<(), ImageError> {
         let lower = lowers
             .iter()
             .map(|p| p.to_string_lossy().into_owned())
@@ -239,7 +292,7 @@ impl ImageStore {
         }
         // Too many layers for one page of mount options: hand the layers to the kernel one by one
         // (fsconfig "lowerdir+", Linux 6.8+).
-        mount_many_layers(&lowers, &upper, &work, target).map_err(|e| ImageError::Mount {
+        mount_many_layers(lowers, Some((upper, work)), 0, target).map_err(|e| ImageError::Mount {
             target: target.to_path_buf(),
             detail: format!(
                 "overlay mount for container {container_id} with {} layers ({} bytes of options, \

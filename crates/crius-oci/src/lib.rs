@@ -20,3 +20,4 @@ pub use monitor::{
     cgroup_procs_files, join_cgroups_in_child, monitor_alive, pid_alive, read_exit, reopen_log,
     spawn_monitor, wait_pid_exit, ExitInfo, MonitorConfig, MonitorHandle,
 };
+pub use probe::{run_trial_bundle, trial_id};

@@ -17,10 +17,28 @@ pub(crate) async fn trial_container(h: &Handler, step_timeout: Duration) -> Resu
         .prefix("crius-probe-")
         .tempdir()
         .map_err(|e| format!("temp dir: {e}"))?;
-    let id = format!("crius-probe-{}-{}", std::process::id(), rand_suffix());
+    let id = trial_id();
     build_bundle(dir.path(), &id)
         .map_err(|e| format!("bundle in {}: {e}", dir.path().display()))?;
-    let log = dir.path().join("runtime.log");
+    run_trial_bundle(h, dir.path(), &id, step_timeout).await
+}
+
+/// A fresh id for a trial container; its cgroup must be `/<id>` so that `delete` removes it.
+pub fn trial_id() -> String {
+    format!("crius-probe-{}-{}", std::process::id(), rand_suffix())
+}
+
+/// Creates, starts, waits for and deletes the container of the bundle in `dir` (its `config.json`
+/// must run something that exits at once). Used by the handler probe and by callers that try a
+/// handler with a bundle of their own (e.g. a user-namespace trial).
+pub async fn run_trial_bundle(
+    h: &Handler,
+    dir: &Path,
+    id: &str,
+    step_timeout: Duration,
+) -> Result<(), String> {
+    let id = id.to_string();
+    let log = dir.join("runtime.log");
     let global = |cmd: &[&str]| -> Vec<OsString> {
         let mut v: Vec<OsString> = vec![
             "--log".into(),
@@ -45,11 +63,11 @@ pub(crate) async fn trial_container(h: &Handler, step_timeout: Duration) -> Resu
             from_log
         }
     };
-    let bundle = dir.path().to_string_lossy().into_owned();
+    let bundle = dir.to_string_lossy().into_owned();
     let result = async {
         // Not through `run`: a non-terminal container inherits the runtime's stdio, so piped
         // stdout/stderr would stay open (held by the trial's init) until it is started.
-        let errfile = dir.path().join("create.stderr");
+        let errfile = dir.join("create.stderr");
         let stderr =
             std::fs::File::create(&errfile).map_err(|e| format!("{}: {e}", errfile.display()))?;
         let mut child = tokio::process::Command::new(&h.binary)

@@ -26,23 +26,80 @@ async fn runc_is_available_with_features() {
     assert!(f.recursive_read_only_mounts && !f.user_namespaces);
 }
 
+const UNIFIED_CONTROLLERS: &str = "/sys/fs/cgroup/unified/cgroup.controllers";
+
+/// crun 1.8.1 refuses a cgroup v1 host whose cgroup2 mount holds a controller ("hybrid" layout).
+fn crun_hybrid_refusal_applies() -> bool {
+    std::fs::read_to_string(UNIFIED_CONTROLLERS)
+        .map(|c| !c.trim().is_empty())
+        .unwrap_or(false)
+}
+
+async fn probe_crun(root: &Path) -> Handler {
+    Handler::probe("crun", Path::new("/usr/bin/crun"), &root.join("crun")).await
+}
+
+/// Whatever the host's layout, the probe's verdict must match what crun can really do: unavailable
+/// with crun's own reason while cgroup2 holds a controller, available once it holds none. Where the
+/// host has the hybrid layout, the test releases hugetlb (a v1 hugetlb mount moves it out of cgroup2)
+/// to check both verdicts, and unmounts it again.
 #[tokio::test]
-async fn crun_is_unavailable_on_this_host_with_a_reason() {
+async fn crun_probe_follows_what_crun_can_do_here() {
     let root = tempfile::tempdir().expect("tempdir");
-    let h = Handler::probe(
-        "crun",
-        Path::new("/usr/bin/crun"),
-        &root.path().join("crun"),
-    )
-    .await;
-    match &h.status {
-        HandlerStatus::Unavailable { reason } => {
-            eprintln!("crun: {reason}");
-            assert!(reason.contains("cannot run a container"), "{reason}");
+    if crun_hybrid_refusal_applies() {
+        let h = probe_crun(root.path()).await;
+        match &h.status {
+            HandlerStatus::Unavailable { reason } => {
+                eprintln!("crun (hybrid layout): {reason}");
+                assert!(reason.contains("cannot run a container"), "{reason}");
+            }
+            HandlerStatus::Available { version } => {
+                panic!("crun reported usable ({version}) while cgroup2 holds a controller")
+            }
         }
-        HandlerStatus::Available { version } => panic!("crun unexpectedly usable ({version})"),
+        assert!(h.ensure_available().is_err());
+
+        let mnt = root.path().join("hugetlb");
+        std::fs::create_dir(&mnt).expect("mkdir");
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "cgroup", "-o", "hugetlb", "cgroup"])
+            .arg(&mnt)
+            .status()
+            .expect("mount")
+            .success();
+        if !ok {
+            eprintln!("could not mount a v1 hugetlb hierarchy: only the refusal was checked");
+            return;
+        }
+        struct Unmount<'a>(&'a Path);
+        impl Drop for Unmount<'_> {
+            fn drop(&mut self) {
+                let _ = std::process::Command::new("umount").arg(self.0).status();
+            }
+        }
+        let _undo = Unmount(&mnt);
+        for _ in 0..50 {
+            if !crun_hybrid_refusal_applies() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        assert!(!crun_hybrid_refusal_applies(), "hugetlb still in cgroup2");
+        let h = probe_crun(&root.path().join("released")).await;
+        match &h.status {
+            HandlerStatus::Available { version } => assert!(version.contains("crun"), "{version}"),
+            HandlerStatus::Unavailable { reason } => {
+                panic!("crun unavailable with an empty cgroup2: {reason}")
+            }
+        }
+        h.ensure_available().expect("available");
+    } else {
+        let h = probe_crun(root.path()).await;
+        match &h.status {
+            HandlerStatus::Available { version } => assert!(version.contains("crun"), "{version}"),
+            HandlerStatus::Unavailable { reason } => panic!("crun unavailable: {reason}"),
+        }
     }
-    assert!(h.ensure_available().is_err());
 }
 
 #[tokio::test]

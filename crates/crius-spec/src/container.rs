@@ -19,7 +19,7 @@ use crate::mounts::{
     cri_mounts, default_mounts, merge, pod_file_mounts, RootfsPropagation, Shm,
     DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS,
 };
-use crate::namespaces::{check_userns, container_namespaces, validate_sysctls};
+use crate::namespaces::{container_namespaces, validate_sysctls};
 use crate::resources::clamp_oom;
 use crate::seccomp::{default_seccomp_profile_for, load_profile, localhost_profile_path};
 use crate::{
@@ -62,6 +62,12 @@ pub fn container_spec(input: &SpecInput) -> Result<Spec, SpecError> {
         ));
     }
     let privileged = sc.privileged;
+    if privileged && pod.userns.is_some() {
+        return Err(SpecError::invalid(
+            "security_context.privileged",
+            "a privileged container cannot run in a pod with its own user namespace",
+        ));
+    }
 
     // Process.
     let args = merge_args(cfg, input.image)?;
@@ -148,8 +154,15 @@ pub fn container_spec(input: &SpecInput) -> Result<Spec, SpecError> {
     let seccomp = container_seccomp(sc, host, privileged, &cap_sets, input.seccomp_profile_root)?;
 
     let mut oci_linux = oci_spec::runtime::Linux::default();
-    oci_linux.set_uid_mappings(None);
-    oci_linux.set_gid_mappings(None);
+    let (uid_maps, gid_maps) = match &pod.userns {
+        Some(u) => (
+            Some(crate::userns::oci_maps(&u.map.uids)),
+            Some(crate::userns::oci_maps(&u.map.gids)),
+        ),
+        None => (None, None),
+    };
+    oci_linux.set_uid_mappings(uid_maps);
+    oci_linux.set_gid_mappings(gid_maps);
     oci_linux.set_namespaces(Some(plan.namespaces));
     oci_linux.set_devices(Some(nodes));
     oci_linux.set_resources(Some(resources));
@@ -802,7 +815,14 @@ pub fn validate_sandbox_config(cfg: &PodSandboxConfig, host: &HostInfo) -> Resul
             "TARGET is only valid for containers",
         ));
     }
-    check_userns(&opts).map_err(|e| prefix(e, "linux"))?;
+    let userns = crate::userns::pod_userns(&opts)
+        .map_err(|e| prefix(e, "linux.security_context.namespace_options"))?;
+    if userns.is_some() && sc.privileged {
+        return Err(SpecError::invalid(
+            format!("{P}.privileged"),
+            "a privileged pod cannot have its own user namespace",
+        ));
+    }
 
     if sc.run_as_group.is_some() && sc.run_as_user.is_none() {
         return Err(SpecError::invalid(

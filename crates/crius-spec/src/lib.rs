@@ -15,7 +15,7 @@
 //! | `command`, `args` | `process.args`, merged with image entrypoint/cmd like the kubelet/containerd |
 //! | `working_dir` | `process.cwd` (else image WorkingDir, else `/`) |
 //! | `envs` | `process.env` (override image env by key) |
-//! | `mounts[i]` | `mounts` (see [`mounts`]): `selinux_relabel` ignored without SELinux; `recursive_read_only` needs [`HandlerCaps::rro`]; `uidMappings`/`gidMappings` need [`HandlerCaps::idmap`]; `image`/`image_sub_path` → Unsupported |
+//! | `mounts[i]` | `mounts` (see [`mounts`]): `selinux_relabel` ignored without SELinux; `recursive_read_only` needs [`HandlerCaps::rro`]; `uidMappings`/`gidMappings` need [`HandlerCaps::idmap`]; `image`/`image_sub_path` → Unsupported here (the daemon mounts image volumes and passes them as read-only binds) |
 //! | `devices[i]` | `linux.devices` + device cgroup rules |
 //! | `labels`, `annotations` | daemon (stored, reported); not put in the OCI spec |
 //! | `log_path`, `stdin`, `stdin_once` | daemon / monitor |
@@ -23,7 +23,7 @@
 //! | `linux.resources` | [`linux_resources`], [`oom_score_adj`] |
 //! | `linux.security_context` | see below |
 //! | `windows` | Unsupported when set |
-//! | `CDI_devices` | Unsupported when non-empty |
+//! | `CDI_devices` | Unsupported when non-empty (the daemon resolves CDI devices and edits the spec itself) |
 //! | `stop_signal` | [`stop_signal`] (daemon uses it on StopContainer) |
 //!
 //! # `LinuxContainerSecurityContext`
@@ -32,7 +32,7 @@
 //! |---|---|
 //! | `capabilities` | [`caps`]: add/drop/ambient, `ALL`, bounding-set rule |
 //! | `privileged` | caps = bounding set, all host devices, `/sys` rw, no masked/readonly paths, seccomp/apparmor unconfined; needs the sandbox to be privileged |
-//! | `namespace_options` | `linux.namespaces`: network POD/NODE (CONTAINER → Unsupported), ipc POD/NODE/CONTAINER, pid POD/NODE/CONTAINER/TARGET; `userns_options` POD → Unsupported. UTS follows the pod (no CRI field); mount ns always new; cgroup ns new on v2 only |
+//! | `namespace_options` | `linux.namespaces`: network POD/NODE (CONTAINER → Unsupported), ipc POD/NODE/CONTAINER, pid POD/NODE/CONTAINER/TARGET; `userns_options`: POD joins the pod's user namespace (see `userns`), NODE none, CONTAINER → Unsupported, TARGET → Invalid. UTS follows the pod (no CRI field); mount ns always new; cgroup ns new on v2 only |
 //! | `selinux_options` | ignored when the host has no SELinux (as containerd); Unsupported on an SELinux host |
 //! | `run_as_user`, `run_as_group`, `run_as_username` | `process.user` via [`resolve_user`]; the name wins over the uid; a group without a user is Invalid |
 //! | `readonly_rootfs` | `root.readonly` (+ `/etc/hosts` etc. mounted ro) |
@@ -59,7 +59,7 @@
 //! | `linux.cgroup_parent` | daemon → [`PodContext::cgroup_parent`] → `cgroupsPath` (`..` refused) |
 //! | `linux.sysctls` | daemon → [`PodContext::sysctls`]; validated against the pod's namespaces |
 //! | `linux.overhead`, `linux.resources` | validated like container resources (the daemon sizes the pod cgroup) |
-//! | `linux.security_context.namespace_options` | network/ipc: POD or NODE; pid: POD, CONTAINER or NODE (TARGET invalid); userns POD → Unsupported |
+//! | `linux.security_context.namespace_options` | network/ipc: POD or NODE; pid: POD, CONTAINER or NODE (TARGET invalid); userns POD with one uid and one gid range mapping container id 0 (`pod_userns`) |
 //! | `linux.security_context.run_as_user`, `run_as_group`, `supplemental_groups` | pause process user (numeric; no rootfs lookup) |
 //! | `linux.security_context.privileged` | pause caps/devices; allows privileged containers |
 //! | `linux.security_context.seccomp`, `seccomp_profile_path`, `apparmor` | pause process profiles |
@@ -91,6 +91,7 @@ mod resources;
 pub mod seccomp;
 mod signal;
 mod user;
+mod userns;
 
 pub use container::{
     container_spec, pause_spec, validate_sandbox_config, DEFAULT_APPARMOR_PROFILE, DEFAULT_PATH,
@@ -101,6 +102,7 @@ pub use resources::{linux_resources, oom_score_adj};
 pub use seccomp::default_seccomp_profile;
 pub use signal::{parse_signal, stop_signal, SIGTERM};
 pub use user::{read_rootfs_file, resolve_in_rootfs, resolve_user, ResolvedUser};
+pub use userns::{pod_userns, IdMap, PodUserns};
 
 /// Annotation keys set on every spec (same names as containerd's CRI plugin, so tools that
 /// read them keep working).
@@ -150,6 +152,16 @@ pub struct PodContext {
     pub cgroup_parent: String,
     /// Pod-level sysctls; they apply to every container of the pod.
     pub sysctls: BTreeMap<String, String>,
+    /// The pod's own user namespace (userns_options POD): every container joins it.
+    pub userns: Option<UsernsContext>,
+}
+
+/// A pod's pinned user namespace and its mappings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsernsContext {
+    /// The pinned `/proc/<pid>/ns/user`.
+    pub path: PathBuf,
+    pub map: PodUserns,
 }
 
 /// Facts about the host and the daemon process, probed once by the daemon.
@@ -165,7 +177,9 @@ pub struct HostInfo {
     pub selinux: bool,
 }
 
-/// What the OCI runtime handler (runc, crun) can do, from its `features` output.
+/// What a container's spec may ask of its runtime handler: what the handler does itself (its
+/// `features` output) plus what the daemon prepares host-side for it (the daemon rewrites such
+/// mounts into plain binds of prepared copies before the handler sees the spec).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct HandlerCaps {
     /// Recursive read-only mounts (`rro` mount option).

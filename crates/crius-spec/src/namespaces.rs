@@ -32,29 +32,6 @@ fn mode(field: &str, value: i32) -> Result<NamespaceMode, SpecError> {
         .map_err(|_| SpecError::invalid(field, format!("unknown namespace mode {value}")))
 }
 
-/// `userns_options`: only NODE (no user namespace) is implemented.
-pub(crate) fn check_userns(opts: &NamespaceOption) -> Result<(), SpecError> {
-    const F: &str = "security_context.namespace_options.userns_options";
-    if let Some(u) = &opts.userns_options {
-        match mode(F, u.mode)? {
-            NamespaceMode::Node => Ok(()),
-            NamespaceMode::Pod => Err(SpecError::unsupported(
-                F,
-                "user namespaces (mode POD) are not implemented",
-            )),
-            other => Err(SpecError::invalid(
-                F,
-                format!(
-                    "mode {} is not valid for user namespaces",
-                    other.as_str_name()
-                ),
-            )),
-        }
-    } else {
-        Ok(())
-    }
-}
-
 /// A container's namespaces. Network, IPC and UTS follow the pod (the pod context says
 /// whether it has its own); PID follows the request.
 pub(crate) fn container_namespaces(
@@ -69,9 +46,12 @@ pub(crate) fn container_namespaces(
         ..Default::default()
     };
     let opts = opts.unwrap_or(&default);
-    check_userns(opts)?;
+    crate::userns::check_container_userns(opts, pod.userns.as_ref().map(|u| &u.map))?;
     let mut plan = NsPlan::default();
     let mut out = vec![ns(LinuxNamespaceType::Mount, None)];
+    if let Some(u) = &pod.userns {
+        out.push(ns(LinuxNamespaceType::User, Some(u.path.clone())));
+    }
 
     const NET: &str = "security_context.namespace_options.network";
     match mode(NET, opts.network)? {
@@ -362,7 +342,7 @@ mod tests {
         });
         let err = container_namespaces(Some(&o), &pod(), &HostInfo::default(), None).unwrap_err();
         assert!(
-            matches!(&err, SpecError::Unsupported { field, .. } if field == "security_context.namespace_options.userns_options")
+            matches!(&err, SpecError::Invalid { field, .. } if field == "security_context.namespace_options.userns_options")
         );
         o.userns_options = Some(UserNamespace {
             mode: NamespaceMode::Node as i32,

@@ -30,8 +30,20 @@
 //!
 //! Protocols served: WebSocket `v5.channel.k8s.io`, `v4.channel.k8s.io`,
 //! `v4.base64.channel.k8s.io`, `channel.k8s.io`, `base64.channel.k8s.io` (exec/attach) and
-//! `v4.channel.k8s.io`/`v4.base64.channel.k8s.io`/`portforward.k8s.io` (port forward);
+//! `v4.channel.k8s.io`/`v4.base64.channel.k8s.io`/`portforward.k8s.io` (port forward), and
+//! `SPDY/3.1+portforward.k8s.io` (SPDY port forwarding tunnelled in WebSocket binary messages,
+//! what kubectl and crictl use with the WebSocket transport since Kubernetes 1.31);
 //! SPDY/3.1 with `v4`/`v3`/`v2.channel.k8s.io`/`channel.k8s.io` and `portforward.k8s.io`.
+//!
+//! Limits (clients are untrusted): at most [`Config::max_sessions`] upgraded sessions (503
+//! beyond, the URL stays usable); a session idle for [`Config::idle_timeout`] is closed; each
+//! session buffers at most 4 MiB received from its client and not yet consumed (then reading
+//! stops: TCP backpressure, or FLOW_CONTROL_ERROR for a SPDY peer that ignores its windows);
+//! a SPDY connection has at most [`spdy::MAX_STREAMS`] streams open (advertised in SETTINGS;
+//! more are refused), so at most half as many port-forward connections; WebSocket messages are
+//! at most 2 MiB and a WebSocket port forward names at most 64 ports. A port-forward connection
+//! the client half-closed is closed 5 s later if the pod has not finished (client-go forgets
+//! such streams without a reset, so nothing else tells the server the client left).
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -40,6 +52,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
+mod budget;
 pub mod client;
 mod remotecommand;
 mod server;
@@ -67,6 +80,13 @@ pub struct Config {
     /// The URL prefix put into the URLs handed out (e.g. `http://10.0.0.5:10010` when listening
     /// on `0.0.0.0`). Default: `http://<bound address>`.
     pub base_url: Option<String>,
+    /// A session whose client connection carries no byte either way for this long is closed.
+    /// Default 4 h, the kubelet's `streamingConnectionIdleTimeout`.
+    pub idle_timeout: Duration,
+    /// Upgraded sessions served at once; further upgrades are refused with 503 (the URL stays
+    /// usable). Default 128. With at most 4 MiB buffered per session this bounds the memory
+    /// clients can make the server hold.
+    pub max_sessions: usize,
 }
 
 impl Default for Config {
@@ -76,6 +96,8 @@ impl Default for Config {
             token_ttl: Duration::from_secs(60),
             stream_creation_timeout: Duration::from_secs(30),
             base_url: None,
+            idle_timeout: Duration::from_secs(4 * 3600),
+            max_sessions: 128,
         }
     }
 }

@@ -4,7 +4,11 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,6 +17,7 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 
 use crate::remotecommand::{Options, Session, Target};
@@ -27,6 +32,9 @@ pub(crate) struct Shared {
     pub(crate) base_url: Option<String>,
     backend: Arc<dyn Backend>,
     stream_creation_timeout: Duration,
+    idle_timeout: Duration,
+    max_sessions: usize,
+    sessions: AtomicUsize,
 }
 
 pub(crate) async fn start(
@@ -51,6 +59,9 @@ pub(crate) async fn start(
         base_url: cfg.base_url.clone(),
         backend,
         stream_creation_timeout: cfg.stream_creation_timeout,
+        idle_timeout: cfg.idle_timeout,
+        max_sessions: cfg.max_sessions,
+        sessions: AtomicUsize::new(0),
     });
     let accept_shared = shared.clone();
     tokio::spawn(async move { accept_loop(listener, accept_shared).await });
@@ -70,11 +81,26 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         };
         // Interactive traffic: small frames must not wait for Nagle.
         let _ = tcp.set_nodelay(true);
+        let conn_info = Arc::new(ConnInfo {
+            // A second descriptor of the socket, only ever used to shut it down when the
+            // session goes idle; it is closed with the session.
+            socket: tcp
+                .as_fd()
+                .try_clone_to_owned()
+                .ok()
+                .map(std::net::TcpStream::from),
+            activity: Activity::default(),
+        });
+        let tcp = ActiveIo {
+            io: tcp,
+            activity: conn_info.activity.clone(),
+        };
         let shared = shared.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let shared = shared.clone();
-                async move { Ok::<_, Infallible>(route(shared, req)) }
+                let conn_info = conn_info.clone();
+                async move { Ok::<_, Infallible>(route(shared, conn_info, req)) }
             });
             // A client that never finishes its request headers must not hold a connection
             // (and a task) forever.
@@ -148,7 +174,11 @@ fn negotiate(client: Vec<String>, server: &[&'static str]) -> Result<Option<&'st
         .ok_or(())
 }
 
-fn route(shared: Arc<Shared>, mut req: Request<Incoming>) -> Response<Full<Bytes>> {
+fn route(
+    shared: Arc<Shared>,
+    conn_info: Arc<ConnInfo>,
+    mut req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_string();
     let mut parts = path.trim_start_matches('/').splitn(2, '/');
     let kind = match parts.next() {
@@ -243,6 +273,21 @@ fn route(shared: Arc<Shared>, mut req: Request<Incoming>) -> Response<Full<Bytes
         }
     };
 
+    // Counted from here until the session ends; refused before the token is used up.
+    let Some(guard) = SessionGuard::acquire(&shared) else {
+        tracing::warn!(
+            max = shared.max_sessions,
+            "refusing a streaming session: too many sessions"
+        );
+        return plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "too many streaming sessions (at most {}); retry later\n",
+                shared.max_sessions
+            ),
+        );
+    };
+
     let Some(pending) = shared.tokens.take(&token, kind) else {
         return plain(
             StatusCode::NOT_FOUND,
@@ -267,6 +312,14 @@ fn route(shared: Arc<Shared>, mut req: Request<Incoming>) -> Response<Full<Bytes
     };
 
     let job = match (pending, negotiated) {
+        (Pending::PortForward(pf), Negotiated::WebSocket { protocol, .. })
+            if protocol.is_some_and(|p| p.starts_with(ws::tunnel::SPDY_PREFIX)) =>
+        {
+            // SPDY inside the WebSocket: ports are named per stream, as with plain SPDY.
+            Job::TunneledSpdyPortForward {
+                pod: pf.pod_sandbox_id,
+            }
+        }
         (Pending::PortForward(pf), Negotiated::WebSocket { protocol, .. }) => {
             let ports = if query_ports.is_empty() {
                 let mut ports = Vec::new();
@@ -284,6 +337,17 @@ fn route(shared: Arc<Shared>, mut req: Request<Incoming>) -> Response<Full<Bytes
                 return plain(
                     StatusCode::BAD_REQUEST,
                     "port forward over WebSocket needs at least one port\n",
+                );
+            }
+            // Two channels per port, numbered in one byte.
+            if ports.len() > ws::MAX_PORTS {
+                return plain(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "port forward over WebSocket takes at most {} ports, got {}\n",
+                        ws::MAX_PORTS,
+                        ports.len()
+                    ),
                 );
             }
             Job::WsPortForward {
@@ -309,7 +373,24 @@ fn route(shared: Arc<Shared>, mut req: Request<Incoming>) -> Response<Full<Bytes
 
     let backend = shared.backend.clone();
     let timeout = shared.stream_creation_timeout;
+    let idle_timeout = shared.idle_timeout;
     tokio::spawn(async move {
+        let _guard = guard;
+        let watchdog = tokio::spawn(close_when_idle(conn_info, idle_timeout));
+        serve_upgraded(on_upgrade, job, backend, timeout).await;
+        watchdog.abort();
+    });
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    response
+}
+
+async fn serve_upgraded(
+    on_upgrade: hyper::upgrade::OnUpgrade,
+    job: Job,
+    backend: Arc<dyn Backend>,
+    timeout: Duration,
+) {
+    {
         let upgraded = match on_upgrade.await {
             Ok(u) => TokioIo::new(u),
             Err(e) => {
@@ -332,10 +413,126 @@ fn route(shared: Arc<Shared>, mut req: Request<Incoming>) -> Response<Full<Bytes
             Job::SpdyPortForward { pod } => {
                 spdy::serve_port_forward(upgraded, backend, pod, timeout).await
             }
+            Job::TunneledSpdyPortForward { pod } => {
+                let (rd, wr) = tokio::io::split(upgraded);
+                let (stream, pumps) = ws::tunnel::spawn(rd, wr, ws::tunnel::Role::Server);
+                spdy::serve_port_forward(stream, backend, pod, timeout).await;
+                pumps.finish().await;
+            }
         }
-    });
-    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    response
+    }
+}
+
+/// One accepted connection: when it last carried a byte, and a way to shut it down.
+struct ConnInfo {
+    socket: Option<std::net::TcpStream>,
+    activity: Activity,
+}
+
+/// Milliseconds since `origin` at the last byte read or written.
+#[derive(Clone)]
+struct Activity {
+    origin: tokio::time::Instant,
+    last_ms: Arc<AtomicU64>,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Activity {
+            origin: tokio::time::Instant::now(),
+            last_ms: Arc::new(AtomicU64::new(0)),
+        }
+    }
+}
+
+impl Activity {
+    fn touch(&self) {
+        let ms = self.origin.elapsed().as_millis() as u64;
+        self.last_ms.fetch_max(ms, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> tokio::time::Instant {
+        self.origin + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+    }
+}
+
+/// Shuts the connection down once it has been idle for `timeout`: the session then sees its
+/// client leave and cleans up as it would for a client that hung up.
+async fn close_when_idle(conn: Arc<ConnInfo>, timeout: Duration) {
+    loop {
+        let deadline = conn.activity.last() + timeout;
+        if tokio::time::Instant::now() >= deadline {
+            tracing::info!(?timeout, "closing an idle streaming session");
+            if let Some(s) = &conn.socket {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+            return;
+        }
+        tokio::time::sleep_until(deadline).await;
+    }
+}
+
+/// The client connection, recording activity on every byte moved.
+struct ActiveIo<T> {
+    io: T,
+    activity: Activity,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for ActiveIo<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.io).poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.activity.touch();
+        }
+        r
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for ActiveIo<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.io).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        r
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// A slot among `max_sessions`, released on drop.
+struct SessionGuard(Arc<Shared>);
+
+impl SessionGuard {
+    fn acquire(shared: &Arc<Shared>) -> Option<SessionGuard> {
+        let before = shared.sessions.fetch_add(1, Ordering::SeqCst);
+        if before >= shared.max_sessions {
+            shared.sessions.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(SessionGuard(shared.clone()))
+    }
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        self.0.sessions.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 enum Negotiated {
@@ -363,6 +560,10 @@ enum Job {
         session: Session,
     },
     SpdyPortForward {
+        pod: String,
+    },
+    /// `SPDY/3.1+portforward.k8s.io`: SPDY carried in WebSocket binary messages.
+    TunneledSpdyPortForward {
         pod: String,
     },
 }

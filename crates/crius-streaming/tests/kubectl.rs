@@ -505,14 +505,15 @@ async fn kubectl_port_forward() {
             "websockets={websockets} kubectl stderr: {stderr}"
         );
         assert_eq!(good, 16, "websockets={websockets} kubectl stderr: {stderr}");
-        // The WebSocket tunnel (SPDY inside WebSocket) is not served; kubectl must have
-        // fallen back to plain SPDY.
+        // With websockets kubectl tunnels SPDY inside WebSocket (`SPDY/3.1+portforward.k8s.io`)
+        // and must not have fallen back to plain SPDY; without, plain SPDY.
         let seen = std::mem::take(&mut *env.seen.lock().unwrap_or_else(|p| p.into_inner()));
-        assert_eq!(
-            seen.last().map(String::as_str),
-            Some("SPDY/3.1"),
-            "{seen:?}"
-        );
+        let want = if websockets == "true" {
+            "websocket"
+        } else {
+            "SPDY/3.1"
+        };
+        assert_eq!(seen, vec![want.to_string()], "websockets={websockets}");
         eprintln!("port-forward websockets={websockets}: upgrades attempted {seen:?}");
     }
 }

@@ -836,6 +836,281 @@ async fn client_leaving_closes_pod_connections() {
     .await
 }
 
+/// A "pod" service that streams without end; reports on `closed` when a write fails (its
+/// client connection was closed).
+async fn endless_listener() -> (u16, tokio::sync::mpsc::UnboundedReceiver<()>) {
+    let l = match TcpListener::bind("127.0.0.1:0").await {
+        Ok(l) => l,
+        Err(e) => panic!("bind: {e}"),
+    };
+    let port = l.local_addr().map(|a| a.port()).unwrap_or(0);
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut c, _)) = l.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let chunk = vec![b'y'; 16 * 1024];
+                while c.write_all(&chunk).await.is_ok() {}
+                let _ = tx.send(());
+            });
+        }
+    });
+    (port, rx)
+}
+
+/// client-go half-closes the data stream when its local connection ends and then drops the
+/// stream without a reset: a pod that keeps talking must not keep the connection forever.
+#[tokio::test]
+async fn half_closed_forward_to_an_endless_pod_is_closed_after_the_grace() {
+    bounded(async {
+        let s = server().await;
+        let (port, mut closed) = endless_listener().await;
+        for tunneled in [false, true] {
+            let url = s.port_forward_url(PortForwardRequest::default());
+            let c = if tunneled {
+                ok(spdy::SpdyClient::connect_tunneled(&url, &["portforward.k8s.io"], false).await)
+            } else {
+                ok(spdy::SpdyClient::connect(&url, &["portforward.k8s.io"], false).await)
+            };
+            let (mut data, mut error) = ok(c.port_forward_streams(port, 1).await);
+            assert!(data.read().await.is_some(), "the pod's data arrives");
+            ok(data.close().await);
+            let started = Instant::now();
+            // Keep reading (as spdystream does, discarding) until the server ends the stream.
+            let drained = tokio::time::timeout(Duration::from_secs(15), async {
+                while data.read().await.is_some() {}
+            })
+            .await;
+            assert!(
+                drained.is_ok(),
+                "tunneled={tunneled}: data stream never ended"
+            );
+            let r = tokio::time::timeout(Duration::from_secs(5), closed.recv()).await;
+            assert!(
+                matches!(r, Ok(Some(()))),
+                "tunneled={tunneled}: pod connection left open"
+            );
+            let took = started.elapsed();
+            assert!(
+                took >= Duration::from_secs(4) && took < Duration::from_secs(12),
+                "tunneled={tunneled}: closed after {took:?}"
+            );
+            assert!(error.read_to_end().await.is_empty());
+        }
+    })
+    .await
+}
+
+// ---------------------------------------------------------------- session limits
+
+#[tokio::test]
+async fn idle_sessions_are_closed_and_busy_ones_are_not() {
+    bounded(async {
+        let s = server_with(Config {
+            idle_timeout: Duration::from_secs(1),
+            ..Config::default()
+        })
+        .await;
+        let (port, mut closed) = silent_listener().await;
+        // Idle: a forward is open but nothing moves. The server hangs up, and the pod-side
+        // connection is closed with it.
+        let url = s.port_forward_url(PortForwardRequest::default());
+        let c = ok(spdy::SpdyClient::connect(&url, &["portforward.k8s.io"], false).await);
+        let (mut data, _error) = ok(c.port_forward_streams(port, 1).await);
+        let started = Instant::now();
+        assert!(data.read().await.is_none(), "the idle session ends");
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+            "closed after {took:?}"
+        );
+        let r = tokio::time::timeout(Duration::from_secs(5), closed.recv()).await;
+        assert!(matches!(r, Ok(Some(()))), "pod connection left open");
+
+        // Busy: an exec printing every 300 ms for 2.5 s outlives the 1 s idle timeout.
+        let url = s.exec_url(exec_req(
+            sh("for i in 1 2 3 4 5 6 7 8; do echo $i; sleep 0.3; done"),
+            false,
+            false,
+        ));
+        let out = ok(ws::exec(&url, &["v5.channel.k8s.io"], io(None, false)).await);
+        assert_eq!(out.stdout, b"1\n2\n3\n4\n5\n6\n7\n8\n");
+        assert_eq!(out.status, ExitStatus::Success);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn sessions_over_the_cap_are_refused_and_the_url_survives() {
+    bounded(async {
+        let s = server_with(Config {
+            max_sessions: 2,
+            ..Config::default()
+        })
+        .await;
+        let port = echo_listener().await;
+        let c1 = ok(spdy::SpdyClient::connect(
+            &s.port_forward_url(PortForwardRequest::default()),
+            &["portforward.k8s.io"],
+            false,
+        )
+        .await);
+        let c2 = ok(spdy::SpdyClient::connect_tunneled(
+            &s.port_forward_url(PortForwardRequest::default()),
+            &["portforward.k8s.io"],
+            false,
+        )
+        .await);
+        let url = s.port_forward_url(PortForwardRequest::default());
+        match spdy::SpdyClient::connect(&url, &["portforward.k8s.io"], false).await {
+            Err(ClientError::Refused { status: 503, body }) => {
+                assert!(body.contains("too many streaming sessions"), "{body}")
+            }
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(_) => panic!("a third session was accepted"),
+        }
+        // The sessions admitted work; once one ends, the refused URL is served.
+        assert_eq!(
+            ok(spdy::port_forward_once(&c1, port, 0, b"one").await),
+            format!("{port}:one").into_bytes()
+        );
+        drop(c2);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let c3 = loop {
+            match spdy::SpdyClient::connect(&url, &["portforward.k8s.io"], false).await {
+                Ok(c) => break c,
+                Err(ClientError::Refused { status: 503, .. }) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                Err(e) => panic!("after a session ended: {e}"),
+            }
+        };
+        assert_eq!(
+            ok(spdy::port_forward_once(&c3, port, 0, b"three").await),
+            format!("{port}:three").into_bytes()
+        );
+    })
+    .await
+}
+
+#[tokio::test]
+async fn websocket_port_forward_port_count_is_bounded() {
+    bounded(async {
+        let s = server().await;
+        let url = s.port_forward_url(PortForwardRequest::default());
+        let query: Vec<String> = (1..=65).map(|p| format!("port={}", 1000 + p)).collect();
+        let url = format!("{url}?{}", query.join("&"));
+        match ws::WsClient::connect(&url, &["v4.channel.k8s.io"]).await {
+            Err(ClientError::Refused { status: 400, body }) => {
+                assert!(body.contains("at most 64 ports"), "{body}")
+            }
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(_) => panic!("65 ports accepted"),
+        }
+    })
+    .await
+}
+
+// ------------------------------------------- SPDY tunnelled over WebSocket (client-go 1.31+)
+
+#[tokio::test]
+async fn tunneled_spdy_port_forward_concurrent_and_errors() {
+    bounded(async {
+        let s = server().await;
+        let p1 = echo_listener().await;
+        let p2 = echo_listener().await;
+        let url = s.port_forward_url(PortForwardRequest::default());
+        let c = Arc::new(ok(spdy::SpdyClient::connect_tunneled(
+            &url,
+            &["portforward.k8s.io"],
+            false,
+        )
+        .await));
+        assert_eq!(c.protocol.as_deref(), Some("portforward.k8s.io"));
+        let got = ok(spdy::port_forward_once(&c, p1, 0, b"hello").await);
+        assert_eq!(got, format!("{p1}:hello").into_bytes());
+
+        // 12 concurrent connections, each more than a window, interleaved in binary messages.
+        let mut tasks = Vec::new();
+        for i in 1..=12u32 {
+            let c = c.clone();
+            let port = if i % 2 == 0 { p1 } else { p2 };
+            tasks.push(tokio::spawn(async move {
+                let payload = vec![b'a' + (i % 26) as u8; 150 * 1024];
+                let got = spdy::port_forward_once(&c, port, i, &payload).await;
+                (port, payload, got)
+            }));
+        }
+        for t in tasks {
+            let (port, payload, got) = match t.await {
+                Ok(v) => v,
+                Err(e) => panic!("join: {e}"),
+            };
+            let got = ok(got);
+            let mut want = format!("{port}:").into_bytes();
+            want.extend_from_slice(&payload);
+            assert!(got == want, "port {port}: {} bytes back", got.len());
+        }
+
+        // A port nobody listens on is reported on the error stream, and the session goes on.
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0");
+            l.ok()
+                .and_then(|l| l.local_addr().ok())
+                .map(|a| a.port())
+                .unwrap_or(1)
+        };
+        match spdy::port_forward_once(&c, closed, 50, b"x").await {
+            Err(ClientError::Protocol(m)) => {
+                assert!(
+                    m.contains(&format!("error forwarding port {closed}")),
+                    "{m}"
+                )
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let got = ok(spdy::port_forward_once(&c, p2, 51, b"after").await);
+        assert_eq!(got, format!("{p2}:after").into_bytes());
+    })
+    .await
+}
+
+#[tokio::test]
+async fn tunneled_spdy_client_leaving_closes_pod_connections() {
+    bounded(async {
+        let s = server().await;
+        let (port, mut closed) = silent_listener().await;
+        let url = s.port_forward_url(PortForwardRequest::default());
+        let c = ok(spdy::SpdyClient::connect_tunneled(&url, &["portforward.k8s.io"], true).await);
+        let (data, error) = ok(c.port_forward_streams(port, 1).await);
+        ok(data.write(b"hi").await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop((c, data, error));
+        let r = tokio::time::timeout(Duration::from_secs(5), closed.recv()).await;
+        assert!(matches!(r, Ok(Some(()))), "pod connection left open");
+    })
+    .await
+}
+
+#[tokio::test]
+async fn tunnel_is_only_offered_for_port_forward() {
+    bounded(async {
+        let s = server().await;
+        // exec does not speak the tunnel: the upgrade is refused and the token survives.
+        let url = s.exec_url(exec_req(sh("echo hi"), false, false));
+        match spdy::SpdyClient::connect_tunneled(&url, &["v4.channel.k8s.io"], false).await {
+            Err(ClientError::Refused { status: 400, body }) => {
+                assert!(body.contains("subprotocols"), "{body}")
+            }
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(_) => panic!("exec accepted a SPDY tunnel"),
+        }
+        let out = ok(ws::exec(&url, &["v5.channel.k8s.io"], io(None, false)).await);
+        assert_eq!(out.stdout, b"hi\n");
+    })
+    .await
+}
+
 // ---------------------------------------------------------------- latency figure
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {

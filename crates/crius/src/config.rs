@@ -63,6 +63,24 @@ pub struct Config {
     pub cgroup_driver: crate::cgroups::systemd::DriverChoice,
     /// SELinux labelling (containerd's `enable_selinux`). false: SELinux fields are accepted and ignored.
     pub selinux: bool,
+    /// Address of the Prometheus metrics endpoint (`http://<addr>/metrics`), e.g. `127.0.0.1:9090`.
+    /// Off unless set.
+    pub metrics_address: Option<SocketAddr>,
+    /// Container events held for a GetContainerEvents client that is not reading; a client further
+    /// behind gets its stream closed (DataLoss) rather than a gap.
+    pub container_events_buffer: usize,
+    /// OTLP/HTTP endpoint for trace export, e.g. `http://127.0.0.1:4318/v1/traces` (JSON encoding, no
+    /// TLS). Off unless set.
+    pub tracing_endpoint: Option<String>,
+    /// CDI spec directories, lowest priority first (a device in a later dir overrides an earlier one).
+    pub cdi_spec_dirs: Vec<PathBuf>,
+    /// The CRIU binary probed at start for checkpointing (path or name in PATH).
+    pub criu_path: PathBuf,
+    /// An exec/attach/port-forward session whose connection carries nothing for this long is
+    /// closed (`4h`, `30m`, `90s`, `1h30m`; the kubelet's default is 4h).
+    pub stream_idle_timeout: String,
+    /// Exec/attach/port-forward sessions served at once; more are refused (HTTP 503).
+    pub max_streaming_sessions: usize,
 }
 
 impl Default for Config {
@@ -95,6 +113,13 @@ impl Default for Config {
             pull_stall_timeout_secs: 60,
             cgroup_driver: crate::cgroups::systemd::DriverChoice::Auto,
             selinux: false,
+            metrics_address: None,
+            container_events_buffer: 1024,
+            tracing_endpoint: None,
+            cdi_spec_dirs: vec![PathBuf::from("/etc/cdi"), PathBuf::from("/var/run/cdi")],
+            criu_path: PathBuf::from("criu"),
+            stream_idle_timeout: "4h".to_string(),
+            max_streaming_sessions: 128,
         }
     }
 }
@@ -184,6 +209,9 @@ impl Config {
         for d in &self.cni_bin_dir {
             abs("cni_bin_dir", d)?;
         }
+        for d in &self.cdi_spec_dirs {
+            abs("cdi_spec_dirs", d)?;
+        }
         if !self.runtimes.contains_key(&self.default_runtime) {
             return Err(ConfigError::Invalid {
                 key: "default_runtime".into(),
@@ -226,13 +254,52 @@ impl Config {
                 reason: reason.into(),
             });
         }
+        if let Some(url) = &self.tracing_endpoint {
+            crate::metrics::trace::parse_endpoint(url).map_err(|reason| ConfigError::Invalid {
+                key: "tracing_endpoint".into(),
+                reason,
+            })?;
+        }
+        if self.container_events_buffer == 0 {
+            return Err(ConfigError::Invalid {
+                key: "container_events_buffer".into(),
+                reason: "must be at least 1".into(),
+            });
+        }
         if self.pull_stall_timeout_secs == 0 {
             return Err(ConfigError::Invalid {
                 key: "pull_stall_timeout_secs".into(),
                 reason: "must be at least 1".into(),
             });
         }
+        match parse_duration(&self.stream_idle_timeout) {
+            Ok(d) if d >= std::time::Duration::from_secs(1) => {}
+            Ok(_) => {
+                return Err(ConfigError::Invalid {
+                    key: "stream_idle_timeout".into(),
+                    reason: "must be at least 1s".into(),
+                })
+            }
+            Err(reason) => {
+                return Err(ConfigError::Invalid {
+                    key: "stream_idle_timeout".into(),
+                    reason,
+                })
+            }
+        }
+        if self.max_streaming_sessions == 0 {
+            return Err(ConfigError::Invalid {
+                key: "max_streaming_sessions".into(),
+                reason: "must be at least 1".into(),
+            });
+        }
         Ok(())
+    }
+
+    /// `stream_idle_timeout` as a duration (validated by [`Config::validate`]; 4 h otherwise).
+    pub fn stream_idle_timeout(&self) -> std::time::Duration {
+        parse_duration(&self.stream_idle_timeout)
+            .unwrap_or(std::time::Duration::from_secs(4 * 3600))
     }
 
     /// The runtime's own state dir for handler `name`.
@@ -264,6 +331,46 @@ impl Config {
     }
 }
 
+/// Parses a duration written as the kubelet writes them: one or more `<number><unit>` with units
+/// `h`, `m`, `s`, `ms` (e.g. `4h`, `1h30m`, `90s`, `500ms`).
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Err("empty duration (write e.g. 4h, 30m, 90s)".into());
+    }
+    let mut total = std::time::Duration::ZERO;
+    let mut rest = t;
+    while !rest.is_empty() {
+        let digits = rest.chars().take_while(|c| c.is_ascii_digit()).count();
+        if digits == 0 {
+            return Err(format!("{text:?}: expected a number at {rest:?}"));
+        }
+        let n: u64 = rest[..digits]
+            .parse()
+            .map_err(|e| format!("{text:?}: {e}"))?;
+        rest = &rest[digits..];
+        let (unit, len) = if rest.starts_with("ms") {
+            (std::time::Duration::from_millis(1), 2)
+        } else if rest.starts_with('h') {
+            (std::time::Duration::from_secs(3600), 1)
+        } else if rest.starts_with('m') {
+            (std::time::Duration::from_secs(60), 1)
+        } else if rest.starts_with('s') {
+            (std::time::Duration::from_secs(1), 1)
+        } else {
+            return Err(format!("{text:?}: unit must be h, m, s or ms"));
+        };
+        rest = &rest[len..];
+        let part = unit
+            .checked_mul(u32::try_from(n).map_err(|_| format!("{text:?}: {n} is too large"))?)
+            .ok_or_else(|| format!("{text:?}: too large"))?;
+        total = total
+            .checked_add(part)
+            .ok_or_else(|| format!("{text:?}: too large"))?;
+    }
+    Ok(total)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,6 +378,30 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn durations_and_streaming_limits() {
+        use std::time::Duration;
+        assert_eq!(parse_duration("4h"), Ok(Duration::from_secs(4 * 3600)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1s500ms"), Ok(Duration::from_millis(1500)));
+        for bad in ["", "4", "h", "4d", "1.5h", "-1s"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            Config::default().stream_idle_timeout(),
+            Duration::from_secs(4 * 3600)
+        );
+        let cfg = Config::parse("stream_idle_timeout = \"10x\"").unwrap();
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("`stream_idle_timeout`"), "{err}");
+        let cfg = Config::parse("stream_idle_timeout = \"500ms\"").unwrap();
+        assert!(cfg.validate().is_err(), "under 1s");
+        let cfg = Config::parse("max_streaming_sessions = 0").unwrap();
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("`max_streaming_sessions`"), "{err}");
     }
 
     #[test]
@@ -318,6 +449,23 @@ mod tests {
         );
         let err = Config::parse("log_format = \"xml\"").unwrap_err();
         assert!(err.contains("log_format"), "{err}");
+    }
+
+    #[test]
+    fn metrics_address_is_off_unless_set() {
+        assert_eq!(Config::default().metrics_address, None);
+        let cfg = Config::parse("metrics_address = \"127.0.0.1:9090\"").unwrap();
+        assert_eq!(cfg.metrics_address, Some("127.0.0.1:9090".parse().unwrap()));
+        let err = Config::parse("metrics_address = \"nope\"").unwrap_err();
+        assert!(err.contains("metrics_address"), "{err}");
+    }
+
+    #[test]
+    fn an_empty_event_buffer_is_refused() {
+        let cfg = Config::parse("container_events_buffer = 0").unwrap();
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("container_events_buffer"), "{err}");
+        assert_eq!(Config::default().container_events_buffer, 1024);
     }
 
     #[test]

@@ -19,7 +19,12 @@ pub async fn run_with(
     reloader: Option<crate::reload::Reloader>,
 ) -> anyhow::Result<()> {
     let listen = cfg.listen.clone();
-    let streaming_address = cfg.streaming_address;
+    let streaming = crius_streaming::Config {
+        address: cfg.streaming_address,
+        idle_timeout: cfg.stream_idle_timeout(),
+        max_sessions: cfg.max_streaming_sessions,
+        ..Default::default()
+    };
     let rt = Runtime::new(cfg).await?;
     if let Some(mut reloader) = reloader {
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -32,7 +37,13 @@ pub async fn run_with(
             }
         });
     }
-    crate::streaming::start(&rt, streaming_address).await?;
+    crate::streaming::start(&rt, streaming).await?;
+    if let Some(url) = &rt.cfg.tracing_endpoint {
+        crate::metrics::trace::init(url)?;
+    }
+    if let Some(addr) = rt.cfg.metrics_address {
+        crate::metrics::http::start(&rt, addr).await?;
+    }
     let listener = crate::server::bind(&listen)?;
     tracing::info!(
         "crius {} serving the CRI on {}",

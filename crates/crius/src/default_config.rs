@@ -21,6 +21,13 @@ const DOCS: &[(&str, &str, Option<&str>)] = &[
     ("pull_stall_timeout_secs", "Seconds a registry may send nothing before a pull fails.", None),
     ("selinux", "SELinux labels (containerd's enable_selinux). false: selinux_options and selinux_relabel are\naccepted and ignored. true needs an SELinux host; crius does not apply labels yet and refuses them.", None),
     ("cgroup_driver", "auto (systemd when systemd is PID 1), systemd (pod cgroup parents are slices such as\nkubepods-burstable-pod<uid>.slice, containers are scopes) or cgroupfs.", None),
+    ("metrics_address", "Prometheus metrics endpoint (http://<addr>/metrics). Off unless set.", Some("\"127.0.0.1:9090\"")),
+    ("tracing_endpoint", "OTLP/HTTP endpoint for trace export (JSON, no TLS). Off unless set.", Some("\"http://127.0.0.1:4318/v1/traces\"")),
+    ("container_events_buffer", "Container events held for a GetContainerEvents client that is not reading; a client\nfurther behind gets its stream closed (DataLoss).", None),
+    ("cdi_spec_dirs", "CDI spec directories, lowest priority first.", None),
+    ("criu_path", "The CRIU binary probed at start for checkpointing (path or name in PATH).", None),
+    ("stream_idle_timeout", "exec/attach/port-forward sessions idle this long are closed (4h, 30m, 90s, 1h30m).", None),
+    ("max_streaming_sessions", "exec/attach/port-forward sessions served at once; more are refused (HTTP 503).", None),
     ("feature_gates", "Alpha features to turn on by name (see `crius features`), e.g. CRIListStreaming = true.", None),
     ("runtimes", "Runtime handlers (RuntimeClass handler name → OCI runtime): path is a binary or a name looked up in PATH; root (optional) is the runtime's own state dir, default <state>/runtime/<name>.", None),
 ];

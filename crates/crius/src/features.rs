@@ -57,8 +57,8 @@ pub const FEATURES: &[Feature] = &[
         name: "UserNamespacesSupport",
         kep: 127,
         cri: &["NamespaceOption.userns_options", "Mount.uidMappings", "Mount.gidMappings", "RuntimeHandlerFeatures.user_namespaces"],
-        maturity: Maturity::Unsupported,
-        note: "needs idmapped mounts (runc >= 1.2, crun >= 1.9); reported per handler, refused on userns_options",
+        maturity: Maturity::Beta,
+        note: "userns_options POD (one uid and one gid range, container id 0 mapped); the pod's user namespace is pinned with (and owns) its net/ipc/uts namespaces and every container joins it. Idmapped mounts are made by crius host-side (open_tree + mount_setattr MOUNT_ATTR_IDMAP + move_mount) for runc 1.1 and crun 1.8, which cannot: rootfs = overlay over idmapped layer copies + upper dir owned by the pod's root, volumes with uidMappings/gidMappings bound from idmapped copies; a handler whose features report idmap gets the volume mappings itself. RuntimeHandlerFeatures.user_namespaces is true only where the start-up userns trial container passed (verbose Status: handlers.*.userNamespaces)",
     },
     Feature {
         name: "PodOverhead",
@@ -79,14 +79,14 @@ pub const FEATURES: &[Feature] = &[
         kep: 2008,
         cri: &["RuntimeService.CheckpointContainer"],
         maturity: Maturity::Unsupported,
-        note: "needs CRIU, not installed",
+        note: "CheckpointContainer is not implemented; CRIU is probed at start (`criu check`) and the reason it is unavailable on this host is reported here, in Status and in the RPC's error",
     },
     Feature {
         name: "PodAndContainerStatsFromCRI",
         kep: 2371,
-        cri: &["RuntimeService.ContainerStats", "RuntimeService.ListContainerStats", "RuntimeService.PodSandboxStats", "RuntimeService.ListPodSandboxStats"],
+        cri: &["RuntimeService.ContainerStats", "RuntimeService.ListContainerStats", "RuntimeService.PodSandboxStats", "RuntimeService.ListPodSandboxStats", "RuntimeService.ListMetricDescriptors", "RuntimeService.ListPodSandboxMetrics", "RuntimeService.StreamPodSandboxMetrics", "IoUsage"],
         maturity: Maturity::Beta,
-        note: "cgroup v1/v2 CPU (rate from the previous sample), memory, swap, process count, writable layer (overlay upper dir, walk capped at 200k entries), pod eth0 counters from its netns; no IoUsage, no PSI; ListMetricDescriptors/ListPodSandboxMetrics stay Unimplemented",
+        note: "cgroup v1/v2 CPU (rate from the previous sample), memory, swap, process count, writable layer (overlay upper dir, walk capped at 200k entries), pod eth0 counters from its netns; IoUsage present with its PSI on v2 only; ListMetricDescriptors/ListPodSandboxMetrics serve CRI-O's cAdvisor-style series (cpu, memory, network per interface, fs, block I/O per device, OOM events, processes/threads/fds/sockets, limits, PSI on v2; no hugetlb, no ulimits); StreamPodSandboxMetrics needs CRIListStreaming; v1 block I/O comes from the blkio throttle counters, which the kernel moves only for devices with a throttle rule",
     },
     Feature {
         name: "NodeSwap",
@@ -107,7 +107,7 @@ pub const FEATURES: &[Feature] = &[
         kep: 3386,
         cri: &["RuntimeService.GetContainerEvents", "ContainerEventResponse", "PodSandboxStatusResponse.containers_statuses"],
         maturity: Maturity::Alpha,
-        note: "GetContainerEvents streams created/started/stopped/deleted events with the gate on",
+        note: "GetContainerEvents streams created/started/stopped/deleted events of containers and of pods (pod id as container_id, as containerd), each with the full PodSandboxStatus and every container status of the pod; a client more than container_events_buffer events behind gets its stream closed with DataLoss, never a gap",
     },
     Feature {
         name: "WindowsHostNetwork",
@@ -128,14 +128,14 @@ pub const FEATURES: &[Feature] = &[
         kep: 3857,
         cri: &["Mount.recursive_read_only", "RuntimeHandlerFeatures.recursive_read_only_mounts"],
         maturity: Maturity::Ga,
-        note: "available per handler, from `<runtime> features` (mountOptions has \"rro\"); refused otherwise",
+        note: "by the handler where its features list the rro mount option (runc 1.1); otherwise crius binds a host-side recursively read-only copy (open_tree + mount_setattr AT_RECURSIVE MOUNT_ATTR_RDONLY, kernel >= 5.12, checked at start) as a plain ro bind (crun 1.8); verbose Status says which per handler",
     },
     Feature {
         name: "DevicePluginCDIDevices",
         kep: 4009,
         cri: &["ContainerConfig.CDI_devices"],
-        maturity: Maturity::Unsupported,
-        note: "no CDI spec directories are read yet; CDI_devices is refused",
+        maturity: Maturity::Beta,
+        note: "CDI specs (0.3.0-1.0.x, JSON/YAML) from cdi_spec_dirs (default /etc/cdi, /var/run/cdi), re-read on change; device nodes, env, mounts, hooks, additionalGids applied for CDI_devices and cdi.k8s.io/* annotations; unknown/ambiguous devices are InvalidArgument; spec errors in verbose Status (key cdi); intelRdt/netDevices edits refused",
     },
     Feature {
         name: "KubeletCgroupDriverFromCRI",
@@ -154,9 +154,9 @@ pub const FEATURES: &[Feature] = &[
     Feature {
         name: "KubeletPSI",
         kep: 4205,
-        cri: &["PsiStats", "CpuUsage.psi", "MemoryUsage.psi"],
-        maturity: Maturity::Unsupported,
-        note: "stats RPCs serve without psi: this host is cgroup v1, which has no pressure files",
+        cri: &["PsiStats", "CpuUsage.psi", "MemoryUsage.psi", "IoUsage.psi"],
+        maturity: Maturity::Beta,
+        note: "cpu, memory and io pressure (some and full: total in ns, avg10/60/300) from the cgroup v2 pressure files; on cgroup v1 hosts (like the CI machine) there are no pressure files and psi stays empty, so the v2 path is verified by unit tests on real v2 file contents",
     },
     Feature {
         name: "RuntimeClassInImageCriAPI",
@@ -169,15 +169,15 @@ pub const FEATURES: &[Feature] = &[
         name: "DynamicResourceAllocation",
         kep: 4381,
         cri: &["CDIDevice", "ContainerConfig.CDI_devices"],
-        maturity: Maturity::Unsupported,
-        note: "see DevicePluginCDIDevices",
+        maturity: Maturity::Beta,
+        note: "the runtime's part is CDI injection: see DevicePluginCDIDevices",
     },
     Feature {
         name: "ImageVolume",
         kep: 4639,
         cri: &["Mount.image", "Mount.image_sub_path"],
-        maturity: Maturity::Unsupported,
-        note: "image mounts are refused",
+        maturity: Maturity::Beta,
+        note: "a pulled image (by reference or id) mounted read-only, nosuid, nodev from its snapshots; image_sub_path must exist and stay inside the image; the image counts as in use while mounted; no user-namespace (idmapped) image volumes",
     },
     Feature {
         name: "WindowsCPUAndMemoryAffinity",
@@ -197,15 +197,15 @@ pub const FEATURES: &[Feature] = &[
         name: "ImageVolumeWithDigest",
         kep: 5365,
         cri: &["ImageSpec.image_ref"],
-        maturity: Maturity::Unsupported,
-        note: "comes with ImageVolume",
+        maturity: Maturity::Beta,
+        note: "ContainerStatus.mounts[].image.image_ref is the mounted image's id, as PullImage answered it",
     },
     Feature {
         name: "InPlacePodLevelResourcesVerticalScaling",
         kep: 5419,
         cri: &["RuntimeService.UpdatePodSandboxResources", "LinuxPodSandboxConfig.resources"],
-        maturity: Maturity::Unsupported,
-        note: "UpdatePodSandboxResources answers Unimplemented",
+        maturity: Maturity::Beta,
+        note: "resources and overhead are validated, recorded and reported (verbose PodSandboxStatus, podResources); written (cpu period/quota/shares, memory limit; other fields refused) only into the pod cgroup crius makes for a pod without cgroup_parent on cgroup v1 (/crius/pod-<id>); a kubelet-owned cgroup_parent is never written, as containerd 2.3 and CRI-O",
     },
     Feature {
         name: "InPlacePodVerticalScaling",
@@ -226,7 +226,7 @@ pub const FEATURES: &[Feature] = &[
         kep: 5823,
         cri: &["RuntimeService.CheckpointPod", "RuntimeService.RestorePod"],
         maturity: Maturity::Unsupported,
-        note: "needs CRIU",
+        note: "not in cri-api v0.36, which crius serves; needs CRIU (see ContainerCheckpoint)",
     },
     Feature {
         name: "CRIListStreaming",
@@ -253,11 +253,26 @@ pub fn by_gate(name: &str) -> Option<&'static Feature> {
 #[derive(Debug, Clone, Default)]
 pub struct Gates {
     overrides: BTreeMap<String, bool>,
+    /// What was discovered on this host about a feature (e.g. why CRIU cannot checkpoint here).
+    details: BTreeMap<String, String>,
 }
 
 impl Gates {
     pub fn new(overrides: BTreeMap<String, bool>) -> Gates {
-        Gates { overrides }
+        Gates {
+            overrides,
+            details: BTreeMap::new(),
+        }
+    }
+
+    /// Adds a host-specific fact to a feature's row.
+    pub fn with_detail(mut self, name: &str, detail: impl Into<String>) -> Gates {
+        self.details.insert(name.to_string(), detail.into());
+        self
+    }
+
+    pub fn detail(&self, name: &str) -> Option<&str> {
+        self.details.get(name).map(String::as_str)
     }
 
     /// Whether the feature named `name` is on. Unsupported features are never on; Beta and GA always are.
@@ -276,6 +291,7 @@ impl Gates {
             .map(|f| FeatureState {
                 feature: f.clone(),
                 enabled: self.enabled(f.name),
+                detail: self.details.get(f.name).cloned(),
             })
             .collect()
     }
@@ -286,6 +302,9 @@ pub struct FeatureState {
     #[serde(flatten)]
     pub feature: Feature,
     pub enabled: bool,
+    /// What was found on this host, when it matters (see [`Gates::with_detail`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// Human-readable table for `crius features`.
@@ -301,9 +320,13 @@ pub fn render(gates: &Gates) -> String {
             Maturity::Beta => "beta",
             Maturity::Ga => "ga",
         };
+        let note = match &s.detail {
+            Some(d) => format!("{}; here: {d}", s.feature.note),
+            None => s.feature.note.to_string(),
+        };
         out.push_str(&format!(
             "{:<42} {:>5} {:<12} {:<8} {}\n",
-            s.feature.name, s.feature.kep, m, s.enabled, s.feature.note
+            s.feature.name, s.feature.kep, m, s.enabled, note
         ));
     }
     out
@@ -335,11 +358,11 @@ mod tests {
         let g = Gates::new(
             [
                 ("ContainerStopSignals".to_string(), false),
-                ("ImageVolume".to_string(), true),
+                ("WindowsHostNetwork".to_string(), true),
             ]
             .into(),
         );
         assert!(g.enabled("ContainerStopSignals"));
-        assert!(!g.enabled("ImageVolume"));
+        assert!(!g.enabled("WindowsHostNetwork"));
     }
 }

@@ -93,11 +93,18 @@ impl Runtime {
             identity_token: a.identity_token,
             registry_token: a.registry_token,
         });
-        let img = self
-            .images
-            .pull(&reference, auth.as_ref())
-            .await
-            .map_err(image_err)?;
+        let started = std::time::Instant::now();
+        let pulled = crate::metrics::trace::child(
+            "registry pull",
+            vec![(
+                "container.image.name",
+                crate::metrics::trace::Attr::Str(reference.clone()),
+            )],
+            self.images.pull(&reference, auth.as_ref()),
+        )
+        .await;
+        crate::metrics::get().image_pull(&pulled, started.elapsed());
+        let img = pulled.map_err(image_err)?;
         Ok(img.id)
     }
 

@@ -13,12 +13,14 @@ struct Cli {
     cmd: Cmd,
 }
 
-// Parsed once per process: the size of the daemon's flags does not matter.
+// Parsed once at start: boxing the daemon's flags would buy nothing.
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the CRI daemon.
     Daemon(DaemonArgs),
+    /// Measure CRI endpoints (crius, containerd, CRI-O) against SIG Node's CRI feature policy.
+    Portability(crius_portability::cli::PortabilityArgs),
     /// Print the feature table: every CRI feature with its maturity in crius and whether it is on.
     Features {
         /// Config file whose feature_gates apply.
@@ -85,6 +87,12 @@ struct DaemonArgs {
     /// CNI plugin dir; repeat or comma-separate for several [default: /opt/cni/bin,/usr/lib/cni]
     #[arg(long, value_delimiter = ',')]
     cni_bin_dir: Vec<PathBuf>,
+    /// CDI spec dirs, lowest priority first; repeat or comma-separate [default: /etc/cdi,/var/run/cdi]
+    #[arg(long, value_delimiter = ',')]
+    cdi_spec_dirs: Vec<PathBuf>,
+    /// CRIU binary probed for checkpointing [default: criu]
+    #[arg(long)]
+    criu_path: Option<PathBuf>,
     /// Runtime handler for pods that name none [default: runc]
     #[arg(long)]
     default_runtime: Option<String>,
@@ -97,6 +105,12 @@ struct DaemonArgs {
     /// Streaming server address for exec/attach/port-forward; a bare IP means port 0 [default: 127.0.0.1:0]
     #[arg(long, value_parser = crius::config::parse_streaming_address)]
     streaming_address: Option<std::net::SocketAddr>,
+    /// Prometheus metrics endpoint address, e.g. 127.0.0.1:9090 [default: off]
+    #[arg(long)]
+    metrics_address: Option<std::net::SocketAddr>,
+    /// OTLP/HTTP trace endpoint, e.g. http://127.0.0.1:4318/v1/traces [default: off]
+    #[arg(long)]
+    tracing_endpoint: Option<String>,
 }
 
 fn parse_log_format(s: &str) -> Result<crius::logging::LogFormat, String> {
@@ -127,6 +141,16 @@ impl DaemonArgs {
         set!(log_level);
         set!(log_format);
         set!(streaming_address);
+        set!(criu_path);
+        if !self.cdi_spec_dirs.is_empty() {
+            c.cdi_spec_dirs = self.cdi_spec_dirs.clone();
+        }
+        if let Some(a) = self.metrics_address {
+            c.metrics_address = Some(a);
+        }
+        if let Some(t) = &self.tracing_endpoint {
+            c.tracing_endpoint = Some(t.clone());
+        }
         if !self.cni_bin_dir.is_empty() {
             c.cni_bin_dir = self.cni_bin_dir.clone();
         }
@@ -143,11 +167,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
         Cmd::Daemon(args) => run_daemon(args),
+        Cmd::Portability(args) => crius_portability::cli::run(args).map_err(Into::into),
         Cmd::Features { config, json } => (|| {
             let explicit = config.as_path() != std::path::Path::new(DEFAULT_CONFIG_PATH);
             let c = Config::load(&config, explicit)?;
             c.validate()?;
-            let gates = crius::features::Gates::new(c.feature_gates);
+            let criu = crius::criu::probe(&c.criu_path);
+            let gates = crius::features::Gates::new(c.feature_gates)
+                .with_detail("ContainerCheckpoint", criu.reason());
             if json {
                 println!("{}", serde_json::to_string_pretty(&gates.report())?);
             } else {

@@ -12,6 +12,10 @@ use crate::error::{Error, Result};
 pub struct Handlers {
     pub default: String,
     pub by_name: BTreeMap<String, Arc<Handler>>,
+    /// Whether crius can make recursively read-only mounts host-side (for handlers without `rro`).
+    pub host_rro: std::result::Result<(), String>,
+    /// Per available handler: whether the user-namespace trial container passed.
+    pub userns: BTreeMap<String, std::result::Result<(), String>>,
 }
 
 /// Resolves a bare binary name like the shell would, plus the sbin dirs a root daemon expects.
@@ -62,12 +66,82 @@ impl Handlers {
             }
             by_name.insert(name, Arc::new(h));
         }
+        let host_rro = match tempfile::Builder::new()
+            .prefix("crius-rro-probe-")
+            .tempdir_in(&cfg.state)
+        {
+            Ok(d) => crate::idmap::host_rro_supported(d.path()),
+            Err(e) => Err(format!("scratch dir in {}: {e}", cfg.state.display())),
+        };
+        if let Err(e) = &host_rro {
+            tracing::warn!("host-side recursive read-only mounts unavailable: {e}");
+        }
+        // Idmapped layer copies a crashed daemon left mounted (it died between mapping the layers
+        // and mounting the overlay over them).
+        crate::idmap::release_leftovers(&cfg.root.join("idmap"));
+        let trials = by_name
+            .iter()
+            .filter(|(_, h)| matches!(h.status, HandlerStatus::Available { .. }))
+            .map(|(name, h)| async move {
+                let native = native_of(h);
+                (name.clone(), native, crate::userns::trial(h, native).await)
+            });
+        let mut userns = BTreeMap::new();
+        for (name, native, res) in futures::future::join_all(trials).await {
+            match &res {
+                Ok(()) => tracing::info!(
+                    "runtime handler {name}: user namespaces work (idmapped mounts by {})",
+                    if native.idmap { "the handler" } else { "crius" }
+                ),
+                Err(e) => tracing::warn!("runtime handler {name}: no user namespaces: {e}"),
+            }
+            userns.insert(name.clone(), res);
+        }
         Handlers {
             default: cfg.default_runtime.clone(),
             by_name,
+            host_rro,
+            userns,
         }
     }
 
+    /// Whether pods on `h` can use recursive read-only mounts (by the handler or by crius).
+    pub fn rro(&self, h: &Handler) -> bool {
+        native_of(h).rro || self.host_rro.is_ok()
+    }
+
+    /// Whether the user-namespace trial passed on the handler named `name`.
+    pub fn userns_ok(&self, name: &str) -> bool {
+        let name = if name.is_empty() {
+            self.default.as_str()
+        } else {
+            name
+        };
+        matches!(self.userns.get(name), Some(Ok(())))
+    }
+
+    /// Why pods with a user namespace cannot run on the handler named `name`.
+    pub fn userns_reason(&self, name: &str) -> String {
+        match self.userns.get(name) {
+            Some(Err(e)) => e.clone(),
+            Some(Ok(())) => String::new(),
+            None => "the handler is unavailable".into(),
+        }
+    }
+}
+
+/// What the handler does itself, from its `features`: `rro` and idmapped mounts.
+pub fn native_of(h: &Handler) -> crate::idmap::Native {
+    crate::idmap::Native {
+        rro: h
+            .features
+            .as_ref()
+            .is_some_and(|f| f.recursive_read_only_mounts),
+        idmap: h.features.as_ref().is_some_and(|f| f.user_namespaces),
+    }
+}
+
+impl Handlers {
     /// The handler a request names (empty = the default), failing fast when it is unknown or cannot run.
     pub fn get(&self, name: &str) -> Result<Arc<Handler>> {
         let name = if name.is_empty() {

@@ -46,6 +46,10 @@ pub struct Runtime {
     pub(crate) names: SyncMutex<HashMap<String, String>>,
     pub(crate) events: broadcast::Sender<cri::ContainerEventResponse>,
     pub streaming: std::sync::OnceLock<crius_streaming::Server>,
+    /// CRIU as probed at start (why CheckpointContainer is unavailable).
+    pub criu: crate::criu::Criu,
+    /// CDI specs from `cdi_spec_dirs`, re-read when they change.
+    pub cdi: crate::cdi::Cdi,
 }
 
 /// Nanoseconds since the Unix epoch, as the CRI timestamps are.
@@ -85,7 +89,12 @@ impl Runtime {
             cache_dir: cfg.root.join("cni-cache"),
         });
         let handlers = Handlers::probe(&cfg).await;
-        let (events, _) = broadcast::channel(1024);
+        let criu = {
+            let bin = cfg.criu_path.clone();
+            tokio::task::spawn_blocking(move || crate::criu::probe(&bin)).await?
+        };
+        tracing::info!("checkpointing: {}", criu.reason());
+        let (events, _) = broadcast::channel(cfg.container_events_buffer.max(1));
         let apparmor =
             crate::apparmor::AppArmor::new(Box::new(crate::apparmor::RealHost::default()));
         apparmor.start();
@@ -103,7 +112,10 @@ impl Runtime {
             tracing::warn!("monitors stay in the daemon's cgroup here: {p}");
         }
         let rt = Arc::new(Runtime {
-            gates: Gates::new(cfg.feature_gates.clone()),
+            gates: Gates::new(cfg.feature_gates.clone())
+                .with_detail("ContainerCheckpoint", criu.reason()),
+            cdi: crate::cdi::Cdi::new(cfg.cdi_spec_dirs.clone()),
+            criu,
             host,
             apparmor,
             monitor_cgroups,

@@ -56,13 +56,11 @@ impl Runtime {
 
         let mut runtime_handlers = Vec::new();
         let features_of = |h: &crius_oci::Handler| cri::RuntimeHandlerFeatures {
-            recursive_read_only_mounts: h
-                .features
-                .as_ref()
-                .map(|f| f.recursive_read_only_mounts)
-                .unwrap_or(false),
-            // crius refuses userns_options whatever the handler can do (feature UserNamespacesSupport).
-            user_namespaces: false,
+            // By the handler (`rro`) or host-side by crius (see crate::idmap).
+            recursive_read_only_mounts: self.handlers.rro(h),
+            // Only where the user-namespace trial container passed (see crate::userns).
+            user_namespaces: self.gates.enabled("UserNamespacesSupport")
+                && self.handlers.userns_ok(&h.name),
         };
         if let Some(h) = default.filter(|h| matches!(h.status, HandlerStatus::Available { .. })) {
             runtime_handlers.push(cri::RuntimeHandler {
@@ -90,6 +88,17 @@ impl Runtime {
                         HandlerStatus::Available { version } => serde_json::json!({
                             "binary": h.binary, "root": h.root, "available": true, "version": version,
                             "features": h.features.as_ref().map(|f| f.raw.clone()),
+                            "recursiveReadOnlyMounts": match (crate::oci::native_of(h).rro, &self.handlers.host_rro) {
+                                (true, _) => "handler (rro)".to_string(),
+                                (false, Ok(())) => "crius (host-side mount_setattr)".to_string(),
+                                (false, Err(e)) => format!("unavailable: {e}"),
+                            },
+                            "userNamespaces": match self.handlers.userns.get(name) {
+                                Some(Ok(())) if crate::oci::native_of(h).idmap => "handler (idmapped mounts)".to_string(),
+                                Some(Ok(())) => "crius (host-side idmapped mounts)".to_string(),
+                                Some(Err(e)) => format!("unavailable: {e}"),
+                                None => "unavailable".to_string(),
+                            },
                         }),
                         HandlerStatus::Unavailable { reason } => serde_json::json!({
                             "binary": h.binary, "root": h.root, "available": false, "reason": reason,
@@ -132,6 +141,11 @@ impl Runtime {
                 serde_json::Value::Object(handlers).to_string(),
             );
             info.insert("cni".to_string(), cni.to_string());
+            info.insert(
+                "criu".to_string(),
+                serde_json::json!({"probe": self.criu, "reason": self.criu.reason()}).to_string(),
+            );
+            info.insert("cdi".to_string(), self.cdi.report().to_string());
             info.insert(
                 "host".to_string(),
                 serde_json::json!({

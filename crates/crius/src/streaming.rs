@@ -3,7 +3,6 @@
 //! it runs exec'd processes through the OCI handler, attaches through the container's monitor, and
 //! dials ports inside the pod's network namespace.
 
-use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::sync::{Arc, Weak};
@@ -16,18 +15,12 @@ use crate::error::{Error, Result};
 use crate::pod::PodState;
 use crate::runtime::Runtime;
 
-pub async fn start(rt: &Arc<Runtime>, address: SocketAddr) -> anyhow::Result<()> {
+/// Starts the streaming server (`cfg` from the daemon config: address, idle timeout, session cap).
+pub async fn start(rt: &Arc<Runtime>, cfg: crius_streaming::Config) -> anyhow::Result<()> {
     let backend = Arc::new(Backend {
         rt: Arc::downgrade(rt),
     });
-    let server = crius_streaming::Server::start(
-        crius_streaming::Config {
-            address,
-            ..Default::default()
-        },
-        backend,
-    )
-    .await?;
+    let server = crius_streaming::Server::start(cfg, backend).await?;
     tracing::info!("streaming server on {}", server.base_url());
     let _ = rt.streaming.set(server);
     Ok(())
@@ -188,6 +181,7 @@ impl crius_streaming::Backend for Backend {
         cmd: &[String],
         streams: crius_streaming::Streams,
     ) -> std::result::Result<i32, String> {
+        let _session = crate::metrics::get().session("exec");
         let rt = self.rt()?;
         let mut streams = streams;
         let (handler, cid, mut process) = rt
@@ -212,6 +206,7 @@ impl crius_streaming::Backend for Backend {
         container_id: &str,
         streams: crius_streaming::Streams,
     ) -> std::result::Result<(), String> {
+        let _session = crate::metrics::get().session("attach");
         let rt = self.rt()?;
         let id = running_container(&rt, container_id).map_err(|e| e.to_string())?;
         let conn = crius_oci::attach(&rt.container_dir(&id))
@@ -225,6 +220,8 @@ impl crius_streaming::Backend for Backend {
         pod_sandbox_id: &str,
         port: u16,
     ) -> std::result::Result<tokio::net::TcpStream, String> {
+        // The connection is pumped by the streaming server after this returns: counted, not tracked.
+        crate::metrics::get().session_started("portforward");
         let rt = self.rt()?;
         let pod = rt.pod(pod_sandbox_id).map_err(|e| e.to_string())?;
         let netns = pod.record().pins.net;

@@ -21,6 +21,10 @@ fn daemon_help_documents_every_flag_with_its_default() {
         ("--default-runtime", "runc"),
         ("--log-level", "info"),
         ("--streaming-address", "127.0.0.1:0"),
+        ("--cdi-spec-dirs", "/etc/cdi,/var/run/cdi"),
+        ("--criu-path", "[default: criu]"),
+        ("--metrics-address", "[default: off]"),
+        ("--tracing-endpoint", "[default: off]"),
         ("--config", "/etc/crius/crius.toml"),
     ] {
         assert!(help.contains(flag), "{flag} missing from help:\n{help}");

@@ -350,7 +350,8 @@ async fn errors_name_the_object_and_field() {
         assert!(e.message().contains("crun"), "{e}");
     }
 
-    // User namespaces are refused, not ignored.
+    // A user namespace without the mappings the kubelet sends is refused, not ignored
+    // (crates/crius/tests/userns.rs drives working ones).
     let mut userns = pod_config("userns", true, &d.dir.join("logs"));
     userns
         .linux
@@ -373,7 +374,7 @@ async fn errors_name_the_object_and_field() {
         })
         .await,
     );
-    assert_eq!(c, Code::Unimplemented);
+    assert_eq!(c, Code::InvalidArgument, "{m}");
     assert!(m.contains("userns_options"), "{m}");
 
     // Starting twice is a precondition failure.

@@ -165,12 +165,13 @@ async fn cpu_and_memory_of_running_containers() {
             .await,
     );
     assert_eq!(c, Code::Unimplemented);
+    // The metrics RPCs are served (tests/cri_metrics.rs); their stream form is gated the same way.
     let (c, msg) = code(
-        d.rt.list_pod_sandbox_metrics(cri::ListPodSandboxMetricsRequest::default())
+        d.rt.stream_pod_sandbox_metrics(cri::StreamPodSandboxMetricsRequest::default())
             .await,
     );
     assert_eq!(c, Code::Unimplemented);
-    assert!(msg.contains("ListPodSandboxMetrics"), "{msg}");
+    assert!(msg.contains("CRIListStreaming"), "{msg}");
     d.shutdown().await;
 }
 

@@ -633,11 +633,46 @@ fn target_pid_namespace() {
         mode: NamespaceMode::Pod as i32,
         ..Default::default()
     });
+    // POD in a pod that has no user namespace.
     let err = expect_field(
         f.spec(),
         "security_context.namespace_options.userns_options",
     );
-    assert!(matches!(err, SpecError::Unsupported { .. }));
+    assert!(matches!(err, SpecError::Invalid { .. }));
+}
+
+#[test]
+fn pod_user_namespace_is_joined_with_its_mappings() {
+    let mut f = fixture();
+    let map = crate::IdMap {
+        container_id: 0,
+        host_id: 100000,
+        length: 65536,
+    };
+    f.pod.userns = Some(crate::UsernsContext {
+        path: "/run/crius/pods/p/user".into(),
+        map: crate::PodUserns {
+            uids: vec![map],
+            gids: vec![map],
+        },
+    });
+    let s = f.spec().unwrap();
+    let l = linux(&s);
+    assert!(l
+        .namespaces()
+        .as_ref()
+        .unwrap()
+        .iter()
+        .any(|n| n.typ() == LinuxNamespaceType::User
+            && n.path().as_deref() == Some(Path::new("/run/crius/pods/p/user"))));
+    let u = &l.uid_mappings().as_ref().unwrap()[0];
+    assert_eq!(
+        (u.container_id(), u.host_id(), u.size()),
+        (0, 100000, 65536)
+    );
+    assert_eq!(l.gid_mappings().as_ref().unwrap().len(), 1);
+    f.sc().privileged = true;
+    assert!(f.spec().is_err());
 }
 
 #[test]
@@ -1010,7 +1045,7 @@ fn sandbox_validation() {
     });
     assert_eq!(
         sandbox_field(&userns, &host).as_deref(),
-        Some("linux.security_context.namespace_options.userns_options")
+        Some("linux.security_context.namespace_options.userns_options.uids")
     );
     let group_only = sandbox_with(LinuxSandboxSecurityContext {
         run_as_group: Some(Int64Value { value: 1 }),

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::tcp::OwnedWriteHalf;
+use rand::RngCore as _;
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{upgrade, ClientError, ExecIo, ExecOutput, ExitStatus};
@@ -18,6 +18,8 @@ use crate::spdy::{
     HEADER_PORT, HEADER_REQUEST_ID, HEADER_STREAM_TYPE, STREAM_DATA, STREAM_ERROR, STREAM_RESIZE,
     STREAM_STDERR, STREAM_STDIN, STREAM_STDOUT,
 };
+use crate::ws::frame as ws_frame;
+use crate::ws::tunnel;
 
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -28,7 +30,7 @@ struct StreamSlot {
 
 struct Inner {
     addr: String,
-    writer: tokio::sync::Mutex<(OwnedWriteHalf, HeaderCompressor)>,
+    writer: tokio::sync::Mutex<(Box<dyn AsyncWrite + Send + Unpin>, HeaderCompressor)>,
     streams: Mutex<HashMap<u32, StreamSlot>>,
     next_id: AtomicU32,
     /// Return window for every DATA frame as soon as it arrives.
@@ -130,6 +132,18 @@ impl SpdyStream {
         Ok(())
     }
 
+    /// Sends `data` as one DATA frame, whatever its size and the windows (for tests of how
+    /// the server copes with large frames and clients that ignore flow control).
+    pub async fn write_frame(&self, data: &[u8]) -> Result<(), ClientError> {
+        self.inner
+            .write(&Frame::Data {
+                stream_id: self.id,
+                flags: 0,
+                data: data.to_vec(),
+            })
+            .await
+    }
+
     /// Half-closes our side (FIN).
     pub async fn close(&self) -> Result<(), ClientError> {
         self.inner
@@ -185,6 +199,73 @@ impl SpdyClient {
         let protocol = up.header(crate::spdy::PROTOCOL_HEADER).map(str::to_string);
         let addr = up.addr.clone();
         let (rd, wr) = up.tcp.into_split();
+        Self::start(
+            Cursor::new(up.leftover).chain(rd),
+            Box::new(wr),
+            addr,
+            protocol,
+            flow_control,
+        )
+        .await
+    }
+
+    /// Connects over WebSocket and runs SPDY inside it, as client-go's tunnelling dialer does
+    /// (kubectl and crictl with the WebSocket transport): offers `SPDY/3.1+<p>` for each of
+    /// `protocols`; `protocol` is the chosen one without the prefix.
+    pub async fn connect_tunneled(
+        url: &str,
+        protocols: &[&str],
+        flow_control: bool,
+    ) -> Result<SpdyClient, ClientError> {
+        let mut key = [0u8; 16];
+        rand::rng().fill_bytes(&mut key);
+        let key = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key);
+        let offered: Vec<String> = protocols
+            .iter()
+            .map(|p| format!("{}{p}", tunnel::SPDY_PREFIX))
+            .collect();
+        let headers = vec![
+            ("Connection", "Upgrade".to_string()),
+            ("Upgrade", "websocket".to_string()),
+            ("Sec-WebSocket-Version", "13".to_string()),
+            ("Sec-WebSocket-Key", key.clone()),
+            ("Sec-WebSocket-Protocol", offered.join(", ")),
+        ];
+        let up = upgrade(url, &headers).await?;
+        if up.header("sec-websocket-accept") != Some(ws_frame::accept_key(&key).as_str()) {
+            return Err(ClientError::Protocol(
+                "missing or wrong Sec-WebSocket-Accept".into(),
+            ));
+        }
+        let chosen = up.header("sec-websocket-protocol").map(str::to_string);
+        let protocol = match chosen {
+            Some(p) if offered.contains(&p) => {
+                p.strip_prefix(tunnel::SPDY_PREFIX).map(str::to_string)
+            }
+            other => {
+                return Err(ClientError::Protocol(format!(
+                    "server selected {other:?}, not one of the offered {offered:?}"
+                )))
+            }
+        };
+        let addr = up.addr.clone();
+        let (rd, wr) = up.tcp.into_split();
+        // The pumps end on their own when either side closes; the SPDY client owns the pipes.
+        let (t, _pumps) =
+            tunnel::spawn(Cursor::new(up.leftover).chain(rd), wr, tunnel::Role::Client);
+        Self::start(t.rd, Box::new(t.wr), addr, protocol, flow_control).await
+    }
+
+    async fn start<R>(
+        rd: R,
+        wr: Box<dyn AsyncWrite + Send + Unpin>,
+        addr: String,
+        protocol: Option<String>,
+        flow_control: bool,
+    ) -> Result<SpdyClient, ClientError>
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+    {
         let inner = Arc::new(Inner {
             addr,
             writer: tokio::sync::Mutex::new((wr, HeaderCompressor::new())),
@@ -213,10 +294,7 @@ impl SpdyClient {
         }
         // The reader only holds a weak reference so that dropping the last handle drops the
         // write half, which tells the server we are gone.
-        tokio::spawn(read_loop(
-            Cursor::new(up.leftover).chain(rd),
-            Arc::downgrade(&inner),
-        ));
+        tokio::spawn(read_loop(rd, Arc::downgrade(&inner)));
         Ok(SpdyClient { inner, protocol })
     }
 

@@ -14,6 +14,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 pub mod frame;
 mod session;
+pub use session::MAX_STREAMS;
 
 use crate::remotecommand::{ResizeDecoder, Session};
 use crate::{status, Backend};
@@ -71,7 +72,7 @@ fn version_of(protocol: Option<&str>) -> u8 {
 fn spawn_inbound_pump<W>(
     conn: Arc<session::Conn>,
     id: u32,
-    mut data: mpsc::Receiver<Vec<u8>>,
+    mut data: mpsc::Receiver<crate::budget::Chunk>,
     mut dst: W,
 ) -> JoinHandle<()>
 where
@@ -370,12 +371,32 @@ async fn forward_pair(
     };
     let _ = tcp.set_nodelay(true);
     let (tcp_rd, tcp_wr) = tcp.into_split();
-    let to_pod = spawn_inbound_pump(conn.clone(), data.id, data.data, tcp_wr);
-    let from_pod = spawn_outbound_pump(conn.clone(), data.id, tcp_rd);
-    let _ = from_pod.await;
-    let _ = to_pod.await;
+    let mut to_pod = spawn_inbound_pump(conn.clone(), data.id, data.data, tcp_wr);
+    let mut from_pod = spawn_outbound_pump(conn.clone(), data.id, tcp_rd);
+    tokio::select! {
+        _ = &mut from_pod => {
+            // The pod closed its side. client-go answers our FIN by resetting the stream (or
+            // has half-closed it already), which ends `to_pod`.
+            let _ = to_pod.await;
+        }
+        _ = &mut to_pod => {
+            // The client half-closed (or reset) the stream. client-go half-closes when its
+            // local connection ends and then forgets the stream without a reset, so from here
+            // on nothing tells a client that waits for the rest of the answer from one that has
+            // left: the pod gets a grace period to finish, then its connection is closed (as
+            // containerd does, after one second).
+            if tokio::time::timeout(CLOSE_GRACE, &mut from_pod).await.is_err() {
+                from_pod.abort();
+                let _ = from_pod.await;
+                let _ = conn.send_fin(data.id).await;
+            }
+        }
+    }
     let _ = conn.send_fin(error.id).await;
 }
+
+/// How long a pod may keep sending on a forwarded connection after the client half-closed it.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 pub const HEADER_STREAM_TYPE: &str = "streamtype";
 pub const HEADER_PORT: &str = "port";

@@ -17,7 +17,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf};
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 
-use super::frame::{self, Frame, HeaderCompressor, HeaderDecompressor, Headers};
+use super::frame::{self, Frame, HeaderCompressor, HeaderDecompressor, Headers, Setting};
+use crate::budget::{Budget, Chunk};
 
 /// Largest DATA payload we send in one frame.
 const MAX_DATA: usize = 32 * 1024;
@@ -25,6 +26,10 @@ const MAX_DATA: usize = 32 * 1024;
 /// DATA frames queued per stream towards its consumer before backpressure (or, for a peer that
 /// does flow control and so should never get here, a FLOW_CONTROL_ERROR reset).
 const INBOUND_QUEUE: usize = 256;
+
+/// Streams a client may have open at once (advertised in SETTINGS_MAX_CONCURRENT_STREAMS);
+/// more are refused with RST_STREAM REFUSED_STREAM. A port-forward connection takes two.
+pub const MAX_STREAMS: usize = 128;
 
 pub(crate) enum WriterMsg {
     Frame(Frame),
@@ -37,7 +42,7 @@ pub(crate) struct NewStream {
     pub(crate) id: u32,
     pub(crate) headers: Headers,
     /// Data the client sends on it; ends on FIN, RST_STREAM or connection loss.
-    pub(crate) data: mpsc::Receiver<Vec<u8>>,
+    pub(crate) data: mpsc::Receiver<Chunk>,
 }
 
 impl NewStream {
@@ -47,7 +52,7 @@ impl NewStream {
 }
 
 struct Entry {
-    inbound: Option<mpsc::Sender<Vec<u8>>>,
+    inbound: Option<mpsc::Sender<Chunk>>,
     send_window: i64,
     unacked: u32,
     local_fin: bool,
@@ -65,6 +70,8 @@ struct State {
 
 pub(crate) struct Conn {
     out: mpsc::Sender<WriterMsg>,
+    /// Bounds what the client can make us buffer across all its streams.
+    budget: Budget,
     state: Mutex<State>,
     window: Notify,
 }
@@ -229,8 +236,18 @@ where
 {
     let (rd, wr) = tokio::io::split(io);
     let (out_tx, out_rx) = mpsc::channel(256);
+    // The first frame we send tells the client how many streams it may open.
+    let _ = out_tx.try_send(WriterMsg::Frame(Frame::Settings {
+        flags: 0,
+        entries: vec![Setting {
+            flags: 0,
+            id: frame::SETTINGS_MAX_CONCURRENT_STREAMS,
+            value: MAX_STREAMS as u32,
+        }],
+    }));
     let conn = Arc::new(Conn {
         out: out_tx,
+        budget: Budget::new(),
         state: Mutex::new(State {
             streams: HashMap::new(),
             last_peer_stream: 0,
@@ -345,15 +362,26 @@ async fn handle(conn: &Arc<Conn>, f: Frame, new_streams: &mpsc::Sender<NewStream
             headers,
             ..
         } => {
-            let valid = {
-                let st = conn.lock();
-                stream_id % 2 == 1 && stream_id > st.last_peer_stream
+            let (valid, full) = {
+                let mut st = conn.lock();
+                let valid = stream_id % 2 == 1 && stream_id > st.last_peer_stream;
+                if valid {
+                    st.last_peer_stream = stream_id;
+                }
+                (valid, st.streams.len() >= MAX_STREAMS)
             };
-            if !valid {
+            if !valid || full {
+                if full {
+                    tracing::debug!(stream_id, "refusing a SPDY stream over the limit");
+                }
                 let _ = conn
                     .send(Frame::RstStream {
                         stream_id,
-                        status: frame::RST_PROTOCOL_ERROR,
+                        status: if valid {
+                            frame::RST_REFUSED_STREAM
+                        } else {
+                            frame::RST_PROTOCOL_ERROR
+                        },
                     })
                     .await;
                 return true;
@@ -361,7 +389,6 @@ async fn handle(conn: &Arc<Conn>, f: Frame, new_streams: &mpsc::Sender<NewStream
             let (tx, rx) = mpsc::channel(INBOUND_QUEUE);
             {
                 let mut st = conn.lock();
-                st.last_peer_stream = stream_id;
                 let window = st.peer_initial_window;
                 st.streams.insert(
                     stream_id,
@@ -406,18 +433,24 @@ async fn handle(conn: &Arc<Conn>, f: Frame, new_streams: &mpsc::Sender<NewStream
             };
             if let (Some(tx), false) = (tx, data.is_empty()) {
                 if enforce {
-                    // A flow-controlled peer stays within the window we grant as data is
-                    // consumed, so a full queue means it ignored the window.
-                    if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(data) {
+                    // A flow-controlled peer stays within the windows we grant as data is
+                    // consumed (64 KiB for the whole session), so running out of budget or
+                    // queue means it ignored them.
+                    let queued = match conn.budget.try_charge(data) {
+                        Ok(chunk) => tx.try_send(chunk).is_ok(),
+                        Err(_) => false,
+                    };
+                    if !queued {
                         conn.reset(stream_id, frame::RST_FLOW_CONTROL_ERROR).await;
                         return true;
                     }
                 } else {
                     // Peers without flow control (Go's spdystream, i.e. kubectl) get TCP
-                    // backpressure instead: stop reading until the consumer catches up, as the
+                    // backpressure instead: stop reading until the consumers catch up, as the
                     // kubelet does. Blocking cannot deadlock on window updates here because such
                     // peers never send them.
-                    let _ = tx.send(data).await;
+                    let chunk = conn.budget.charge(data).await;
+                    let _ = tx.send(chunk).await;
                 }
             }
             if flags & frame::FLAG_FIN != 0 {
@@ -546,21 +579,109 @@ mod tests {
         }
     }
 
-    fn setup() -> (Running, Peer) {
+    /// A session and its peer, past the server's opening SETTINGS.
+    async fn setup() -> (Running, Peer) {
         let (ours, theirs) = tokio::io::duplex(1 << 20);
         let running = start(ours);
-        let peer = Peer {
+        let mut peer = Peer {
             io: theirs,
             comp: HeaderCompressor::new(),
             decomp: HeaderDecompressor::new(),
             buf: Vec::new(),
         };
+        assert_eq!(
+            peer.recv().await,
+            Some(Frame::Settings {
+                flags: 0,
+                entries: vec![Setting {
+                    flags: 0,
+                    id: frame::SETTINGS_MAX_CONCURRENT_STREAMS,
+                    value: MAX_STREAMS as u32,
+                }],
+            })
+        );
         (running, peer)
     }
 
     #[tokio::test]
+    async fn streams_over_the_advertised_limit_are_refused() {
+        let (mut running, mut peer) = setup().await;
+        let mut held = Vec::new();
+        for i in 0..MAX_STREAMS as u32 {
+            peer.send(syn(2 * i + 1, 0)).await;
+            assert!(matches!(peer.recv().await, Some(Frame::SynReply { .. })));
+            held.push(running.streams.recv().await);
+        }
+        let over = 2 * MAX_STREAMS as u32 + 1;
+        peer.send(syn(over, 0)).await;
+        assert_eq!(
+            peer.recv().await,
+            Some(Frame::RstStream {
+                stream_id: over,
+                status: frame::RST_REFUSED_STREAM
+            })
+        );
+        // Once one is finished (reset by the client), a new one is accepted.
+        peer.send(Frame::RstStream {
+            stream_id: 1,
+            status: frame::RST_CANCEL,
+        })
+        .await;
+        peer.send(syn(over + 2, 0)).await;
+        assert!(matches!(
+            peer.recv().await,
+            Some(Frame::SynReply { stream_id, .. }) if stream_id == over + 2
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_flow_controlled_peer_ignoring_windows_is_reset_not_buffered() {
+        let (mut running, mut peer) = setup().await;
+        peer.send(Frame::WindowUpdate {
+            stream_id: 0,
+            delta: 1,
+        })
+        .await;
+        peer.send(syn(1, 0)).await;
+        let _ = peer.recv().await;
+        let unread = running.streams.recv().await;
+        // Far past any window we granted, into a stream nobody reads.
+        let mut reset = false;
+        for _ in 0..8 {
+            peer.send(Frame::Data {
+                stream_id: 1,
+                flags: 0,
+                data: vec![7; 1 << 20],
+            })
+            .await;
+        }
+        peer.send(Frame::Ping { id: 11 }).await;
+        while let Some(f) = peer.recv().await {
+            match f {
+                Frame::RstStream {
+                    stream_id: 1,
+                    status,
+                } => {
+                    assert_eq!(status, frame::RST_FLOW_CONTROL_ERROR);
+                    reset = true;
+                }
+                Frame::Ping { id: 11 } => break,
+                _ => {}
+            }
+        }
+        assert!(reset, "no FLOW_CONTROL_ERROR");
+        // What was queued is charged to the session until the stream is dropped.
+        assert!(running.conn.budget.available() < crate::budget::SESSION_BUFFER);
+        drop(unread);
+        assert_eq!(
+            running.conn.budget.available(),
+            crate::budget::SESSION_BUFFER
+        );
+    }
+
+    #[tokio::test]
     async fn stream_lifecycle_ping_and_reset_cleanup() {
-        let (mut running, mut peer) = setup();
+        let (mut running, mut peer) = setup().await;
         peer.send(syn(1, 0)).await;
         assert_eq!(
             peer.recv().await,
@@ -581,8 +702,11 @@ mod tests {
             data: b"abc".to_vec(),
         })
         .await;
-        assert_eq!(s.data.recv().await, Some(b"abc".to_vec()));
-        assert_eq!(s.data.recv().await, None, "FIN ends the inbound side");
+        assert_eq!(
+            s.data.recv().await.map(|c| c.to_vec()),
+            Some(b"abc".to_vec())
+        );
+        assert!(s.data.recv().await.is_none(), "FIN ends the inbound side");
 
         // Client pings (odd) are echoed.
         peer.send(Frame::Ping { id: 7 }).await;
@@ -628,7 +752,7 @@ mod tests {
 
     #[tokio::test]
     async fn window_updates_follow_consumption() {
-        let (mut running, mut peer) = setup();
+        let (mut running, mut peer) = setup().await;
         peer.send(syn(1, 0)).await;
         let _ = peer.recv().await;
         let s = running.streams.recv().await;
@@ -654,7 +778,7 @@ mod tests {
 
     #[tokio::test]
     async fn connection_loss_ends_every_stream() {
-        let (mut running, mut peer) = setup();
+        let (mut running, mut peer) = setup().await;
         peer.send(syn(1, 0)).await;
         let _ = peer.recv().await;
         let mut s = match running.streams.recv().await {
@@ -662,7 +786,7 @@ mod tests {
             None => panic!("no stream"),
         };
         drop(peer);
-        assert_eq!(s.data.recv().await, None);
+        assert!(s.data.recv().await.is_none());
         assert!(running.conn.send_data(1, b"x").await.is_err());
     }
 }

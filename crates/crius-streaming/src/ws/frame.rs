@@ -15,7 +15,7 @@ pub const OP_PONG: u8 = 0xA;
 
 /// Largest frame or reassembled message accepted. Channel traffic is chunked far below this;
 /// the limit only stops a peer from making us allocate without bound.
-pub const MAX_MESSAGE: usize = 16 * 1024 * 1024;
+pub const MAX_MESSAGE: usize = 2 * 1024 * 1024;
 
 const ACCEPT_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 

@@ -6,6 +6,7 @@
 //! the base64 payload.
 
 pub mod frame;
+pub mod tunnel;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +19,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::budget::{Budget, Chunk};
 use crate::remotecommand::{ResizeDecoder, Session};
 use crate::status;
 use crate::Backend;
@@ -33,7 +35,13 @@ pub const PORTFORWARD: &str = "portforward.k8s.io";
 /// Server preference does not matter (the client's order wins); this is the supported set.
 pub const REMOTECOMMAND_PROTOCOLS: &[&str] =
     &[V5_BINARY, V4_BINARY, V4_BASE64, V1_BINARY, V1_BASE64];
-pub const PORTFORWARD_PROTOCOLS: &[&str] = &[V4_BINARY, V4_BASE64, PORTFORWARD];
+/// Port forwarding: the channel protocols, and SPDY tunnelled through binary messages (what
+/// client-go, i.e. kubectl and crictl 1.31+, use with the WebSocket transport).
+pub const PORTFORWARD_PROTOCOLS: &[&str] =
+    &[tunnel::SPDY_PORTFORWARD, V4_BINARY, V4_BASE64, PORTFORWARD];
+
+/// Ports one WebSocket port-forward session may name (two channels each, numbered in a byte).
+pub const MAX_PORTS: usize = 64;
 
 pub const CHANNEL_STDIN: u8 = 0;
 pub const CHANNEL_STDOUT: u8 = 1;
@@ -230,7 +238,7 @@ pub(crate) async fn serve_remotecommand<IO>(
     // control WebSocket has; without it a client could make us buffer without bound.
     let (stdin_tx, stdin_task) = match pipes.stdin {
         Some(mut pipe) => {
-            let (tx, mut rx) = mpsc::channel::<Vec<u8>>(INBOUND_QUEUE);
+            let (tx, mut rx) = mpsc::channel::<Chunk>(INBOUND_QUEUE);
             let task = tokio::spawn(async move {
                 while let Some(data) = rx.recv().await {
                     if pipe.write_all(&data).await.is_err() {
@@ -246,6 +254,7 @@ pub(crate) async fn serve_remotecommand<IO>(
     };
     let resize_tx = pipes.resize;
     let reader_out = out_tx.clone();
+    let budget = Budget::new();
     let mut reader = tokio::spawn(async move {
         let mut stdin_tx = stdin_tx;
         let mut resize = ResizeDecoder::default();
@@ -282,7 +291,7 @@ pub(crate) async fn serve_remotecommand<IO>(
             match channel {
                 CHANNEL_STDIN => {
                     if let Some(tx) = &stdin_tx {
-                        let _ = tx.send(data).await;
+                        let _ = tx.send(budget.charge(data).await).await;
                     }
                 }
                 CHANNEL_RESIZE => {
@@ -360,7 +369,7 @@ pub(crate) async fn serve_port_forward<IO>(
         let _ = out_tx
             .send(Out::Channel(err_ch, port.to_le_bytes().to_vec()))
             .await;
-        let (tx, rx) = mpsc::channel::<Vec<u8>>(INBOUND_QUEUE);
+        let (tx, rx) = mpsc::channel::<Chunk>(INBOUND_QUEUE);
         inbound.push(tx);
         let backend = backend.clone();
         let pod = pod.clone();
@@ -371,6 +380,7 @@ pub(crate) async fn serve_port_forward<IO>(
     }
 
     let reader_out = out_tx.clone();
+    let budget = Budget::new();
     let mut reader = tokio::spawn(async move {
         let mut msgs = MessageReader::new(rd);
         loop {
@@ -393,7 +403,7 @@ pub(crate) async fn serve_port_forward<IO>(
             // Only even (data) channels carry client bytes; error channels are write-only.
             if channel % 2 == 0 {
                 if let Some(tx) = inbound.get(channel as usize / 2) {
-                    let _ = tx.send(data).await;
+                    let _ = tx.send(budget.charge(data).await).await;
                 }
             }
         }
@@ -426,7 +436,7 @@ async fn forward_one(
     port: u16,
     data_ch: u8,
     err_ch: u8,
-    mut inbound: mpsc::Receiver<Vec<u8>>,
+    mut inbound: mpsc::Receiver<Chunk>,
     out: mpsc::Sender<Out>,
 ) {
     let tcp = match backend.port_forward(&pod, port).await {

@@ -6,7 +6,10 @@
 //! times (cold and warm), ListImages/ImageStatus latency, and exec round trips through the streaming
 //! server.
 //!
-//! Usage: crius-bench [--runs N]   (needs the test registry: scripts/start-registries.sh and
+//! Last, the cost of the Prometheus instrumentation: unary RPC latency with `metrics_address` set and
+//! unset (`--metrics-overhead` runs only that part).
+//!
+//! Usage: crius-bench [--runs N] [--metrics-overhead]   (needs the test registry: scripts/start-registries.sh and
 //! scripts/build-test-images.py)
 
 use std::path::{Path, PathBuf};
@@ -81,7 +84,12 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 async fn start() -> anyhow::Result<Bench> {
-    let dir = std::env::temp_dir().join(format!("crius-bench-{}", std::process::id()));
+    start_with("main", &[]).await
+}
+
+/// A daemon of its own (dir tagged `tag`), with extra `crius daemon` flags.
+async fn start_with(tag: &str, extra: &[&str]) -> anyhow::Result<Bench> {
+    let dir = std::env::temp_dir().join(format!("crius-bench-{}-{tag}", std::process::id()));
     let certs = dir.join("certs.d").join(registry());
     std::fs::create_dir_all(&certs)?;
     std::fs::create_dir_all(dir.join("net.d"))?;
@@ -101,6 +109,7 @@ async fn start() -> anyhow::Result<Bench> {
         .arg(dir.join("certs.d"))
         .arg("--cni-conf-dir")
         .arg(dir.join("net.d"))
+        .args(extra)
         .stdin(Stdio::null())
         .spawn()
         .map_err(|e| anyhow::anyhow!("start {}: {e}", crius.display()))?;
@@ -187,6 +196,9 @@ async fn main() -> anyhow::Result<()> {
         .nth(1)
         .and_then(|n| n.parse().ok())
         .unwrap_or(20);
+    if std::env::args().any(|a| a == "--metrics-overhead") {
+        return metrics_overhead(runs * 25).await;
+    }
     let mut b = start().await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     println!(
@@ -347,6 +359,51 @@ async fn main() -> anyhow::Result<()> {
         "{:<34} {} KiB",
         "daemon RSS (after the runs)",
         rss_kib(b.child.id())
+    );
+    drop(b);
+    metrics_overhead(runs.max(20) * 25).await
+}
+
+/// The cost of the Prometheus instrumentation: two daemons, one with `--metrics-address` (the per-RPC
+/// layer and the endpoint on) and one without, called alternately so that machine load hits both alike.
+async fn metrics_overhead(calls: usize) -> anyhow::Result<()> {
+    let mut off = start_with("metrics-off", &[]).await?;
+    let mut on = start_with("metrics-on", &["--metrics-address", "127.0.0.1:0"]).await?;
+    let (mut v_off, mut v_on, mut l_off, mut l_on) = (vec![], vec![], vec![], vec![]);
+    for i in 0..calls + 50 {
+        let mut pair = [
+            (&mut off, &mut v_off, &mut l_off),
+            (&mut on, &mut v_on, &mut l_on),
+        ];
+        // Each goes first half the time: the second call of a pair runs on a warmer machine.
+        if i % 2 == 1 {
+            pair.reverse();
+        }
+        for (b, v, l) in pair {
+            let t = Instant::now();
+            b.rt.version(cri::VersionRequest::default()).await?;
+            let version = t.elapsed();
+            let t = Instant::now();
+            b.rt.list_pod_sandbox(cri::ListPodSandboxRequest::default())
+                .await?;
+            let list = t.elapsed();
+            // The first calls warm connections and caches up.
+            if i >= 50 {
+                v.push(version);
+                l.push(list);
+            }
+        }
+    }
+    println!("-- metrics overhead ({calls} alternating calls per daemon)");
+    stats("Version, metrics off", v_off);
+    stats("Version, metrics on", v_on);
+    stats("ListPodSandbox, metrics off", l_off);
+    stats("ListPodSandbox, metrics on", l_on);
+    println!(
+        "{:<34} off {} KiB, on {} KiB",
+        "daemon RSS after the calls",
+        rss_kib(off.child.id()),
+        rss_kib(on.child.id())
     );
     Ok(())
 }

@@ -1,6 +1,8 @@
 //! Containers: create (image → rootfs → OCI spec → monitor + `runtime create`), start, stop, remove,
 //! status, list, exec-sync, resource updates, log reopening, exit collection and recovery.
 
+pub mod image_volume;
+
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex as SyncMutex};
@@ -58,6 +60,9 @@ pub struct ContainerRecord {
     pub uid: i64,
     pub gid: i64,
     pub gids: Vec<i64>,
+    /// Images mounted as volumes (Mount.image), for ContainerStatus.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image_volumes: Vec<image_volume::MountedImage>,
 }
 
 impl ContainerRecord {
@@ -172,12 +177,9 @@ impl Runtime {
         if image_name.is_empty() {
             return Err(Error::invalid("config.image.image", "must not be empty"));
         }
-        if !cfg.cdi_devices.is_empty() {
-            return Err(Error::unimplemented(
-                "config.CDI_devices",
-                "CDI devices are not supported (feature DevicePluginCDIDevices)",
-            ));
-        }
+        // Fail fast on unknown CDI devices and unusable image mounts, before any work.
+        self.cdi.resolve(&cfg)?;
+        image_volume::validate(self, &cfg)?;
         if cfg.windows.is_some() {
             return Err(Error::unimplemented(
                 "config.windows",
@@ -232,6 +234,7 @@ impl Runtime {
             uid: 0,
             gid: 0,
             gids: vec![],
+            image_volumes: vec![],
         };
         if let Err(e) = self.store.put(CONTAINERS, &id, &rec) {
             self.release(&key, &id);
@@ -284,16 +287,49 @@ impl Runtime {
         let dir = self.container_dir(&ctr.id);
         let rootfs = dir.join("rootfs");
         std::fs::create_dir_all(&dir).map_err(|e| io_err("create container dir", &dir, e))?;
+        let userns = crate::pod::userns_of(prec)?;
+        if userns.is_some() {
+            crate::userns::ensure_traversable(&self.cfg.state, &dir)?;
+        }
         {
             let images = self.images.clone();
             let (image_id, cid, rootfs) = (image.id.clone(), ctr.id.clone(), rootfs.clone());
-            tokio::task::spawn_blocking(move || images.prepare_rootfs(&image_id, &cid, &rootfs))
-                .await
-                .map_err(|e| Error::internal("rootfs task", e))?
-                .map_err(crate::image::image_err)?;
+            let scratch = self.cfg.root.join("idmap").join(&ctr.id);
+            let userns = userns.clone();
+            tokio::task::spawn_blocking(move || match userns {
+                None => images.prepare_rootfs(&image_id, &cid, &rootfs),
+                Some(u) => {
+                    let layers = crate::idmap::LayerMapper {
+                        userns: u.pin.clone(),
+                        scratch,
+                    };
+                    let map = |l: &[PathBuf]| layers.map(l);
+                    let release = |m: &[PathBuf]| layers.release(m);
+                    let mapper = crius_image::LowerMapper {
+                        owner: u.root(),
+                        map: &map,
+                        release: &release,
+                    };
+                    images.prepare_rootfs_mapped(&image_id, &cid, &rootfs, Some(&mapper))
+                }
+            })
+            .await
+            .map_err(|e| Error::internal("rootfs task", e))?
+            .map_err(crate::image::image_err)?;
         }
         create_missing_mount_sources(cfg)?;
-        let mut spec = self.container_spec(ctr, cfg, sandbox, prec, image, &rootfs, handler)?;
+        // Image volumes become read-only binds and CDI devices are applied after spec generation, so the
+        // spec generator sees neither.
+        let (mut spec_cfg, volumes) = {
+            let (rt, cid, dir, cfg) = (self.clone(), ctr.id.clone(), dir.clone(), cfg.clone());
+            tokio::task::spawn_blocking(move || image_volume::mount_all(&rt, &cid, &dir, &cfg))
+                .await
+                .map_err(|e| Error::internal("image volume task", e))??
+        };
+        spec_cfg.cdi_devices.clear();
+        let cdi = self.cdi.resolve(cfg)?;
+        let mut spec =
+            self.container_spec(ctr, &spec_cfg, sandbox, prec, image, &rootfs, handler)?;
         if self.cgroup_driver == crate::cgroups::systemd::Driver::Systemd {
             let path = crate::cgroups::systemd::cgroups_path(&prec.cgroup_parent, &ctr.id)
                 .map_err(|e| Error::invalid("linux.cgroup_parent", e))?;
@@ -306,6 +342,41 @@ impl Runtime {
                 .as_ref()
                 .and_then(|p| p.apparmor_profile().as_deref()),
         )?;
+        image_volume::harden(&mut spec, &dir);
+        crate::cdi::apply(&mut spec, &cdi)?;
+        // Mounts the handler cannot make (rro, idmapped binds) are prepared host-side and released
+        // once the runtime has its own copies.
+        let (spec, prepared) = {
+            let (d, native, u) = (dir.clone(), crate::oci::native_of(handler), userns.clone());
+            tokio::task::spawn_blocking(move || {
+                let mut spec = spec;
+                crate::idmap::prepare_spec_mounts(&mut spec, &d, native, u.as_ref())
+                    .map(|p| (spec, p))
+            })
+            .await
+            .map_err(|e| Error::internal("mount preparation task", e))?
+            .map_err(|e| Error::FailedPrecondition(format!("config.mounts: {e}")))?
+        };
+        let res = self
+            .create_with_spec(ctr, handler, cfg, image, &dir, spec, log_path, volumes)
+            .await;
+        crate::idmap::release(&prepared);
+        res
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn create_with_spec(
+        self: &Arc<Self>,
+        ctr: &Arc<Ctr>,
+        handler: &Arc<crius_oci::Handler>,
+        cfg: &cri::ContainerConfig,
+        image: &crius_image::Image,
+        dir: &Path,
+        spec: oci_spec::runtime::Spec,
+        log_path: Option<PathBuf>,
+        volumes: Vec<image_volume::MountedImage>,
+    ) -> Result<()> {
+        let dir = dir.to_path_buf();
         let stop_signal = crius_spec::stop_signal(&image_defaults(image), cfg).map_err(spec_err)?;
         let user = spec
             .process()
@@ -345,14 +416,19 @@ impl Runtime {
             create_timeout: CREATE_TIMEOUT,
             join_cgroups: self.monitor_cgroups.clone(),
         };
-        let mon = crius_oci::spawn_monitor(handler, &mcfg)
-            .await
-            .map_err(oci_err)?;
+        let mon = crate::metrics::trace::child(
+            "OCI create",
+            vec![],
+            crius_oci::spawn_monitor(handler, &mcfg),
+        )
+        .await
+        .map_err(oci_err)?;
         ctr.update(self, |r| {
             r.state = CtrState::Created;
             r.pid = mon.container_pid;
             r.monitor_pid = mon.monitor_pid;
             r.stop_signal = stop_signal;
+            r.image_volumes = volumes;
             r.uid = user.uid() as i64;
             r.gid = user.gid() as i64;
             r.gids = user
@@ -435,18 +511,18 @@ impl Runtime {
                         .collect()
                 })
                 .unwrap_or_default(),
+            userns: crate::pod::userns_of(prec)?.map(|u| crius_spec::UsernsContext {
+                path: u.pin,
+                map: crius_spec::PodUserns {
+                    uids: u.uids,
+                    gids: u.gids,
+                },
+            }),
         };
+        // What the spec may ask for: the handler does it, or crius prepares it (crate::idmap).
         let caps = crius_spec::HandlerCaps {
-            rro: handler
-                .features
-                .as_ref()
-                .map(|f| f.recursive_read_only_mounts)
-                .unwrap_or(false),
-            idmap: handler
-                .features
-                .as_ref()
-                .map(|f| f.user_namespaces)
-                .unwrap_or(false),
+            rro: self.handlers.rro(handler),
+            idmap: crate::oci::native_of(handler).idmap || self.handlers.userns_ok(&handler.name),
         };
         let defaults = image_defaults(image);
         let input = crius_spec::SpecInput {
@@ -489,7 +565,9 @@ impl Runtime {
             )));
         }
         let handler = self.handlers.existing(&rec.handler)?;
-        handler.start(&ctr.id).await.map_err(oci_err)?;
+        crate::metrics::trace::child("OCI start", vec![], handler.start(&ctr.id))
+            .await
+            .map_err(oci_err)?;
         ctr.update(self, |r| {
             r.state = CtrState::Running;
             r.started_at = now_ns();
@@ -541,14 +619,17 @@ impl Runtime {
             tracing::warn!("container {}: record exit: {e}", ctr.id);
         }
         let rec = ctr.record();
+        crate::metrics::get().container_exited(&rec.reason);
         if let Ok(h) = self.handlers.existing(&rec.handler) {
             // Frees the runtime's state and the cgroup; the rootfs stays until RemoveContainer.
             if let Err(e) = h.delete(&ctr.id, true).await {
                 tracing::warn!("container {}: runtime delete after exit: {e}", ctr.id);
             }
         }
-        let _ = ctr.exited.send(true);
+        // The event goes out before waiters (StopContainer, StopPodSandbox) are released, so a pod's
+        // STOPPED event always follows its containers'.
         self.emit_event(ctr, cri::ContainerEventType::ContainerStoppedEvent);
+        let _ = ctr.exited.send(true);
     }
 
     /// StopContainer. Idempotent; unknown ids are success.
@@ -634,6 +715,7 @@ impl Runtime {
     }
 
     fn forget_container(&self, ctr: &Ctr) {
+        image_volume::release(self, &ctr.id, &self.container_dir(&ctr.id));
         if let Err(e) = remove_state_dir(&self.container_dir(&ctr.id)) {
             tracing::warn!("container {}: {e}", ctr.id);
         }
@@ -654,7 +736,7 @@ impl Runtime {
             CtrState::Exited => cri::ContainerState::ContainerExited,
             CtrState::Creating | CtrState::Unknown => cri::ContainerState::ContainerUnknown,
         } as i32;
-        let mounts = cfg.mounts.clone();
+        let mounts = image_volume::report(cfg.mounts.clone(), &rec.image_volumes);
         cri::ContainerStatus {
             id: rec.id.clone(),
             metadata: cfg.metadata.clone(),
@@ -887,23 +969,8 @@ impl Runtime {
     }
 
     fn emit_event(&self, ctr: &Ctr, kind: cri::ContainerEventType) {
-        let rec = ctr.record();
-        let pod_status = self.pod(&rec.sandbox_id).ok().map(|p| {
-            let pr = p.record();
-            self.pod_status_of(&pr)
-        });
-        let statuses = if kind == cri::ContainerEventType::ContainerDeletedEvent {
-            vec![]
-        } else {
-            vec![self.container_status_of(&rec)]
-        };
-        self.emit(cri::ContainerEventResponse {
-            container_id: rec.id.clone(),
-            container_event_type: kind as i32,
-            created_at: now_ns(),
-            pod_sandbox_status: pod_status,
-            containers_statuses: statuses,
-        });
+        // The whole pod goes with the event (crate::events).
+        self.container_event(&ctr.id, &ctr.sandbox_id, kind);
     }
 }
 
@@ -1018,6 +1085,7 @@ pub(crate) async fn recover(rt: &Arc<Runtime>) -> anyhow::Result<()> {
             }
         }
     }
+    image_volume::recover(rt, &known);
     Ok(())
 }
 

@@ -6,6 +6,7 @@
 
 pub mod files;
 pub mod namespaces;
+pub mod resources;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -48,6 +49,11 @@ pub struct SandboxRecord {
     pub hosts_file: Option<PathBuf>,
     pub resolv_file: Option<PathBuf>,
     pub cgroup_parent: String,
+    /// LinuxContainerResources of the last UpdatePodSandboxResources (protobuf; empty: as configured).
+    #[serde(default, with = "crate::hexbytes")]
+    pub resources: Vec<u8>,
+    #[serde(default, with = "crate::hexbytes")]
+    pub overhead: Vec<u8>,
 }
 
 impl SandboxRecord {
@@ -108,6 +114,26 @@ fn ns_options(cfg: &cri::PodSandboxConfig) -> cri::NamespaceOption {
         .unwrap_or_default()
 }
 
+/// The pod's own user namespace (pin and mappings), if it has one.
+pub fn userns_of(rec: &SandboxRecord) -> Result<Option<crate::idmap::PodUserns>> {
+    let Some(pin) = rec.pins.user.clone() else {
+        return Ok(None);
+    };
+    let map = crius_spec::pod_userns(&ns_options(&rec.config()))
+        .map_err(crate::container::spec_err)?
+        .ok_or_else(|| {
+            Error::Internal(format!(
+                "pod {} has a user namespace pin but no userns_options",
+                rec.id
+            ))
+        })?;
+    Ok(Some(crate::idmap::PodUserns {
+        pin,
+        uids: map.uids,
+        gids: map.gids,
+    }))
+}
+
 fn host_network(cfg: &cri::PodSandboxConfig) -> bool {
     ns_options(cfg).network == cri::NamespaceMode::Node as i32
 }
@@ -134,14 +160,6 @@ fn validate(rt: &Runtime, cfg: &cri::PodSandboxConfig) -> Result<()> {
             "config.linux.security_context.namespace_options.pid",
             "TARGET mode is for containers, not pods",
         ));
-    }
-    if let Some(u) = &ns.userns_options {
-        if u.mode != cri::NamespaceMode::Node as i32 {
-            return Err(Error::unimplemented(
-                "config.linux.security_context.namespace_options.userns_options",
-                "user namespaces need idmapped mounts, which no handler here supports (feature UserNamespacesSupport)",
-            ));
-        }
     }
     if cfg.hostname.len() > 64 {
         return Err(Error::invalid(
@@ -179,6 +197,19 @@ impl Runtime {
             handler.to_string()
         };
         self.handlers.get(&handler_name)?;
+        if crius_spec::pod_userns(&ns_options(&cfg))
+            .map_err(crate::container::spec_err)?
+            .is_some()
+            && !self.handlers.userns_ok(&handler_name)
+        {
+            return Err(Error::unimplemented(
+                "config.linux.security_context.namespace_options.userns_options",
+                format!(
+                    "runtime handler {handler_name:?} cannot run pods with a user namespace on this node: {}",
+                    self.handlers.userns_reason(&handler_name)
+                ),
+            ));
+        }
         if !host_network(&cfg) {
             if let Err(e) = self.cni.status() {
                 return Err(Error::FailedPrecondition(format!(
@@ -195,7 +226,9 @@ impl Runtime {
             .filter(|p| !p.is_empty())
             .unwrap_or_else(|| match self.cgroup_driver {
                 crate::cgroups::systemd::Driver::Systemd => "system.slice".to_string(),
-                crate::cgroups::systemd::Driver::Cgroupfs => "/crius".to_string(),
+                crate::cgroups::systemd::Driver::Cgroupfs => {
+                    resources::default_parent(&id, self.host.cgroup_v2)
+                }
             });
         if self.cgroup_driver == crate::cgroups::systemd::Driver::Systemd {
             crate::cgroups::systemd::cgroups_path(&cgroup_parent, &id)
@@ -216,6 +249,8 @@ impl Runtime {
             hosts_file: None,
             resolv_file: None,
             cgroup_parent,
+            resources: vec![],
+            overhead: vec![],
         };
         let pod = Arc::new(Pod {
             id: id.clone(),
@@ -246,6 +281,8 @@ impl Runtime {
             Ok(()) => {
                 pod.update(self, |r| r.state = PodState::Ready)?;
                 drop(guard);
+                self.sandbox_event(&id, cri::ContainerEventType::ContainerCreatedEvent);
+                self.sandbox_event(&id, cri::ContainerEventType::ContainerStartedEvent);
                 Ok(id)
             }
             Err(e) => {
@@ -292,6 +329,12 @@ impl Runtime {
     ) -> Result<()> {
         let dir = self.pod_dir(&pod.id);
         std::fs::create_dir_all(&dir).map_err(|e| io_err("create pod dir", &dir, e))?;
+        {
+            let (rec, cfg) = (pod.record(), cfg.clone());
+            tokio::task::spawn_blocking(move || resources::create(&rec, &cfg))
+                .await
+                .map_err(|e| Error::internal("pod cgroup task", e))??;
+        }
         let ns = ns_options(cfg);
         let host_net = ns.network == cri::NamespaceMode::Node as i32;
         let host_ipc = ns.ipc == cri::NamespaceMode::Node as i32;
@@ -303,11 +346,38 @@ impl Runtime {
         } else {
             cfg.hostname.clone()
         };
+        let userns = crius_spec::pod_userns(&ns).map_err(crate::container::spec_err)?;
+        if userns.is_some() {
+            crate::userns::ensure_traversable(&self.cfg.state, &dir)?;
+        }
         let pins = {
             let dir = dir.clone();
             let hostname = hostname.clone();
-            tokio::task::spawn_blocking(move || {
-                namespaces::pin(&dir, !host_net, !host_ipc, !host_net, &hostname)
+            let userns = userns.clone();
+            tokio::task::spawn_blocking(move || match &userns {
+                None => namespaces::pin(&dir, !host_net, !host_ipc, !host_net, &hostname),
+                Some(u) => {
+                    let mut want = Vec::new();
+                    if !host_net {
+                        want.extend(["net", "uts"]);
+                    }
+                    if !host_ipc {
+                        want.push("ipc");
+                    }
+                    let pinned = crate::userns::pin_pod(&dir, u, &want, &hostname)?;
+                    let get = |k: &str| {
+                        pinned
+                            .iter()
+                            .find(|(kind, _)| kind == k)
+                            .map(|(_, p)| p.clone())
+                    };
+                    Ok(namespaces::Pins {
+                        net: get("net"),
+                        ipc: get("ipc"),
+                        uts: get("uts"),
+                        user: get("user"),
+                    })
+                }
             })
             .await
             .map_err(|e| Error::internal("namespace task", e))??
@@ -318,6 +388,7 @@ impl Runtime {
             let pid = namespaces::spawn_pause(
                 &self.cfg.pause_binary(),
                 &dir.join("pause.pid"),
+                pins.user.as_deref(),
                 &self.monitor_cgroups,
             )
             .await?;
@@ -328,9 +399,8 @@ impl Runtime {
         if let Some(netns) = &pins.net {
             // Written before ADD: if the daemon dies during ADD, recovery still runs DEL.
             pod.update(self, |r| r.network_up = true)?;
-            let status = self
-                .cni
-                .setup(&pod_network(&pod.id, cfg, netns.clone())?)
+            let net = pod_network(&pod.id, cfg, netns.clone())?;
+            let status = crate::metrics::cni("ADD", self.cni.setup(&net))
                 .await
                 .map_err(|e| Error::Internal(format!("pod {}: CNI ADD: {e}", pod.id)))?;
             ips = status.ips.iter().map(|ip| ip.to_string()).collect();
@@ -345,6 +415,11 @@ impl Runtime {
         } else {
             Some(files::mount_shm(&dir)?)
         };
+        if let Some(u) = &userns {
+            let mut own: Vec<&std::path::Path> = vec![&hostname_file, &hosts_file, &resolv_file];
+            own.extend(shm.as_deref());
+            crate::userns::chown_pod_files(u, &own)?;
+        }
         pod.update(self, |r| {
             r.hostname_file = Some(hostname_file);
             r.hosts_file = Some(hosts_file);
@@ -362,7 +437,7 @@ impl Runtime {
             let cfg = rec.config();
             let netns = rec.pins.net.clone().unwrap_or_default();
             match pod_network(&rec.id, &cfg, netns) {
-                Ok(net) => match self.cni.teardown(&net).await {
+                Ok(net) => match crate::metrics::cni("DEL", self.cni.teardown(&net)).await {
                     Ok(()) => {
                         let _ = pod.update(self, |r| r.network_up = false);
                     }
@@ -389,6 +464,7 @@ impl Runtime {
 
     fn forget_pod(&self, pod: &Pod) {
         let _ = remove_state_dir(&self.pod_dir(&pod.id));
+        resources::release(&pod.record());
         if let Err(e) = self.store.delete(SANDBOXES, &pod.id) {
             tracing::warn!("pod {}: {e}", pod.id);
         }
@@ -421,7 +497,11 @@ impl Runtime {
                 pod.id
             )));
         }
+        let was_ready = pod.record().state == PodState::Ready;
         pod.update(self, |r| r.state = PodState::NotReady)?;
+        if was_ready {
+            self.sandbox_event(&pod.id, cri::ContainerEventType::ContainerStoppedEvent);
+        }
         Ok(())
     }
 
@@ -447,7 +527,18 @@ impl Runtime {
                 pod.id
             )));
         }
+        if pod.record().state == PodState::Ready {
+            // Removed without a stop first: it stopped all the same.
+            pod.update(self, |r| r.state = PodState::NotReady)?;
+            self.sandbox_event(&pod.id, cri::ContainerEventType::ContainerStoppedEvent);
+        }
+        let last = self.pod_snapshot(&pod.id);
         self.forget_pod(&pod);
+        self.send_event(
+            &pod.id,
+            cri::ContainerEventType::ContainerDeletedEvent,
+            last,
+        );
         Ok(())
     }
 
@@ -488,6 +579,7 @@ impl Runtime {
                 "runtimeHandler": rec.runtime_handler,
                 "namespaces": rec.pins,
                 "cgroupParent": rec.cgroup_parent,
+                "podResources": resources::report(&rec),
                 "config": pod_config_json(&rec.config()),
             }))
         } else {

@@ -20,6 +20,9 @@ pub struct Pins {
     pub net: Option<PathBuf>,
     pub ipc: Option<PathBuf>,
     pub uts: Option<PathBuf>,
+    /// The pod's own user namespace (userns_options POD); it owns the others.
+    #[serde(default)]
+    pub user: Option<PathBuf>,
 }
 
 impl Pins {
@@ -28,6 +31,7 @@ impl Pins {
             .iter()
             .chain(self.ipc.iter())
             .chain(self.uts.iter())
+            .chain(self.user.iter())
     }
 }
 
@@ -130,6 +134,7 @@ pub fn is_pinned(p: &Path) -> bool {
 pub async fn spawn_pause(
     pause_bin: &Path,
     pid_file: &Path,
+    userns: Option<&Path>,
     join_cgroups: &[std::path::PathBuf],
 ) -> Result<i32> {
     let procs = crius_oci::cgroup_procs_files(join_cgroups)
@@ -139,13 +144,27 @@ pub async fn spawn_pause(
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    // SAFETY: setsid, unshare and the open/write of join_cgroups_in_child are async-signal-safe; the new PID namespace applies to the
-    // pause binary's children, and it forks its pid 1 right away.
+    // A pod with its own user namespace: the PID namespace must belong to it (the containers' root
+    // mounts /proc for it), so pause enters the user namespace before unsharing.
+    let userns = match userns {
+        Some(p) => {
+            Some(std::fs::File::open(p).map_err(|e| io_err("open user namespace pin", p, e))?)
+        }
+        None => None,
+    };
+    // SAFETY: setsid, setns, unshare and the open/write of join_cgroups_in_child are async-signal-safe;
+    // the new PID namespace applies
+    // to the pause binary's children, and it forks its pid 1 right away.
     unsafe {
         cmd.pre_exec(move || {
             nix::unistd::setsid().map_err(std::io::Error::from)?;
+            // Out of the daemon's cgroup first, while still in the host's user namespace.
+            crius_oci::join_cgroups_in_child(&procs)?;
+            if let Some(f) = &userns {
+                nix::sched::setns(f, CloneFlags::CLONE_NEWUSER).map_err(std::io::Error::from)?;
+            }
             unshare(CloneFlags::CLONE_NEWPID).map_err(std::io::Error::from)?;
-            crius_oci::join_cgroups_in_child(&procs)
+            Ok(())
         });
     }
     let out = tokio::time::timeout(Duration::from_secs(10), cmd.output())

@@ -53,8 +53,12 @@ pub async fn serve(
     let image = ImageServiceServer::new(image::ImageSvc { rt: rt.clone() })
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
+    let metrics = crate::metrics::grpc::RpcMetricsLayer::new(rt.cfg.metrics_address.is_some());
+    let traces = crate::metrics::trace::TraceLayer::new(rt.cfg.tracing_endpoint.is_some());
     let admin = AdminServer::new(image::AdminSvc { rt });
     tonic::transport::Server::builder()
+        .layer(metrics)
+        .layer(traces)
         .add_service(runtime)
         .add_service(image)
         .add_service(admin)

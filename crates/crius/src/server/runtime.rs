@@ -347,9 +347,13 @@ impl RuntimeService for RuntimeSvc {
         &self,
         _req: Request<cri::CheckpointContainerRequest>,
     ) -> Res<cri::CheckpointContainerResponse> {
+        // Probed at start: no per-call work, so the kubelet hears the reason at once.
         Err(unimplemented_rpc(
             "CheckpointContainer",
-            "feature ContainerCheckpoint is unsupported (no CRIU)",
+            &format!(
+                "feature ContainerCheckpoint is unsupported: {}",
+                self.rt.criu.reason()
+            ),
         ))
     }
 
@@ -360,40 +364,26 @@ impl RuntimeService for RuntimeSvc {
     ) -> Res<Self::GetContainerEventsStream> {
         gated(&self.rt, "EventedPLEG", "GetContainerEvents")?;
         let rx = self.rt.subscribe();
-        let stream = futures::stream::unfold(rx, |mut rx| async move {
-            match rx.recv().await {
-                Ok(ev) => Some((Ok(ev), rx)),
-                // A slow reader lost events: tell it, so the kubelet relists instead of trusting a gap.
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => Some((
-                    Err(Status::data_loss(format!(
-                        "event stream lagged; {n} events dropped, relist"
-                    ))),
-                    rx,
-                )),
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => None,
-            }
-        });
-        Ok(Response::new(Box::pin(stream)))
+        Ok(Response::new(Box::pin(crate::events::stream(rx))))
     }
 
     async fn list_metric_descriptors(
         &self,
         _req: Request<cri::ListMetricDescriptorsRequest>,
     ) -> Res<cri::ListMetricDescriptorsResponse> {
-        Err(unimplemented_rpc(
-            "ListMetricDescriptors",
-            "crius serves the CRI stats messages (ListContainerStats, ListPodSandboxStats), not the Prometheus-style pod metrics",
-        ))
+        Ok(Response::new(cri::ListMetricDescriptorsResponse {
+            descriptors: crate::stats::cri_metrics::descriptors(),
+        }))
     }
 
     async fn list_pod_sandbox_metrics(
         &self,
         _req: Request<cri::ListPodSandboxMetricsRequest>,
     ) -> Res<cri::ListPodSandboxMetricsResponse> {
-        Err(unimplemented_rpc(
-            "ListPodSandboxMetrics",
-            "crius serves the CRI stats messages (ListContainerStats, ListPodSandboxStats), not the Prometheus-style pod metrics",
-        ))
+        let pod_metrics = blocking(&self.rt, |rt| rt.pod_sandbox_metrics()).await?;
+        Ok(Response::new(cri::ListPodSandboxMetricsResponse {
+            pod_metrics,
+        }))
     }
 
     type StreamPodSandboxMetricsStream = BoxStream<cri::StreamPodSandboxMetricsResponse>;
@@ -401,10 +391,13 @@ impl RuntimeService for RuntimeSvc {
         &self,
         _req: Request<cri::StreamPodSandboxMetricsRequest>,
     ) -> Res<Self::StreamPodSandboxMetricsStream> {
-        Err(unimplemented_rpc(
-            "StreamPodSandboxMetrics",
-            "crius serves the CRI stats messages (ListContainerStats, ListPodSandboxStats), not the Prometheus-style pod metrics",
-        ))
+        gated(&self.rt, "CRIListStreaming", "StreamPodSandboxMetrics")?;
+        let items = blocking(&self.rt, |rt| rt.pod_sandbox_metrics()).await?;
+        Ok(Response::new(paged(items, |pod_sandbox_metrics| {
+            cri::StreamPodSandboxMetricsResponse {
+                pod_sandbox_metrics,
+            }
+        })))
     }
 
     async fn runtime_config(
@@ -423,11 +416,12 @@ impl RuntimeService for RuntimeSvc {
 
     async fn update_pod_sandbox_resources(
         &self,
-        _req: Request<cri::UpdatePodSandboxResourcesRequest>,
+        req: Request<cri::UpdatePodSandboxResourcesRequest>,
     ) -> Res<cri::UpdatePodSandboxResourcesResponse> {
-        Err(unimplemented_rpc(
-            "UpdatePodSandboxResources",
-            "feature InPlacePodLevelResourcesVerticalScaling is unsupported",
-        ))
+        let req = req.into_inner();
+        self.rt
+            .update_pod_resources(&req.pod_sandbox_id, req.overhead, req.resources)
+            .await?;
+        Ok(Response::new(cri::UpdatePodSandboxResourcesResponse {}))
     }
 }

@@ -54,7 +54,7 @@ impl Cgroup {
         self.v2
     }
 
-    fn dir(&self, controller: &str) -> PathBuf {
+    pub(super) fn dir(&self, controller: &str) -> PathBuf {
         if self.v2 {
             self.root.join(&self.rel)
         } else {
@@ -62,11 +62,11 @@ impl Cgroup {
         }
     }
 
-    fn read(&self, controller: &str, file: &str) -> Option<String> {
+    pub(super) fn read(&self, controller: &str, file: &str) -> Option<String> {
         std::fs::read_to_string(self.dir(controller).join(file)).ok()
     }
 
-    fn read_u64(&self, controller: &str, file: &str) -> Option<u64> {
+    pub(super) fn read_u64(&self, controller: &str, file: &str) -> Option<u64> {
         self.read(controller, file)?.trim().parse().ok()
     }
 

@@ -7,6 +7,8 @@
 //! the same container or pod, which this module keeps in a small process-wide table.
 
 pub mod cgroup;
+pub mod cri_metrics;
+pub mod detail;
 pub mod net;
 
 use std::collections::{BTreeMap, HashSet};
@@ -141,21 +143,58 @@ impl Totals {
     }
 }
 
-fn cpu_usage(key: &str, usage_ns: Option<u64>, at: i64) -> cri::CpuUsage {
+/// A pressure file as the CRI's PsiStats (totals in nanoseconds; the kernel counts microseconds).
+fn psi_stats(p: Option<detail::Psi>) -> Option<cri::PsiStats> {
+    let data = |l: &detail::PsiLine| cri::PsiData {
+        total: l.total_us.saturating_mul(1000),
+        avg10: l.avg10,
+        avg60: l.avg60,
+        avg300: l.avg300,
+    };
+    p.map(|p| cri::PsiStats {
+        full: p.full.as_ref().map(data),
+        some: Some(data(&p.some)),
+    })
+}
+
+/// The pressure of `resource` in `cg` (cgroup v2 only; `None` on v1 or without a cgroup).
+fn pressure(cg: Option<&Cgroup>, resource: &str) -> Option<cri::PsiStats> {
+    psi_stats(cg.and_then(|cg| cg.pressure(resource)))
+}
+
+/// IoUsage: the CRI message carries only pressure; it is present whenever the cgroup is.
+fn io_usage(cg: Option<&Cgroup>, at: i64) -> Option<cri::IoUsage> {
+    cg.map(|cg| cri::IoUsage {
+        timestamp: at,
+        psi: psi_stats(cg.pressure("io")),
+    })
+}
+
+fn cpu_usage(
+    key: &str,
+    usage_ns: Option<u64>,
+    at: i64,
+    psi: Option<cri::PsiStats>,
+) -> cri::CpuUsage {
     cri::CpuUsage {
         timestamp: at,
         usage_core_nano_seconds: usage_ns.and_then(u64v),
         usage_nano_cores: usage_ns
             .and_then(|ns| nano_cores(key, ns, at))
             .and_then(u64v),
-        psi: None,
+        psi,
     }
 }
 
-fn memory_usage(m: Option<cgroup::Memory>, at: i64) -> cri::MemoryUsage {
+fn memory_usage(
+    m: Option<cgroup::Memory>,
+    at: i64,
+    psi: Option<cri::PsiStats>,
+) -> cri::MemoryUsage {
     let Some(m) = m else {
         return cri::MemoryUsage {
             timestamp: at,
+            psi,
             ..Default::default()
         };
     };
@@ -167,7 +206,7 @@ fn memory_usage(m: Option<cgroup::Memory>, at: i64) -> cri::MemoryUsage {
         rss_bytes: u64v(m.rss),
         page_faults: u64v(m.page_faults),
         major_page_faults: u64v(m.major_page_faults),
-        psi: None,
+        psi,
     }
 }
 
@@ -225,11 +264,16 @@ impl Runtime {
                 &rec.id,
                 cg.as_ref().and_then(|cg| cg.cpu_usage_ns()),
                 at,
+                pressure(cg.as_ref(), "cpu"),
             )),
-            memory: Some(memory_usage(cg.as_ref().and_then(|cg| cg.memory()), at)),
+            memory: Some(memory_usage(
+                cg.as_ref().and_then(|cg| cg.memory()),
+                at,
+                pressure(cg.as_ref(), "memory"),
+            )),
             writable_layer: Some(self.writable_layer(&rec.id, at)),
             swap,
-            io: None,
+            io: io_usage(cg.as_ref(), at),
         }
     }
 
@@ -312,6 +356,7 @@ impl Runtime {
                 m.limit = full.limit;
             }
         }
+        let own = own_parent.then_some(&parent).cloned();
         let network = (rec.state == PodState::Ready)
             .then_some(rec.pins.net.as_ref())
             .flatten()
@@ -348,15 +393,21 @@ impl Runtime {
                 annotations: cfg.annotations,
             }),
             linux: Some(cri::LinuxPodSandboxStats {
-                cpu: Some(cpu_usage(&format!("pod:{}", rec.id), totals.cpu_ns, at)),
-                memory: Some(memory_usage(memory, at)),
+                cpu: Some(cpu_usage(
+                    &format!("pod:{}", rec.id),
+                    totals.cpu_ns,
+                    at,
+                    pressure(own.as_ref(), "cpu"),
+                )),
+                memory: Some(memory_usage(memory, at, pressure(own.as_ref(), "memory"))),
                 network,
                 process: Some(cri::ProcessUsage {
                     timestamp: at,
                     process_count: totals.processes.and_then(u64v),
                 }),
                 containers,
-                io: None,
+                // Pressure is not additive: only a cgroup of the pod's own has a pod-wide figure.
+                io: io_usage(own.as_ref(), at),
             }),
             windows: None,
         }
@@ -429,6 +480,38 @@ mod tests {
             nano_cores(key, 1_000 + 750_000_000, 1_002_000_000_000),
             Some(500_000_000)
         );
+    }
+
+    #[test]
+    fn psi_becomes_cri_psi_stats_in_nanoseconds() {
+        let p = detail::parse_psi(
+            "some avg10=1.50 avg60=0.50 avg300=0.10 total=2500\nfull avg10=0.25 avg60=0.00 avg300=0.00 total=1000\n",
+        );
+        let s = psi_stats(p).unwrap();
+        let some = s.some.unwrap();
+        assert_eq!(some.total, 2_500_000);
+        assert_eq!((some.avg10, some.avg60, some.avg300), (1.5, 0.5, 0.1));
+        assert_eq!(s.full.unwrap().total, 1_000_000);
+        assert_eq!(psi_stats(None), None);
+
+        // v1: the cgroup exists, so IoUsage is served with its timestamp and without pressure.
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("memory/c")).unwrap();
+        let v1 = Cgroup::with_root(t.path(), Path::new("/c"), false);
+        let io = io_usage(Some(&v1), 7).unwrap();
+        assert_eq!((io.timestamp, io.psi), (7, None));
+        assert_eq!(pressure(Some(&v1), "cpu"), None);
+        // v2 with pressure files.
+        std::fs::create_dir_all(t.path().join("c2")).unwrap();
+        std::fs::write(
+            t.path().join("c2/io.pressure"),
+            "some avg10=0.00 avg60=0.00 avg300=0.00 total=9\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=4\n",
+        )
+        .unwrap();
+        let v2 = Cgroup::with_root(t.path(), Path::new("/c2"), true);
+        let io = io_usage(Some(&v2), 8).unwrap();
+        assert_eq!(io.psi.unwrap().full.unwrap().total, 4000);
+        assert_eq!(io_usage(None, 9), None);
     }
 
     #[test]

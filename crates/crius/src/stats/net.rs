@@ -10,6 +10,10 @@ pub struct Iface {
     pub rx_errors: u64,
     pub tx_bytes: u64,
     pub tx_errors: u64,
+    pub rx_packets: u64,
+    pub rx_dropped: u64,
+    pub tx_packets: u64,
+    pub tx_dropped: u64,
 }
 
 /// Parses `/proc/net/dev` (two header lines, then `name: rx… tx…` with 8 receive and 8 transmit columns).
@@ -31,6 +35,10 @@ pub fn parse_net_dev(text: &str) -> Vec<Iface> {
                 rx_errors: cols[2],
                 tx_bytes: cols[8],
                 tx_errors: cols[10],
+                rx_packets: cols[1],
+                rx_dropped: cols[3],
+                tx_packets: cols[9],
+                tx_dropped: cols[11],
             })
         })
         .collect()
@@ -63,7 +71,7 @@ mod tests {
         let text = "Inter-|   Receive                                                |  Transmit\n \
  face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n    \
  lo:     140       2    0    0    0     0          0         0      140       2    0    0    0     0       0          0\n  \
- eth0:    5166      41    1    0    0     0          0         0     1234      12    2    0    0     0       0          0\n\
+ eth0:    5166      41    1    3    0     0          0         0     1234      12    2    4    0     0       0          0\n\
  bad: 1 2 3\n";
         let v = parse_net_dev(text);
         assert_eq!(v.len(), 2);
@@ -76,6 +84,10 @@ mod tests {
                 rx_errors: 1,
                 tx_bytes: 1234,
                 tx_errors: 2,
+                rx_packets: 41,
+                rx_dropped: 3,
+                tx_packets: 12,
+                tx_dropped: 4,
             }
         );
     }
