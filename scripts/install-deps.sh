@@ -15,7 +15,8 @@ die() { printf 'install-deps: error: %s\n' "$*" >&2; exit 1; }
 # gcc and libc6-dev build the static stand-ins in scripts/test-images (critest's web-server, pause and
 # nonewprivs images); xz-utils unpacks critest/crictl from ../shared/tools/cri-tools; criu is probed by
 # the checkpoint-discovery test (it installs here but cannot start on this kernel: both cases are covered);
-# libseccomp-dev and pkg-config build youki (scripts/install-youki.sh).
+# libseccomp-dev and pkg-config build youki (scripts/install-youki.sh); apparmor brings apparmor_parser,
+# which compiles the generated default profile in a test even where the kernel has no AppArmor.
 # The dynamic `busybox` package is deliberately absent: it conflicts with
 # busybox-static (which tests use on the host). The image builder fetches the
 # dynamic one with `apt-get download` instead, without installing it.
@@ -23,7 +24,7 @@ PACKAGES=(
     runc crun containernetworking-plugins docker-registry busybox-static
     iptables iproute2 apache2-utils zstd python3 ca-certificates util-linux
     procps kmod curl skopeo
-    gcc libc6-dev xz-utils criu libseccomp-dev pkg-config
+    gcc libc6-dev xz-utils criu libseccomp-dev pkg-config apparmor
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -161,6 +161,8 @@ struct Leases {
 
 struct Inner {
     opts: StoreOptions,
+    /// The registry hosts dir in use: `opts.hosts_dir` until [`ImageStore::set_hosts_dir`] changes it.
+    hosts_dir: std::sync::RwLock<PathBuf>,
     content: Content,
     meta: Meta,
     clients: Arc<registry::Clients>,
@@ -298,6 +300,7 @@ impl ImageStore {
         }
         let store = ImageStore {
             inner: Arc::new(Inner {
+                hosts_dir: std::sync::RwLock::new(opts.hosts_dir.clone()),
                 opts,
                 content,
                 meta,
@@ -309,6 +312,24 @@ impl ImageStore {
         // Content committed by pulls that failed or were killed before recording their image.
         store.gc()?;
         Ok(store)
+    }
+
+    /// The registry hosts dir pulls read (`<dir>/<host>/hosts.toml`, read at every pull).
+    pub fn hosts_dir(&self) -> PathBuf {
+        self.inner
+            .hosts_dir
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Switches pulls to another registry hosts dir (config reload).
+    pub fn set_hosts_dir(&self, dir: PathBuf) {
+        *self
+            .inner
+            .hosts_dir
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = dir;
     }
 
     pub fn options(&self) -> &StoreOptions {

@@ -257,7 +257,7 @@ impl ImageStore {
     /// Pulls an image and returns its record. Concurrent pulls of the same content share downloads.
     pub async fn pull(&self, reference: &str, auth: Option<&Auth>) -> Result<Image, ImageError> {
         let r = reference::parse(reference)?;
-        let eps = hosts::endpoints(&self.options().hosts_dir, &r.registry)?;
+        let eps = hosts::endpoints(&self.hosts_dir(), &r.registry)?;
         let stall = self.options().stall_timeout;
         let session = Arc::new(Session::new(
             self.inner.clients.clone(),

@@ -60,6 +60,8 @@ struct Args {
     tty: bool,
     stdin: bool,
     stdin_once: bool,
+    /// Run the runtime with `--systemd-cgroup` (the systemd cgroup driver).
+    systemd_cgroup: bool,
     oom_file: Option<PathBuf>,
     sync_fd: Option<RawFd>,
     create_timeout: Duration,
@@ -80,6 +82,7 @@ fn parse_args(mut it: impl Iterator<Item = OsString>) -> Result<Args, String> {
         log_path: None,
         log_dir: None,
         tty: false,
+        systemd_cgroup: false,
         stdin: false,
         stdin_once: false,
         oom_file: None,
@@ -115,6 +118,7 @@ fn parse_args(mut it: impl Iterator<Item = OsString>) -> Result<Args, String> {
                 a.create_timeout = Duration::from_millis(ms);
             }
             "--tty" => a.tty = true,
+            "--systemd-cgroup" => a.systemd_cgroup = true,
             "--stdin" => a.stdin = true,
             "--stdin-once" => a.stdin_once = true,
             other => return Err(format!("unknown flag {other:?}")),
@@ -334,6 +338,7 @@ fn main() {
                 let _ = Command::new(&args.runtime)
                     .arg("--root")
                     .arg(&args.runtime_root)
+                    .args(args.systemd_cgroup.then_some("--systemd-cgroup"))
                     .args(["delete", "--force", &args.id])
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())
@@ -489,6 +494,7 @@ impl Monitor {
         let mut cmd = Command::new(&args.runtime);
         cmd.arg("--root")
             .arg(&args.runtime_root)
+            .args(args.systemd_cgroup.then_some("--systemd-cgroup"))
             .arg("--log")
             .arg(&runtime_log)
             .args(["--log-format", "json", "create", "--bundle"])

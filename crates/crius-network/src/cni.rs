@@ -37,6 +37,8 @@ pub struct Cni {
 
 struct Inner {
     cfg: CniConfig,
+    /// The conf dir in use: `cfg.conf_dir` until [`Cni::set_conf_dir`] (config reload) changes it.
+    conf_dir: std::sync::RwLock<PathBuf>,
     timeout: Duration,
     cni_path: String,
     /// Last selection, keyed by the conf dir's candidate files and their mtimes.
@@ -72,6 +74,7 @@ impl Cni {
             .join(":");
         Cni {
             inner: Arc::new(Inner {
+                conf_dir: std::sync::RwLock::new(cfg.conf_dir.clone()),
                 cfg,
                 timeout,
                 cni_path,
@@ -498,9 +501,27 @@ impl Cni {
         out
     }
 
+    /// Switches to another conf dir (config reload); the next setup or status reads it.
+    pub fn set_conf_dir(&self, dir: PathBuf) {
+        *self
+            .inner
+            .conf_dir
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = dir;
+    }
+
+    /// The conf dir in use.
+    pub fn conf_dir(&self) -> PathBuf {
+        self.inner
+            .conf_dir
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// The conf dir's current selection, reparsed only when its candidate files changed.
     fn current(&self) -> Result<NetworkList, NetworkError> {
-        let dir = &self.inner.cfg.conf_dir;
+        let dir = &self.conf_dir();
         let key = config::scan_dir(dir)?;
         let mut guard = self
             .inner

@@ -88,6 +88,7 @@ impl Handler {
         let mut cmd = Command::new(&self.binary);
         cmd.arg("--root")
             .arg(&self.root)
+            .args(self.systemd_cgroup.then_some("--systemd-cgroup"))
             .arg("--log")
             .arg(files.log())
             .args(["--log-format", "json", "exec", "--process"])

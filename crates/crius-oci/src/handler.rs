@@ -24,6 +24,8 @@ pub struct Handler {
     pub root: PathBuf,
     pub status: HandlerStatus,
     pub features: Option<RuntimeFeatures>,
+    /// Pass `--systemd-cgroup` (the systemd cgroup driver: cgroupsPath is `slice:prefix:name`).
+    pub systemd_cgroup: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,6 +209,7 @@ impl Handler {
         let mut cmd = Command::new(&self.binary);
         cmd.arg("--root")
             .arg(&self.root)
+            .args(self.systemd_cgroup.then_some("--systemd-cgroup"))
             .args(args)
             .stdin(if stdin.is_some() {
                 Stdio::piped()
@@ -379,6 +382,7 @@ impl Handler {
                 reason: String::new(),
             },
             features: None,
+            systemd_cgroup: false,
         };
         let unavailable = |reason: String| HandlerStatus::Unavailable { reason };
         if !binary.is_file() {

@@ -37,6 +37,46 @@ pub struct MonitorConfig {
     /// memory.events (cgroup v2) or memory.oom_control (v1) of the container's cgroup.
     pub oom_file: Option<PathBuf>,
     pub create_timeout: Duration,
+    /// Cgroup directories the monitor joins before it execs, so that it and the container it creates
+    /// do not live in the daemon's cgroup (a service restart must not kill them).
+    pub join_cgroups: Vec<PathBuf>,
+}
+
+/// `<dir>/cgroup.procs` of each dir, ready for [`join_cgroups_in_child`].
+pub fn cgroup_procs_files(dirs: &[PathBuf]) -> Result<Vec<std::ffi::CString>, OciError> {
+    dirs.iter()
+        .map(|d| {
+            let p = d.join("cgroup.procs");
+            std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).map_err(|e| {
+                OciError::io(
+                    "cgroup path",
+                    &p,
+                    std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
+                )
+            })
+        })
+        .collect()
+}
+
+/// Moves the calling process into each cgroup (writes `0` to its `cgroup.procs`). Meant for a
+/// `pre_exec` hook: only open/write/close, no allocation.
+pub fn join_cgroups_in_child(procs: &[std::ffi::CString]) -> std::io::Result<()> {
+    for p in procs {
+        // SAFETY: p is a valid NUL-terminated path; open/write/close are async-signal-safe.
+        unsafe {
+            let fd = libc::open(p.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let n = libc::write(fd, b"0".as_ptr().cast(), 1);
+            let err = std::io::Error::last_os_error();
+            libc::close(fd);
+            if n != 1 {
+                return Err(err);
+            }
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +140,7 @@ fn monitor_args(handler: &Handler, cfg: &MonitorConfig) -> Vec<OsString> {
         a.push(p.clone().into());
     }
     for (on, flag) in [
+        (handler.systemd_cgroup, "--systemd-cgroup"),
         (cfg.tty, "--tty"),
         (cfg.stdin, "--stdin"),
         (cfg.stdin_once, "--stdin-once"),
@@ -137,6 +178,7 @@ pub async fn spawn_monitor(
     }
     let (rx, tx) = pipe().map_err(|e| OciError::io("sync pipe for", &cfg.state_dir, e))?;
     let tx_raw = tx.as_raw_fd();
+    let procs = cgroup_procs_files(&cfg.join_cgroups)?;
     let mut cmd = tokio::process::Command::new(&cfg.monitor_binary);
     cmd.args(monitor_args(handler, cfg))
         .stdin(Stdio::null())
@@ -149,7 +191,7 @@ pub async fn spawn_monitor(
             if libc::dup2(tx_raw, SYNC_FD) < 0 {
                 return Err(std::io::Error::last_os_error());
             }
-            Ok(())
+            join_cgroups_in_child(&procs)
         });
     }
     let child = cmd.spawn().map_err(|e| {

@@ -43,7 +43,11 @@ pub struct Config {
     pub default_runtime: String,
     /// Log filter (`error`, `warn`, `info`, `debug`, `trace`, or a tracing filter directive).
     pub log_level: String,
-    /// Address of the exec/attach/port-forward streaming server (port 0 = ephemeral).
+    /// Log line format: `text` or `json` (one object a line).
+    pub log_format: crate::logging::LogFormat,
+    /// Address of the exec/attach/port-forward streaming server (port 0 = ephemeral); a bare IP means
+    /// port 0, as containerd's `stream_server_address`.
+    #[serde(deserialize_with = "de_streaming_address")]
     pub streaming_address: SocketAddr,
     /// Runtime handlers by name.
     pub runtimes: BTreeMap<String, RuntimeEntry>,
@@ -55,6 +59,10 @@ pub struct Config {
     pub pause_path: Option<PathBuf>,
     /// Seconds a registry may send nothing before a pull fails.
     pub pull_stall_timeout_secs: u64,
+    /// `auto` (systemd when systemd is PID 1), `systemd` or `cgroupfs`.
+    pub cgroup_driver: crate::cgroups::systemd::DriverChoice,
+    /// SELinux labelling (containerd's `enable_selinux`). false: SELinux fields are accepted and ignored.
+    pub selinux: bool,
     /// Address of the Prometheus metrics endpoint (`http://<addr>/metrics`), e.g. `127.0.0.1:9090`.
     /// Off unless set.
     pub metrics_address: Option<SocketAddr>,
@@ -101,12 +109,15 @@ impl Default for Config {
             cni_bin_dir: vec![PathBuf::from("/opt/cni/bin"), PathBuf::from("/usr/lib/cni")],
             default_runtime: "runc".to_string(),
             log_level: "info".to_string(),
+            log_format: crate::logging::LogFormat::Text,
             streaming_address: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
             runtimes,
             feature_gates: BTreeMap::new(),
             monitor_path: None,
             pause_path: None,
             pull_stall_timeout_secs: 60,
+            cgroup_driver: crate::cgroups::systemd::DriverChoice::Auto,
+            selinux: false,
             metrics_address: None,
             container_events_buffer: 1024,
             tracing_endpoint: None,
@@ -118,6 +129,22 @@ impl Default for Config {
             max_layer_entries: crius_image::UnpackLimits::DEFAULT_MAX_LAYER_ENTRIES,
         }
     }
+}
+
+/// `ip:port`, `[v6]:port` or a bare IP (port 0: an ephemeral port).
+pub fn parse_streaming_address(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    let bare = s.trim_start_matches('[').trim_end_matches(']');
+    bare.parse::<IpAddr>()
+        .map(|ip| SocketAddr::new(ip, 0))
+        .map_err(|_| format!("{s:?} is neither ip:port nor an IP address"))
+}
+
+fn de_streaming_address<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_streaming_address(&s).map_err(serde::de::Error::custom)
 }
 
 /// A configuration problem, naming the key (or file) and what is wrong with it.
@@ -416,6 +443,30 @@ mod tests {
             err.contains("default_runtime") && err.contains("kata"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn streaming_address_may_be_a_bare_ip() {
+        let cfg = Config::parse("streaming_address = \"10.0.0.1\"").unwrap();
+        assert_eq!(cfg.streaming_address, "10.0.0.1:0".parse().unwrap());
+        let cfg = Config::parse("streaming_address = \"[::1]:10010\"").unwrap();
+        assert_eq!(cfg.streaming_address, "[::1]:10010".parse().unwrap());
+        assert_eq!(
+            parse_streaming_address("::1").unwrap(),
+            "[::1]:0".parse().unwrap()
+        );
+        let err = Config::parse("streaming_address = \"localhost\"").unwrap_err();
+        assert!(err.contains("streaming_address"), "{err}");
+    }
+
+    #[test]
+    fn log_format_is_text_or_json() {
+        assert_eq!(
+            Config::parse("log_format = \"json\"").unwrap().log_format,
+            crate::logging::LogFormat::Json
+        );
+        let err = Config::parse("log_format = \"xml\"").unwrap_err();
+        assert!(err.contains("log_format"), "{err}");
     }
 
     #[test]

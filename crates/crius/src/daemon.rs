@@ -10,6 +10,14 @@ use crate::runtime::Runtime;
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    run_with(cfg, None).await
+}
+
+/// Runs the daemon; with a reloader, SIGHUP reads the config again (see `reload`).
+pub async fn run_with(
+    cfg: Config,
+    reloader: Option<crate::reload::Reloader>,
+) -> anyhow::Result<()> {
     let listen = cfg.listen.clone();
     let streaming = crius_streaming::Config {
         address: cfg.streaming_address,
@@ -18,6 +26,17 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         ..Default::default()
     };
     let rt = Runtime::new(cfg).await?;
+    if let Some(mut reloader) = reloader {
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .map_err(|e| anyhow::anyhow!("listen for SIGHUP: {e}"))?;
+        let rt = Arc::clone(&rt);
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading the config");
+                reloader.reload(&rt);
+            }
+        });
+    }
     crate::streaming::start(&rt, streaming).await?;
     if let Some(url) = &rt.cfg.tracing_endpoint {
         crate::metrics::trace::init(url)?;

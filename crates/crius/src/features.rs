@@ -1,7 +1,7 @@
 //! The feature table: every Kubernetes feature that needs CRI support, with its maturity in crius.
 //!
 //! This table is the single source of truth. `crius features` prints it, the CRI `Status` call reports it
-//! (verbose info key `features`), and request handlers ask [`Gates::enabled`] before serving a gated
+//! (verbose info key `criusFeatures`), and request handlers ask [`Gates::enabled`] before serving a gated
 //! field or RPC. Facts about KEPs and Kubernetes stages come from `shared/data/cri-features.yaml`.
 //!
 //! Maturity rules: `Alpha` features are off unless their gate is turned on in the config
@@ -43,8 +43,8 @@ pub const FEATURES: &[Feature] = &[
         name: "AppArmor",
         kep: 24,
         cri: &["LinuxSandboxSecurityContext.apparmor", "LinuxContainerSecurityContext.apparmor"],
-        maturity: Maturity::Ga,
-        note: "on hosts without AppArmor, RuntimeDefault/Unconfined run unconfined and Localhost is refused",
+        maturity: Maturity::Beta,
+        note: "without AppArmor: RuntimeDefault/Unconfined run unconfined, Localhost is refused; with it: RuntimeDefault = crius-default, loaded at start with apparmor_parser and reloaded when missing, Localhost must be loaded; the profile compiles with the real apparmor_parser, loading is unit-tested only (no AppArmor kernel in CI)",
     },
     Feature {
         name: "Seccomp",
@@ -142,7 +142,7 @@ pub const FEATURES: &[Feature] = &[
         kep: 4033,
         cri: &["RuntimeService.RuntimeConfig", "LinuxRuntimeConfiguration.cgroup_driver"],
         maturity: Maturity::Ga,
-        note: "crius drives cgroups with the cgroupfs driver (v1 and v2)",
+        note: "cgroup_driver auto|systemd|cgroupfs (auto: systemd when it is PID 1), answered in RuntimeConfig; the systemd driver (slice parents -> slice:crius:<id> scopes, runtimes with --systemd-cgroup) is verified by unit tests and an e2e of the report and the fail-fast only: no container ran under a real systemd",
     },
     Feature {
         name: "KubeletSeparateDiskGC",

@@ -1,23 +1,29 @@
 //! crius: a Kubernetes CRI runtime. The daemon library: configuration, the runtime (pods, containers,
 //! images, network), the gRPC services and the streaming server glue. The binary is `main.rs`.
 
+pub mod apparmor;
 pub mod cdi;
+pub mod cgroups;
 pub mod client;
 pub mod config;
 pub mod container;
 pub mod criu;
 pub mod daemon;
+pub mod default_config;
 pub mod error;
 pub mod events;
 pub mod features;
 pub mod hexbytes;
 pub mod idmap;
 pub mod image;
+pub mod logging;
 pub mod metrics;
 pub mod oci;
 pub mod perms;
 pub mod pod;
+pub mod reload;
 pub mod runtime;
+pub mod selinux;
 pub mod server;
 pub mod stats;
 pub mod status;

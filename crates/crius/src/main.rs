@@ -32,11 +32,24 @@ enum Cmd {
     },
     /// Print the version.
     Version,
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        cmd: ConfigCmd,
+    },
+    /// Print the AppArmor profile crius loads as `crius-default` (RuntimeDefault on AppArmor hosts).
+    ApparmorProfile,
     /// Image operations that go through the running daemon.
     Image {
         #[command(subcommand)]
         cmd: ImageCmd,
     },
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Print the complete default configuration as commented TOML (a valid config file).
+    Default,
 }
 
 #[derive(Subcommand)]
@@ -51,7 +64,7 @@ enum ImageCmd {
     },
 }
 
-#[derive(Args)]
+#[derive(Args, Clone)]
 struct DaemonArgs {
     /// TOML config file; every flag below is also a key there. Missing default file = embedded defaults.
     #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
@@ -86,8 +99,11 @@ struct DaemonArgs {
     /// Log level or tracing filter [default: info]
     #[arg(long)]
     log_level: Option<String>,
-    /// Streaming server address for exec/attach/port-forward [default: 127.0.0.1:0]
-    #[arg(long)]
+    /// Log format: text or json [default: text]
+    #[arg(long, value_parser = parse_log_format)]
+    log_format: Option<crius::logging::LogFormat>,
+    /// Streaming server address for exec/attach/port-forward; a bare IP means port 0 [default: 127.0.0.1:0]
+    #[arg(long, value_parser = crius::config::parse_streaming_address)]
     streaming_address: Option<std::net::SocketAddr>,
     /// Prometheus metrics endpoint address, e.g. 127.0.0.1:9090 [default: off]
     #[arg(long)]
@@ -95,6 +111,14 @@ struct DaemonArgs {
     /// OTLP/HTTP trace endpoint, e.g. http://127.0.0.1:4318/v1/traces [default: off]
     #[arg(long)]
     tracing_endpoint: Option<String>,
+}
+
+fn parse_log_format(s: &str) -> Result<crius::logging::LogFormat, String> {
+    match s {
+        "text" => Ok(crius::logging::LogFormat::Text),
+        "json" => Ok(crius::logging::LogFormat::Json),
+        _ => Err(format!("{s:?} is not a log format (text, json)")),
+    }
 }
 
 impl DaemonArgs {
@@ -115,6 +139,7 @@ impl DaemonArgs {
         set!(cni_conf_dir);
         set!(default_runtime);
         set!(log_level);
+        set!(log_format);
         set!(streaming_address);
         set!(criu_path);
         if !self.cdi_spec_dirs.is_empty() {
@@ -170,6 +195,19 @@ fn main() -> ExitCode {
             );
             Ok(())
         }
+        Cmd::Config {
+            cmd: ConfigCmd::Default,
+        } => {
+            print!("{}", crius::default_config::render());
+            Ok(())
+        }
+        Cmd::ApparmorProfile => {
+            print!(
+                "{}",
+                crius::apparmor::default_profile(crius::apparmor::DEFAULT_PROFILE)
+            );
+            Ok(())
+        }
         Cmd::Image {
             cmd: ImageCmd::Import { file, socket },
         } => import(file, socket),
@@ -185,15 +223,15 @@ fn main() -> ExitCode {
 
 fn run_daemon(args: DaemonArgs) -> anyhow::Result<()> {
     let cfg = args.config()?;
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cfg.log_level)?)
-        .with_writer(std::io::stderr)
-        .init();
+    let log = crius::logging::init(&cfg.log_level, cfg.log_format)?;
+    // SIGHUP reads the same file with the same flags on top.
+    let reloader =
+        crius::reload::Reloader::new(cfg.clone(), Some(log), Box::new(move || args.config()));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    rt.block_on(crius::daemon::run(cfg))
+    rt.block_on(crius::daemon::run_with(cfg, Some(reloader)))
 }
 
 fn import(file: PathBuf, socket: PathBuf) -> anyhow::Result<()> {

@@ -46,7 +46,13 @@ impl Handlers {
         let probes = cfg.runtimes.iter().map(|(name, entry)| {
             let bin = find_binary(&entry.path);
             let root = cfg.runtime_root(name);
-            async move { (name.clone(), Handler::probe(name, &bin, &root).await) }
+            let systemd = crate::cgroups::systemd::detect(cfg.cgroup_driver)
+                == crate::cgroups::systemd::Driver::Systemd;
+            async move {
+                let mut h = Handler::probe(name, &bin, &root).await;
+                h.systemd_cgroup = systemd;
+                (name.clone(), h)
+            }
         });
         let mut by_name = BTreeMap::new();
         for (name, h) in futures::future::join_all(probes).await {

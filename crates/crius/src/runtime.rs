@@ -29,6 +29,16 @@ pub struct Runtime {
     pub images: crius_image::ImageStore,
     pub cni: crius_network::Cni,
     pub host: crius_spec::HostInfo,
+    /// AppArmor: the default profile and the check of the profiles containers name.
+    pub apparmor: crate::apparmor::AppArmor,
+    /// Cgroups crius made for monitors and pause processes, out of the daemon's own cgroup.
+    pub monitor_cgroups: Vec<PathBuf>,
+    /// The cgroup driver in effect (`cgroup_driver`, `auto` resolved at start).
+    pub cgroup_driver: crate::cgroups::systemd::Driver,
+    /// What happens to SELinux fields (`selinux`).
+    pub selinux: crate::selinux::Mode,
+    /// Whether the host has SELinux, whatever `selinux` says.
+    pub host_selinux: bool,
     pub(crate) pods: RwLock<HashMap<String, Arc<Pod>>>,
     pub(crate) containers: RwLock<HashMap<String, Arc<Ctr>>>,
     /// Name reservations: reservation key → owner id. A key is held from the first step of a create until
@@ -85,8 +95,22 @@ impl Runtime {
         };
         tracing::info!("checkpointing: {}", criu.reason());
         let (events, _) = broadcast::channel(cfg.container_events_buffer.max(1));
-        let host =
+        let apparmor =
+            crate::apparmor::AppArmor::new(Box::new(crate::apparmor::RealHost::default()));
+        apparmor.start();
+        let mut host =
             crius_spec::HostInfo::probe().map_err(|e| anyhow::anyhow!("probing the host: {e}"))?;
+        host.apparmor = apparmor.enabled();
+        let host_selinux = host.selinux;
+        let selinux =
+            crate::selinux::mode(cfg.selinux, host_selinux).map_err(|e| anyhow::anyhow!(e))?;
+        // Ignored: crius-spec sees a host without SELinux and skips the labels.
+        host.selinux = selinux == crate::selinux::Mode::Enforced;
+        let (monitor_cgroups, problems) =
+            crate::cgroups::lifetime::setup(Path::new("/proc/self/mountinfo"));
+        for p in problems {
+            tracing::warn!("monitors stay in the daemon's cgroup here: {p}");
+        }
         let rt = Arc::new(Runtime {
             gates: Gates::new(cfg.feature_gates.clone())
                 .with_detail("ContainerCheckpoint", criu.reason())
@@ -94,6 +118,11 @@ impl Runtime {
             cdi: crate::cdi::Cdi::new(cfg.cdi_spec_dirs.clone()),
             criu,
             host,
+            apparmor,
+            monitor_cgroups,
+            cgroup_driver: crate::cgroups::systemd::detect(cfg.cgroup_driver),
+            selinux,
+            host_selinux,
             cfg,
             store,
             handlers,

@@ -107,17 +107,34 @@ impl Runtime {
                     (name.clone(), v)
                 })
                 .collect();
+            // Every value is a JSON object: crictl shows those as objects, anything else as a string.
             let cni = match &network {
-                Ok(s) => serde_json::json!({"ready": true, "config": format!("{s:?}")}),
-                Err(e) => serde_json::json!({"ready": false, "reason": e.to_string()}),
+                Ok(s) => serde_json::json!({
+                    "ready": true, "config": s, "podCIDR": self.pod_cidr(),
+                    "confDir": self.cni.conf_dir(),
+                }),
+                Err(e) => serde_json::json!({
+                    "ready": false, "reason": e.to_string(), "podCIDR": self.pod_cidr(),
+                    "confDir": self.cni.conf_dir(),
+                }),
             };
             info.insert(
                 "config".to_string(),
                 serde_json::to_string(&self.cfg).unwrap_or_default(),
             );
+            // Not "features": crictl shows the response's RuntimeFeatures under that name.
+            let table: serde_json::Map<String, serde_json::Value> = self
+                .gates
+                .report()
+                .into_iter()
+                .map(|f| {
+                    let v = serde_json::to_value(&f).unwrap_or_default();
+                    (f.feature.name.to_string(), v)
+                })
+                .collect();
             info.insert(
-                "features".to_string(),
-                serde_json::to_string(&self.gates.report()).unwrap_or_default(),
+                "criusFeatures".to_string(),
+                serde_json::Value::Object(table).to_string(),
             );
             info.insert(
                 "runtimeHandlers".to_string(),
@@ -129,7 +146,6 @@ impl Runtime {
                 serde_json::json!({"probe": self.criu, "reason": self.criu.reason()}).to_string(),
             );
             info.insert("cdi".to_string(), self.cdi.report().to_string());
-            info.insert("podCIDR".to_string(), self.pod_cidr());
             info.insert(
                 "host".to_string(),
                 serde_json::json!({
@@ -139,11 +155,21 @@ impl Runtime {
                     "seccomp": self.host.seccomp,
                     "apparmor": self.host.apparmor,
                     "selinux": self.host.selinux,
+                    "monitorCgroups": self.monitor_cgroups,
+                    "cgroupDriver": self.cgroup_driver,
                 })
                 .to_string(),
             );
+            info.insert("apparmor".to_string(), self.apparmor.status().to_string());
+            info.insert(
+                "selinux".to_string(),
+                crate::selinux::status(self.selinux, self.host_selinux).to_string(),
+            );
             if let Some(s) = self.streaming.get() {
-                info.insert("streamingServer".to_string(), s.base_url());
+                info.insert(
+                    "streamingServer".to_string(),
+                    serde_json::json!({ "url": s.base_url() }).to_string(),
+                );
             }
         }
         cri::StatusResponse {

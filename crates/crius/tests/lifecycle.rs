@@ -469,14 +469,16 @@ async fn status_version_runtime_config_and_gates() {
         "default handler listed as \"\""
     );
     assert!(s.runtime_handlers.iter().any(|h| h.name == "runc"));
-    let features: serde_json::Value = serde_json::from_str(&s.info["features"]).unwrap();
-    assert!(features
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|f| f["name"] == "CRIListStreaming"
-            && f["maturity"] == "alpha"
-            && f["enabled"] == false));
+    let features: serde_json::Value = serde_json::from_str(&s.info["criusFeatures"]).unwrap();
+    let ls = &features["CRIListStreaming"];
+    assert!(
+        ls["maturity"] == "alpha" && ls["enabled"] == false,
+        "{features}"
+    );
+    for (k, v) in &s.info {
+        let v: serde_json::Value = serde_json::from_str(v).unwrap_or_default();
+        assert!(v.is_object(), "info key {k} is not a JSON object: {v}");
+    }
     let handlers: serde_json::Value = serde_json::from_str(&s.info["runtimeHandlers"]).unwrap();
     assert_eq!(handlers["runc"]["available"], true, "{handlers}");
     let rc =
@@ -484,10 +486,14 @@ async fn status_version_runtime_config_and_gates() {
             .await
             .unwrap()
             .into_inner();
-    assert_eq!(
-        rc.linux.unwrap().cgroup_driver,
-        cri::CgroupDriver::Cgroupfs as i32
-    );
+    // cgroup_driver = "auto" (the default): systemd exactly when systemd is PID 1.
+    let pid1 = std::fs::read_to_string("/proc/1/comm").unwrap_or_default();
+    let expected = if pid1.trim() == "systemd" {
+        cri::CgroupDriver::Systemd
+    } else {
+        cri::CgroupDriver::Cgroupfs
+    };
+    assert_eq!(rc.linux.unwrap().cgroup_driver, expected as i32);
     // Alpha list streaming is off by default, and says so.
     let (c, m) = code(
         d.rt.stream_pod_sandboxes(cri::StreamPodSandboxesRequest::default())

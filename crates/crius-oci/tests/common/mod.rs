@@ -83,6 +83,7 @@ impl Fixture {
                 version: "test".into(),
             },
             features: None,
+            systemd_cgroup: false,
         };
         Fixture { dir, id, handler }
     }
@@ -109,6 +110,7 @@ impl Fixture {
             stdin_once: false,
             oom_file: None,
             create_timeout: Duration::from_secs(30),
+            join_cgroups: Vec::new(),
         }
     }
 

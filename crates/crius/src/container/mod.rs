@@ -454,6 +454,18 @@ impl Runtime {
         let cdi = self.cdi.resolve(cfg)?;
         let mut spec =
             self.container_spec(ctr, &spec_cfg, sandbox, prec, image, &rootfs, handler)?;
+        if self.cgroup_driver == crate::cgroups::systemd::Driver::Systemd {
+            let path = crate::cgroups::systemd::cgroups_path(&prec.cgroup_parent, &ctr.id)
+                .map_err(|e| Error::invalid("linux.cgroup_parent", e))?;
+            if let Some(linux) = spec.linux_mut() {
+                linux.set_cgroups_path(Some(PathBuf::from(path)));
+            }
+        }
+        self.apparmor.check(
+            spec.process()
+                .as_ref()
+                .and_then(|p| p.apparmor_profile().as_deref()),
+        )?;
         image_volume::harden(&mut spec, &dir);
         crate::cdi::apply(&mut spec, &cdi)?;
         // Mounts the handler cannot make (rro, idmapped binds) are prepared host-side and released
@@ -514,7 +526,12 @@ impl Runtime {
             .linux()
             .as_ref()
             .and_then(|l| l.cgroups_path().clone())
-            .map(|p| oom_file(&p, self.host.cgroup_v2));
+            .map(|p| {
+                oom_file(
+                    &crate::cgroups::systemd::fs_path(&p.to_string_lossy()),
+                    self.host.cgroup_v2,
+                )
+            });
         let mcfg = crius_oci::MonitorConfig {
             monitor_binary: self.cfg.monitor_binary(),
             id: ctr.id.clone(),
@@ -527,6 +544,7 @@ impl Runtime {
             stdin_once: cfg.stdin_once,
             oom_file,
             create_timeout: CREATE_TIMEOUT,
+            join_cgroups: self.monitor_cgroups.clone(),
         };
         let mon = crate::metrics::trace::child(
             "OCI create",

@@ -305,7 +305,16 @@ impl Runtime {
             .as_ref()
             .map(|l| l.cgroup_parent.clone())
             .filter(|p| !p.is_empty())
-            .unwrap_or_else(|| resources::default_parent(&id, self.host.cgroup_v2));
+            .unwrap_or_else(|| match self.cgroup_driver {
+                crate::cgroups::systemd::Driver::Systemd => "system.slice".to_string(),
+                crate::cgroups::systemd::Driver::Cgroupfs => {
+                    resources::default_parent(&id, self.host.cgroup_v2)
+                }
+            });
+        if self.cgroup_driver == crate::cgroups::systemd::Driver::Systemd {
+            crate::cgroups::systemd::cgroups_path(&cgroup_parent, &id)
+                .map_err(|e| Error::invalid("linux.cgroup_parent", e))?;
+        }
         let rec = SandboxRecord {
             id: id.clone(),
             config: cfg.encode_to_vec(),
@@ -476,6 +485,7 @@ impl Runtime {
                 uid,
                 gid,
                 pins.user.as_deref(),
+                &self.monitor_cgroups,
             )
             .await?;
             pod.update(self, |r| r.pause_pid = Some(pid)).await?;

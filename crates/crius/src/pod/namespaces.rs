@@ -130,13 +130,17 @@ pub fn is_pinned(p: &Path) -> bool {
 
 /// Starts the pod's pause process, pid 1 of a new PID namespace that the pod's containers join.
 /// Returns its pid (in the host's PID namespace). It survives daemon restarts (own session).
+/// It starts in `join_cgroups` (out of the daemon's cgroup, see `cgroups::lifetime`).
 pub async fn spawn_pause(
     pause_bin: &Path,
     pid_file: &Path,
     uid: u32,
     gid: u32,
     userns: Option<&Path>,
+    join_cgroups: &[std::path::PathBuf],
 ) -> Result<i32> {
+    let procs = crius_oci::cgroup_procs_files(join_cgroups)
+        .map_err(|e| Error::Internal(format!("pause cgroups: {e}")))?;
     let mut cmd = tokio::process::Command::new(pause_bin);
     cmd.arg(pid_file)
         .arg(uid.to_string())
@@ -152,11 +156,14 @@ pub async fn spawn_pause(
         }
         None => None,
     };
-    // SAFETY: setsid, setns and unshare are async-signal-safe syscalls; the new PID namespace applies
+    // SAFETY: setsid, setns, unshare and the open/write of join_cgroups_in_child are async-signal-safe;
+    // the new PID namespace applies
     // to the pause binary's children, and it forks its pid 1 right away.
     unsafe {
         cmd.pre_exec(move || {
             nix::unistd::setsid().map_err(std::io::Error::from)?;
+            // Out of the daemon's cgroup first, while still in the host's user namespace.
+            crius_oci::join_cgroups_in_child(&procs)?;
             if let Some(f) = &userns {
                 nix::sched::setns(f, CloneFlags::CLONE_NEWUSER).map_err(std::io::Error::from)?;
             }

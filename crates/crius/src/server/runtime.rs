@@ -426,7 +426,10 @@ impl RuntimeService for RuntimeSvc {
     ) -> Res<cri::RuntimeConfigResponse> {
         Ok(Response::new(cri::RuntimeConfigResponse {
             linux: Some(cri::LinuxRuntimeConfiguration {
-                cgroup_driver: cri::CgroupDriver::Cgroupfs as i32,
+                cgroup_driver: match self.rt.cgroup_driver {
+                    crate::cgroups::systemd::Driver::Systemd => cri::CgroupDriver::Systemd,
+                    crate::cgroups::systemd::Driver::Cgroupfs => cri::CgroupDriver::Cgroupfs,
+                } as i32,
             }),
         }))
     }

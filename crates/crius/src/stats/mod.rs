@@ -217,7 +217,10 @@ impl Runtime {
         let bytes = std::fs::read(&spec).ok()?;
         let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
         let path = v.get("linux")?.get("cgroupsPath")?.as_str()?;
-        Some(Cgroup::new(Path::new(path), self.host.cgroup_v2))
+        Some(Cgroup::new(
+            &crate::cgroups::systemd::fs_path(path),
+            self.host.cgroup_v2,
+        ))
     }
 
     fn writable_layer(&self, id: &str, at: i64) -> cri::FilesystemUsage {
@@ -322,7 +325,10 @@ impl Runtime {
         let at = now_ns();
         let v2 = self.host.cgroup_v2;
         let uid = cfg.metadata.as_ref().map(|m| m.uid.as_str()).unwrap_or("");
-        let parent = Cgroup::new(Path::new(&rec.cgroup_parent), v2);
+        let parent = Cgroup::new(
+            &crate::cgroups::systemd::parent_fs_path(&rec.cgroup_parent),
+            v2,
+        );
         let mut totals = Totals::default();
         let own_parent = parent_is_pods_own(&rec.cgroup_parent, uid) && parent.exists();
         if own_parent {
