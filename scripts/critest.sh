@@ -38,6 +38,8 @@ unpack critest a6eae80cf271b30a7f8ad7f78065faf055734c825f3deeb6c1702a08575d7591
 unpack crictl 66810d0c5748b3a3db91116dad75dc3f9e4b0aeddb8b3f08928268885db62b20
 
 work="$(mktemp -d /tmp/crius-critest-"$handler".XXXXXX)"
+# Searchable by others (not listable): containers in a user namespace reach their rootfs through it.
+chmod 711 "$work"
 daemon_pid=""
 hugetlb_mnt=""
 cleanup() {

@@ -69,6 +69,9 @@ pub struct Config {
     /// Container events held for a GetContainerEvents client that is not reading; a client further
     /// behind gets its stream closed (DataLoss) rather than a gap.
     pub container_events_buffer: usize,
+    /// CRI socket connections served at once (a runaway client cannot take the daemon's fds); the next
+    /// one waits in the listen backlog until one closes. Test tools such as critest hold a few hundred.
+    pub max_grpc_connections: usize,
     /// OTLP/HTTP endpoint for trace export, e.g. `http://127.0.0.1:4318/v1/traces` (JSON encoding, no
     /// TLS). Off unless set.
     pub tracing_endpoint: Option<String>,
@@ -120,6 +123,7 @@ impl Default for Config {
             selinux: false,
             metrics_address: None,
             container_events_buffer: 1024,
+            max_grpc_connections: 1024,
             tracing_endpoint: None,
             cdi_spec_dirs: vec![PathBuf::from("/etc/cdi"), PathBuf::from("/var/run/cdi")],
             criu_path: PathBuf::from("criu"),
@@ -266,6 +270,12 @@ impl Config {
                 key: "tracing_endpoint".into(),
                 reason,
             })?;
+        }
+        if self.max_grpc_connections == 0 {
+            return Err(ConfigError::Invalid {
+                key: "max_grpc_connections".into(),
+                reason: "must be at least 1".into(),
+            });
         }
         if self.container_events_buffer == 0 {
             return Err(ConfigError::Invalid {

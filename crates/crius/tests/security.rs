@@ -607,10 +607,14 @@ async fn exec_sync_output_is_truncated_to_one_message() {
 /// closes, the waiting client is served.
 #[tokio::test(flavor = "multi_thread")]
 async fn connections_beyond_the_cap_wait_for_a_free_slot() {
-    let mut d = Daemon::start().await;
+    let mut d = Daemon::start_with(Options {
+        extra_config: "max_grpc_connections = 16\n".into(),
+        ..Default::default()
+    })
+    .await;
     // The harness' own client holds one slot; fill the rest with idle connections.
     let mut idle = Vec::new();
-    for _ in 0..127 {
+    for _ in 0..15 {
         idle.push(std::os::unix::net::UnixStream::connect(&d.socket).unwrap());
     }
     let socket = d.socket.clone();

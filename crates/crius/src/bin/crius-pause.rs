@@ -13,7 +13,7 @@ extern "C" fn on_chld(_: libc::c_int) {}
 
 fn main() {
     let Some(pid_file) = std::env::args_os().nth(1) else {
-        eprintln!("usage: crius-pause PID_FILE [UID GID]");
+        eprintln!("usage: crius-pause PID_FILE [UID GID | keep keep]");
         std::process::exit(2);
     };
     // The pod's user (default 65535, like the upstream pause image): pid 1 keeps no privilege.
@@ -24,6 +24,8 @@ fn main() {
             .unwrap_or(65535)
     };
     let (uid, gid) = (id(2), id(3) as libc::gid_t);
+    // "keep": a pod with its own user namespace, where pause has no capability to change identity.
+    let keep = std::env::args().nth(2).as_deref() == Some("keep");
     // SAFETY: plain libc calls; the child runs only async-signal-safe code.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
@@ -64,9 +66,10 @@ fn main() {
         }
         // Drop everything before idling: no groups, the pod's gid and uid (a non-zero uid leaves no
         // capabilities), no way back through setuid binaries. A failure leaves nothing running.
-        if libc::setgroups(0, std::ptr::null()) != 0
-            || libc::setresgid(gid, gid, gid) != 0
-            || libc::setresuid(uid, uid, uid) != 0
+        if (!keep
+            && (libc::setgroups(0, std::ptr::null()) != 0
+                || libc::setresgid(gid, gid, gid) != 0
+                || libc::setresuid(uid, uid, uid) != 0))
             || libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
         {
             libc::_exit(1);

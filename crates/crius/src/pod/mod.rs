@@ -478,12 +478,18 @@ impl Runtime {
 
         if ns.pid == cri::NamespaceMode::Pod as i32 {
             let pid_file = dir.join("pause.pid");
-            let (uid, gid) = pause::identity(cfg);
+            // In a pod with its own user namespace pause keeps its credentials: it entered that
+            // namespace with no mapped uid (host root is never mapped), so it holds no capability in
+            // the namespace it serves and cannot change identity there.
+            let identity = if pins.user.is_some() {
+                None
+            } else {
+                Some(pause::identity(cfg))
+            };
             let pid = namespaces::spawn_pause(
                 &self.cfg.pause_binary(),
                 &pid_file,
-                uid,
-                gid,
+                identity,
                 pins.user.as_deref(),
                 &self.monitor_cgroups,
             )

@@ -134,8 +134,7 @@ pub fn is_pinned(p: &Path) -> bool {
 pub async fn spawn_pause(
     pause_bin: &Path,
     pid_file: &Path,
-    uid: u32,
-    gid: u32,
+    identity: Option<(u32, u32)>,
     userns: Option<&Path>,
     join_cgroups: &[std::path::PathBuf],
 ) -> Result<i32> {
@@ -143,8 +142,11 @@ pub async fn spawn_pause(
         .map_err(|e| Error::Internal(format!("pause cgroups: {e}")))?;
     let mut cmd = tokio::process::Command::new(pause_bin);
     cmd.arg(pid_file)
-        .arg(uid.to_string())
-        .arg(gid.to_string())
+        .args(match identity {
+            Some((uid, gid)) => [uid.to_string(), gid.to_string()],
+            // Keeps its credentials (see crius-pause).
+            None => ["keep".to_string(), "keep".to_string()],
+        })
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());

@@ -99,10 +99,14 @@ pub fn open(pid: i32, pid_file: &Path) -> Result<Pause> {
     // not ours; if the pause dies after, `alive` says so.
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     let want = pid_file.to_string_lossy().to_string();
-    if !String::from_utf8_lossy(&cmdline).contains(&want) || !p.alive() {
+    let alive = p.alive();
+    let cmd = String::from_utf8_lossy(&cmdline);
+    let ours = cmd.contains(&want);
+    if !ours || !alive {
         return Err(Error::Internal(format!(
-            "pid {pid} is not the pause process of {}",
-            pid_file.display()
+            "pid {pid} is not the pause process of {} (alive: {alive}, command line {:?})",
+            pid_file.display(),
+            cmd.replace('\0', " ")
         )));
     }
     Ok(p)

@@ -9,8 +9,6 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::OwnedSemaphorePermit;
 
-/// Open connections served at once; the next one waits in the listen backlog until one closes.
-pub const MAX_CONNECTIONS: usize = 128;
 /// Concurrent calls (HTTP/2 streams) per connection.
 pub const MAX_STREAMS_PER_CONNECTION: u32 = 256;
 /// Largest header block a client may send (metadata is small; the kubelet sends < 1 KiB).
@@ -40,7 +38,7 @@ pub fn fit_exec_output(stdout: &mut Vec<u8>, stderr: &mut Vec<u8>, budget: usize
     }
 }
 
-/// A connection that holds one of the `MAX_CONNECTIONS` permits until it is dropped.
+/// A connection that holds one of the `max_grpc_connections` permits until it is dropped.
 pub struct Limited<T> {
     inner: T,
     _permit: OwnedSemaphorePermit,

@@ -58,9 +58,10 @@ pub async fn serve(
         .max_encoding_message_size(MAX_MESSAGE);
     let metrics = crate::metrics::grpc::RpcMetricsLayer::new(rt.cfg.metrics_address.is_some());
     let traces = crate::metrics::trace::TraceLayer::new(rt.cfg.tracing_endpoint.is_some());
+    let max_connections = rt.cfg.max_grpc_connections;
     let admin = AdminServer::new(image::AdminSvc { rt });
     // Connections beyond the cap wait (unaccepted) until one closes.
-    let slots = Arc::new(tokio::sync::Semaphore::new(limits::MAX_CONNECTIONS));
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
     let incoming = futures::StreamExt::then(UnixListenerStream::new(listener), move |conn| {
         let slots = slots.clone();
         async move {
