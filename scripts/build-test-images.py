@@ -577,6 +577,18 @@ echo "------ $f (/proc/sysvipc/$f) ------"
 cat "/proc/sysvipc/$f"
 """
 
+PGREP_STANDIN = b"""#!/bin/sh
+# crius test image: Debian's busybox has no pgrep applet; this prints the pids whose name contains $1
+# (zombies included, as procps pgrep does) and exits 1 when there is none.
+[ -n "$1" ] || { echo "usage: pgrep PATTERN" >&2; exit 2; }
+found=1
+for d in /proc/[0-9]*; do
+    read -r name 2>/dev/null < "$d/comm" || continue
+    case "$name" in *"$1"*) echo "${d#/proc/}"; found=0 ;; esac
+done
+exit $found
+"""
+
 CRITEST_PASSWD = PASSWD + b"www-data:x:33:33:www-data:/var/www:/bin/sh\n"
 # uid 1000 (crius) is a member of group 50000 only: the supplemental-groups-policy specs compare the
 # exact list.
@@ -620,6 +632,7 @@ def critest_images(busybox: str, arch: str, cache: str) -> dict:
 
     tools = Layer()
     tools.file("usr/bin/ipcs", IPCS_STANDIN, mode=0o755)
+    tools.file("usr/bin/pgrep", PGREP_STANDIN, mode=0o755)
     tools.file("etc/passwd", CRITEST_PASSWD)
     tools.file("etc/group", CRITEST_GROUP)
     tools.dir("var/run")
