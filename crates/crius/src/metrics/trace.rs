@@ -279,6 +279,18 @@ tokio::task_local! {
     static CURRENT: Current;
 }
 
+/// Wraps `f` so that it runs under the current call's span wherever it is polled: a task spawned for
+/// a call (`server::task::detached`) keeps the call's trace, so its child spans are not lost.
+pub fn carry<F: Future>(f: F) -> impl Future<Output = F::Output> {
+    let cur = CURRENT.try_with(|c| c.clone()).ok();
+    async move {
+        match cur {
+            Some(c) => CURRENT.scope(c, f).await,
+            None => f.await,
+        }
+    }
+}
+
 /// Runs `f` as a child span `name` of the current call's span (when traces are exported and a call is
 /// being traced); `f`'s error marks the span failed.
 pub async fn child<T, E: std::fmt::Display>(
@@ -565,6 +577,16 @@ impl Pending {
 pub struct TracedBody {
     inner: Body,
     span: Option<Box<Pending>>,
+}
+
+/// An empty body outside any span (error answers made before the traced service ran).
+impl Default for TracedBody {
+    fn default() -> Self {
+        TracedBody {
+            inner: Body::default(),
+            span: None,
+        }
+    }
 }
 
 impl Drop for TracedBody {

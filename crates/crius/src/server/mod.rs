@@ -1,6 +1,7 @@
 //! The gRPC server on the CRI unix socket.
 
 pub mod authority;
+pub mod deadline;
 pub mod image;
 pub mod limits;
 #[cfg(test)]
@@ -73,6 +74,7 @@ pub async fn serve(
         }
     });
     tonic::transport::Server::builder()
+        .layer(deadline::DeadlineLayer)
         .layer(metrics)
         .layer(traces)
         .max_concurrent_streams(limits::MAX_STREAMS_PER_CONNECTION)

@@ -16,7 +16,7 @@ pub async fn detached<T: Send + 'static>(
     rpc: &'static str,
     op: impl Future<Output = Result<T, Error>> + Send + 'static,
 ) -> Result<T, Status> {
-    match tokio::spawn(op).await {
+    match tokio::spawn(crate::metrics::trace::carry(op)).await {
         Ok(r) => r.map_err(Status::from),
         Err(e) => Err(Status::internal(format!("{rpc} task failed: {e}"))),
     }
