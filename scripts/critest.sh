@@ -59,6 +59,9 @@ cleanup() {
         umount -l "$m" 2>/dev/null
     done
     if [ -n "$hugetlb_mnt" ]; then
+        # Cgroups made in it during the run (all empty now) would keep the v1 hierarchy alive and
+        # hugetlb out of cgroup2: remove them, deepest first, then unmount.
+        find "$hugetlb_mnt" -mindepth 1 -depth -type d -exec rmdir {} \; 2>/dev/null
         umount "$hugetlb_mnt" && rmdir "$hugetlb_mnt"
     fi
     if [ "$rc" -eq 0 ] || [ -z "${CRIUS_KEEP_FAILED:-}" ]; then
