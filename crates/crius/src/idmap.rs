@@ -224,6 +224,7 @@ impl Holder {
                 OwnedFd::from_raw_fd(status[1]),
             )
         };
+        // SAFETY: pipe2 fills the array; the fds are owned right below.
         check(unsafe { libc::pipe2(rel.as_mut_ptr(), libc::O_CLOEXEC) } as libc::c_long)?;
         // SAFETY: as above.
         let (rr, rw) = unsafe { (OwnedFd::from_raw_fd(rel[0]), OwnedFd::from_raw_fd(rel[1])) };
