@@ -54,16 +54,21 @@ cleanup() {
     fi
     # Monitors and pause processes of anything not removed above.
     pkill -KILL -f "$work/" 2>/dev/null
+    if [ -n "$hugetlb_mnt" ]; then
+        # Cgroups made in it during the run would keep the v1 hierarchy alive (and hugetlb out of
+        # cgroup2) after the unmount: remove them, deepest first (retrying while killed processes are
+        # reaped), then unmount — before the lazy unmount below, which would detach it first.
+        for _ in $(seq 20); do
+            find "$hugetlb_mnt" -mindepth 1 -depth -type d -exec rmdir {} \; 2>/dev/null
+            [ -z "$(find "$hugetlb_mnt" -mindepth 1 -type d -print -quit)" ] && break
+            sleep 0.1
+        done
+        umount "$hugetlb_mnt" && rmdir "$hugetlb_mnt"
+    fi
     # Mounts under the work dir (overlay rootfs, namespace pins, shm), deepest first.
     awk -v w="$work/" 'index($2, w) == 1 {print $2}' /proc/self/mounts | sort -r | while read -r m; do
         umount -l "$m" 2>/dev/null
     done
-    if [ -n "$hugetlb_mnt" ]; then
-        # Cgroups made in it during the run (all empty now) would keep the v1 hierarchy alive and
-        # hugetlb out of cgroup2: remove them, deepest first, then unmount.
-        find "$hugetlb_mnt" -mindepth 1 -depth -type d -exec rmdir {} \; 2>/dev/null
-        umount "$hugetlb_mnt" && rmdir "$hugetlb_mnt"
-    fi
     if [ "$rc" -eq 0 ] || [ -z "${CRIUS_KEEP_FAILED:-}" ]; then
         rm -rf "$work"
     else

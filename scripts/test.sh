@@ -10,6 +10,9 @@ cd "$(dirname "$0")/.."
 [ -f "${HOME:-/root}/.cargo/env" ] && . "${HOME:-/root}/.cargo/env"
 
 . scripts/ci-env.sh
+# A fresh clone gains nothing from incremental state, and it costs disk.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+df -h . /tmp | sed 's/^/test.sh: disk: /'
 scripts/install-deps.sh
 scripts/start-registries.sh start
 python3 scripts/build-test-images.py
@@ -33,6 +36,7 @@ if [ "${CRIUS_CRITEST:-1}" != 0 ]; then
     done
 fi
 
+df -h . /tmp | sed 's/^/test.sh: disk: /'
 # Bounded: a hung test fails the run instead of eating CI's time.
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-2}"
 timeout --signal=KILL "${CRIUS_TEST_TIMEOUT:-2400}" cargo test --workspace --locked --no-fail-fast "$@" \
