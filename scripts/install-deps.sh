@@ -25,6 +25,8 @@ PACKAGES=(
     iptables iproute2 apache2-utils zstd python3 ca-certificates util-linux
     procps kmod curl skopeo
     gcc libc6-dev xz-utils criu libseccomp-dev pkg-config apparmor
+    # debootstrap builds the systemd test node's rootfs (scripts/build-systemd-node.sh).
+    debootstrap
 )
 
 if [ "$(id -u)" -ne 0 ]; then

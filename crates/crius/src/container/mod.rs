@@ -683,6 +683,38 @@ impl Runtime {
         crius_spec::container_spec(&input).map_err(spec_err)
     }
 
+    /// Moves the container's init back into its scope where systemd migrated it out (see
+    /// `cgroups::placement`); before `runtime start`, so the container's process never runs outside.
+    /// A container that cannot be put back is not started: it would run outside its device rules.
+    fn keep_in_scope(&self, id: &str, pid: i32) -> Result<()> {
+        let spec = self.container_dir(id).join("config.json");
+        let path = std::fs::read(&spec)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v["linux"]["cgroupsPath"].as_str().map(str::to_string));
+        let Some(path) = path else {
+            return Err(Error::Internal(format!(
+                "container {id}: no linux.cgroupsPath in {}",
+                spec.display()
+            )));
+        };
+        let want = crate::cgroups::systemd::fs_path(&path);
+        match crate::cgroups::placement::restore(pid, &want) {
+            Ok(moved) if moved.is_empty() => Ok(()),
+            Ok(moved) => {
+                tracing::warn!(
+                    "container {id}: systemd had moved its init out of {}; moved back into {moved:?}",
+                    want.display()
+                );
+                Ok(())
+            }
+            Err(e) => Err(Error::Internal(format!(
+                "container {id}: keep its init in {}: {e}",
+                want.display()
+            ))),
+        }
+    }
+
     /// StartContainer.
     pub async fn start_container(self: &Arc<Self>, id: &str) -> Result<()> {
         let ctr = self.container(id)?;
@@ -698,6 +730,9 @@ impl Runtime {
         // Stamped before `runtime start`: the process cannot run earlier, and a process that exits at
         // once must not look as if it finished before it started.
         let started_at = now_ns();
+        if self.cgroup_driver == crate::cgroups::systemd::Driver::Systemd && !self.host.cgroup_v2 {
+            self.keep_in_scope(&ctr.id, rec.pid)?;
+        }
         crate::metrics::trace::child("OCI start", vec![], handler.start(&ctr.id))
             .await
             .map_err(oci_err)?;

@@ -120,6 +120,33 @@ impl Daemon {
         d
     }
 
+    /// Connects to a daemon this harness did not start (one run by systemd inside a test node); `dir`
+    /// is where the test keeps its files. Dropping it stops nothing.
+    pub async fn attach(dir: PathBuf, socket: PathBuf, config: PathBuf) -> Daemon {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(ch) = crius::client::connect(&socket).await {
+                let mut rt = RuntimeServiceClient::new(ch.clone());
+                if rt.version(cri::VersionRequest::default()).await.is_ok() {
+                    return Daemon {
+                        dir,
+                        socket,
+                        config,
+                        child: None,
+                        rt,
+                        img: ImageServiceClient::new(ch),
+                    };
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no crius answers on {} after 60s",
+                socket.display()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Starts (or restarts) the daemon process and connects.
     pub async fn spawn(&mut self) {
         let _ = std::fs::remove_file(&self.socket);
