@@ -24,6 +24,7 @@ pub mod pod;
 pub mod reload;
 pub mod runtime;
 pub mod selinux;
+pub mod selinux_labels;
 pub mod server;
 pub mod stats;
 pub mod status;
