@@ -248,20 +248,30 @@ fn reject_unimplemented(
     Ok(())
 }
 
-/// Without SELinux on the host a label has nothing to apply to, so it is ignored (containerd
-/// does the same); on an SELinux host crius cannot honour it yet, which must not pass silently.
+/// Without SELinux on the host (or with the daemon's `selinux = false`, which hides it from
+/// [`HostInfo::selinux`]) a label has nothing to apply to and is ignored, as containerd does. With it,
+/// the daemon applies the labels after spec generation (crius::selinux_labels); here only their form
+/// is checked: user, role and type are single names, the level has no blanks.
 fn check_selinux(
     field: &str,
     opt: Option<&cri_api::v1::SeLinuxOption>,
     host: &HostInfo,
 ) -> Result<(), SpecError> {
-    let set = opt.is_some_and(|o| {
-        !(o.user.is_empty() && o.role.is_empty() && o.r#type.is_empty() && o.level.is_empty())
-    });
-    if set && host.selinux {
-        return Err(SpecError::unsupported(
-            field,
-            "SELinux labels are not implemented",
+    let Some(o) = opt.filter(|_| host.selinux) else {
+        return Ok(());
+    };
+    for (name, v) in [("user", &o.user), ("role", &o.role), ("type", &o.r#type)] {
+        if v.contains(':') || v.contains(char::is_whitespace) {
+            return Err(SpecError::invalid(
+                format!("{field}.{name}"),
+                format!("{v:?} is not an SELinux {name}"),
+            ));
+        }
+    }
+    if o.level.contains(char::is_whitespace) {
+        return Err(SpecError::invalid(
+            format!("{field}.level"),
+            format!("{:?} is not an SELinux level", o.level),
         ));
     }
     Ok(())

@@ -15,7 +15,7 @@
 //! | `command`, `args` | `process.args`, merged with image entrypoint/cmd like the kubelet/containerd |
 //! | `working_dir` | `process.cwd` (else image WorkingDir, else `/`) |
 //! | `envs` | `process.env` (override image env by key) |
-//! | `mounts[i]` | `mounts` (see [`mounts`]): `selinux_relabel` ignored without SELinux; `recursive_read_only` needs [`HandlerCaps::rro`]; `uidMappings`/`gidMappings` need [`HandlerCaps::idmap`]; `image`/`image_sub_path` → Unsupported here (the daemon mounts image volumes and passes them as read-only binds) |
+//! | `mounts[i]` | `mounts` (see [`mounts`]): `selinux_relabel` ignored without SELinux (the daemon relabels with it); `recursive_read_only` needs [`HandlerCaps::rro`]; `uidMappings`/`gidMappings` need [`HandlerCaps::idmap`]; `image`/`image_sub_path` → Unsupported here (the daemon mounts image volumes and passes them as read-only binds) |
 //! | `devices[i]` | `linux.devices` + device cgroup rules |
 //! | `labels`, `annotations` | daemon (stored, reported); not put in the OCI spec |
 //! | `log_path`, `stdin`, `stdin_once` | daemon / monitor |
@@ -33,7 +33,7 @@
 //! | `capabilities` | [`caps`]: add/drop/ambient, `ALL`, bounding-set rule |
 //! | `privileged` | caps = bounding set, all host devices, `/sys` rw, no masked/readonly paths, seccomp/apparmor unconfined; needs the sandbox to be privileged |
 //! | `namespace_options` | `linux.namespaces`: network POD/NODE (CONTAINER → Unsupported), ipc POD/NODE/CONTAINER, pid POD/NODE/CONTAINER/TARGET; `userns_options`: POD joins the pod's user namespace (see `userns`), NODE none, CONTAINER → Unsupported, TARGET → Invalid. UTS follows the pod (no CRI field); mount ns always new; cgroup ns new on v2 only |
-//! | `selinux_options` | ignored when the host has no SELinux (as containerd); Unsupported on an SELinux host |
+//! | `selinux_options` | ignored when the host has no SELinux or the daemon runs with `selinux = false` (as containerd); otherwise checked for form here and applied by the daemon (process and mount labels) |
 //! | `run_as_user`, `run_as_group`, `run_as_username` | `process.user` via [`resolve_user`]; the name wins over the uid; a group without a user is Invalid |
 //! | `readonly_rootfs` | `root.readonly` (+ `/etc/hosts` etc. mounted ro) |
 //! | `supplemental_groups`, `supplemental_groups_policy` | `process.user.additionalGids` (Merge / Strict) |

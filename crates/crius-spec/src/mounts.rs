@@ -192,7 +192,8 @@ pub enum RootfsPropagation {
 pub fn cri_mounts(
     mounts: &[CriMount],
     handler: HandlerCaps,
-    host: &HostInfo,
+    // Unused since the daemon does the SELinux relabel; kept so callers need not change.
+    _host: &HostInfo,
 ) -> Result<(Vec<Mount>, RootfsPropagation), SpecError> {
     let mut out = Vec::with_capacity(mounts.len());
     let mut propagation = RootfsPropagation::Private;
@@ -266,14 +267,8 @@ pub fn cri_mounts(
         } else {
             options.push(if m.readonly { "ro" } else { "rw" }.into());
         }
-        // No SELinux on the host: nothing to relabel (see the crate docs). On an SELinux host
-        // crius does not compute labels yet, so relabelling there must not pretend to work.
-        if m.selinux_relabel && host.selinux {
-            return Err(SpecError::unsupported(
-                field("selinux_relabel"),
-                "SELinux labelling is not implemented",
-            ));
-        }
+        // selinux_relabel: without SELinux there is nothing to relabel (see the crate docs); with
+        // it the daemon relabels the host path with the container's mount label.
         let mut mount = bind_mount(&clean(dest), &clean(host_path), options);
         if !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty() {
             if !handler.idmap {
@@ -496,8 +491,10 @@ mod tests {
             selinux: true,
             ..HostInfo::default()
         };
-        let err = cri_mounts(&[m], HandlerCaps::default(), &selinux).unwrap_err();
-        assert_eq!(err.field(), Some("mounts[0].selinux_relabel"));
+        // The daemon relabels; the spec keeps the bind as it is.
+        let with = cri_mounts(&[m], HandlerCaps::default(), &selinux).unwrap();
+        let without = cri_mounts(&[mount("/a", "/a")], HandlerCaps::default(), &h).unwrap();
+        assert_eq!(with, without);
     }
 
     #[test]

@@ -19,7 +19,7 @@ const DOCS: &[(&str, &str, Option<&str>)] = &[
     ("monitor_path", "The per-container monitor binary. Default: crius-monitor next to crius.", Some("\"/usr/bin/crius-monitor\"")),
     ("pause_path", "The pause binary for pods sharing one PID namespace. Default: next to crius.", Some("\"/usr/bin/crius-pause\"")),
     ("pull_stall_timeout_secs", "Seconds a registry may send nothing before a pull fails.", None),
-    ("selinux", "SELinux labels (containerd's enable_selinux). false: selinux_options and selinux_relabel are\naccepted and ignored. true needs an SELinux host; crius does not apply labels yet and refuses them.", None),
+    ("selinux", "SELinux labels (containerd's enable_selinux). false: selinux_options and selinux_relabel are\naccepted and ignored. true needs an SELinux host; crius then labels containers (per-pod MCS pair) and relabels volumes.", None),
     ("cgroup_driver", "auto (systemd when systemd is PID 1), systemd (pod cgroup parents are slices such as\nkubepods-burstable-pod<uid>.slice, containers are scopes) or cgroupfs.", None),
     ("metrics_address", "Prometheus metrics endpoint (http://<addr>/metrics). Off unless set.", Some("\"127.0.0.1:9090\"")),
     ("tracing_endpoint", "OTLP/HTTP endpoint for trace export (JSON, no TLS). Off unless set.", Some("\"http://127.0.0.1:4318/v1/traces\"")),

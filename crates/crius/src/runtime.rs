@@ -39,6 +39,8 @@ pub struct Runtime {
     pub selinux: crate::selinux::Mode,
     /// Whether the host has SELinux, whatever `selinux` says.
     pub host_selinux: bool,
+    /// The labeller when `selinux = true` (and the host has SELinux).
+    pub selinux_labels: Option<crate::selinux_labels::Labeller>,
     pub(crate) pods: RwLock<HashMap<String, Arc<Pod>>>,
     pub(crate) containers: RwLock<HashMap<String, Arc<Ctr>>>,
     /// Name reservations: reservation key → owner id. A key is held from the first step of a create until
@@ -123,6 +125,12 @@ impl Runtime {
             cgroup_driver: crate::cgroups::systemd::detect(cfg.cgroup_driver),
             selinux,
             host_selinux,
+            selinux_labels: match selinux {
+                crate::selinux::Mode::Enforced => {
+                    Some(crate::selinux_labels::Labeller::load().map_err(|e| anyhow::anyhow!(e))?)
+                }
+                crate::selinux::Mode::Ignored => None,
+            },
             cfg,
             store,
             handlers,

@@ -2,7 +2,8 @@
 //! fields of the CRI (`selinux_options` of pods and containers, `selinux_relabel` of mounts) are accepted
 //! and ignored, whatever the host runs — the kubelet sets `selinux_relabel` on nearly every volume, and
 //! refusing it would refuse nearly every pod. On, the host must have SELinux (else the daemon does not
-//! start), and requests that carry labels are refused as Unimplemented: crius does not apply labels yet.
+//! start), and crius applies labels (`selinux_labels`): a per-pod MCS pair, process and mount labels,
+//! relabelled volumes.
 
 /// What the daemon does with SELinux fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,8 +35,9 @@ pub fn status(mode: Mode, host_has_selinux: bool) -> serde_json::Value {
              without enable_selinux)"
         }
         Mode::Enforced => {
-            "selinux = true: labels are not applied by crius yet, so requests carrying SELinux labels or \
-             selinux_relabel are refused as Unimplemented"
+            "selinux = true: containers get process and mount labels from the host's lxc_contexts with a \
+             unique MCS pair per pod (selinux_options override field by field); selinux_relabel volumes are \
+             relabelled (security.selinux). The pause process is not labelled"
         }
     };
     serde_json::json!({

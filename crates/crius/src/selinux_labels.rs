@@ -307,6 +307,131 @@ pub fn get_label(p: &Path) -> Result<Option<String>, String> {
     Ok(Some(String::from_utf8_lossy(&buf).into_owned()))
 }
 
+/// The daemon's labelling (`selinux = true` on an SELinux host): the host's contexts and the MCS pairs
+/// in use. A pod's level is chosen at its first container and recorded in its state dir
+/// (`selinux-level`), so a restarted daemon re-reserves it.
+pub struct Labeller {
+    ctx: Contexts,
+    mcs: std::sync::Mutex<Mcs>,
+}
+
+const LEVEL_FILE: &str = "selinux-level";
+
+impl Labeller {
+    pub fn new(ctx: Contexts) -> Labeller {
+        Labeller {
+            ctx,
+            mcs: std::sync::Mutex::new(Mcs::default()),
+        }
+    }
+
+    /// The contexts of the policy named by `/etc/selinux/config` (`SELINUXTYPE`, default `targeted`);
+    /// container-selinux's values where its `lxc_contexts` is missing.
+    pub fn load() -> Result<Labeller, String> {
+        let policy = std::fs::read_to_string("/etc/selinux/config")
+            .ok()
+            .and_then(|t| {
+                t.lines().find_map(|l| {
+                    l.trim()
+                        .strip_prefix("SELINUXTYPE=")
+                        .map(|v| v.trim().to_string())
+                })
+            })
+            .unwrap_or_else(|| "targeted".into());
+        let path = format!("/etc/selinux/{policy}/contexts/lxc_contexts");
+        let ctx = match std::fs::read_to_string(&path) {
+            Ok(t) => Contexts::parse(&t).map_err(|e| format!("{path}: {e}"))?,
+            Err(_) => Contexts::default(),
+        };
+        Ok(Labeller::new(ctx))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Mcs> {
+        self.mcs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The pod's level: the one recorded in `pod_dir`, else the level of the pod's `selinux_options`
+    /// (reserved when free: pods may share a level on purpose), else a fresh pair; recorded.
+    pub fn pod_level(
+        &self,
+        pod_dir: &Path,
+        opt: Option<&cri_api::v1::SeLinuxOption>,
+    ) -> Result<String, String> {
+        let file = pod_dir.join(LEVEL_FILE);
+        let mut mcs = self.lock();
+        if let Ok(text) = std::fs::read_to_string(&file) {
+            if let Some(level) = text.lines().next().filter(|l| !l.is_empty()) {
+                return Ok(level.to_string());
+            }
+        }
+        let (level, owned) = match opt.map(|o| o.level.as_str()).filter(|l| !l.is_empty()) {
+            Some(l) => (l.to_string(), mcs.reserve(l)),
+            None => (
+                mcs.reserve_new(rand::random::<u32>)
+                    .ok_or("no free MCS pair left")?,
+                true,
+            ),
+        };
+        let text = format!("{level}\n{}\n", if owned { "owned" } else { "shared" });
+        if let Err(e) = std::fs::write(&file, text) {
+            if owned {
+                mcs.release(&level);
+            }
+            return Err(format!("{}: {e}", file.display()));
+        }
+        Ok(level)
+    }
+
+    fn recorded(pod_dir: &Path) -> Option<(String, bool)> {
+        let text = std::fs::read_to_string(pod_dir.join(LEVEL_FILE)).ok()?;
+        let mut lines = text.lines();
+        let level = lines.next().filter(|l| !l.is_empty())?.to_string();
+        Some((level, lines.next() == Some("owned")))
+    }
+
+    /// Re-reserves the level a pod recorded (daemon restart).
+    pub fn recover(&self, pod_dir: &Path) {
+        if let Some((level, true)) = Self::recorded(pod_dir) {
+            self.lock().reserve(&level);
+        }
+    }
+
+    /// Frees the pod's level (RemovePodSandbox).
+    pub fn release(&self, pod_dir: &Path) {
+        if let Some((level, true)) = Self::recorded(pod_dir) {
+            self.lock().release(&level);
+        }
+    }
+
+    pub fn in_use(&self) -> usize {
+        self.lock().in_use()
+    }
+
+    /// Puts the container's labels into its spec (`process.selinuxLabel`, `linux.mountLabel`) and
+    /// relabels the host paths of its mounts that ask for it.
+    pub fn apply(
+        &self,
+        spec: &mut oci_spec::runtime::Spec,
+        level: &str,
+        pod_opt: Option<&cri_api::v1::SeLinuxOption>,
+        ctr_opt: Option<&cri_api::v1::SeLinuxOption>,
+        mounts: &[cri_api::v1::Mount],
+    ) -> Result<PodLabels, String> {
+        let labels = container_labels(&pod_labels(&self.ctx, level, pod_opt), ctr_opt);
+        if let Some(p) = spec.process_mut().as_mut() {
+            p.set_selinux_label(Some(labels.process.to_string()));
+        }
+        if let Some(l) = spec.linux_mut().as_mut() {
+            l.set_mount_label(Some(labels.mount.to_string()));
+        }
+        for (i, m) in mounts.iter().enumerate().filter(|(_, m)| m.selinux_relabel) {
+            relabel(Path::new(&m.host_path), &labels.mount)
+                .map_err(|e| format!("mounts[{i}].selinux_relabel: {e}"))?;
+        }
+        Ok(labels)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -449,5 +574,79 @@ mod tests {
                 eprintln!("SKIPPED xattr checks: {e}");
             }
         }
+    }
+
+    #[test]
+    fn a_pods_level_is_recorded_unique_released_and_recovered() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::create_dir_all(&a).unwrap();
+        std::fs::create_dir_all(&b).unwrap();
+        let l = Labeller::new(Contexts::default());
+        let la = l.pod_level(&a, None).unwrap();
+        assert_eq!(l.pod_level(&a, None).unwrap(), la, "one level per pod");
+        let lb = l.pod_level(&b, None).unwrap();
+        assert_ne!(la, lb);
+        assert_eq!(l.in_use(), 2);
+        // A restarted daemon re-reserves what the pods recorded.
+        let l2 = Labeller::new(Contexts::default());
+        l2.recover(&a);
+        l2.recover(&b);
+        assert_eq!(l2.in_use(), 2);
+        l2.release(&a);
+        assert_eq!(l2.in_use(), 1);
+        // An explicit level already held by another pod is shared, not owned: releasing the sharer
+        // leaves it reserved.
+        let c = dir.path().join("c");
+        std::fs::create_dir_all(&c).unwrap();
+        let o = opt("", "", "", &lb);
+        assert_eq!(l2.pod_level(&c, Some(&o)).unwrap(), lb);
+        l2.release(&c);
+        assert_eq!(l2.in_use(), 1);
+        // A pod dir that cannot be written reserves nothing.
+        assert!(l2.pod_level(&dir.path().join("missing"), None).is_err());
+        assert_eq!(l2.in_use(), 1);
+    }
+
+    #[test]
+    fn apply_sets_the_spec_labels_and_relabels_marked_mounts_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let (marked, plain) = (dir.path().join("marked"), dir.path().join("plain"));
+        std::fs::create_dir_all(&marked).unwrap();
+        std::fs::create_dir_all(&plain).unwrap();
+        let mut spec = oci_spec::runtime::Spec::default();
+        let mounts = [
+            cri_api::v1::Mount {
+                host_path: marked.display().to_string(),
+                selinux_relabel: true,
+                ..Default::default()
+            },
+            cri_api::v1::Mount {
+                host_path: plain.display().to_string(),
+                ..Default::default()
+            },
+        ];
+        let l = Labeller::new(Contexts::default());
+        let got = match l.apply(&mut spec, "s0:c1,c2", None, None, &mounts) {
+            Ok(g) => g,
+            Err(e) => {
+                assert!(e.starts_with("mounts[0].selinux_relabel"), "{e}");
+                eprintln!("SKIPPED relabel checks: {e}");
+                return;
+            }
+        };
+        let process = spec.process().as_ref().unwrap().selinux_label().clone();
+        assert_eq!(
+            process.as_deref(),
+            Some("system_u:system_r:container_t:s0:c1,c2")
+        );
+        let mount = spec.linux().as_ref().unwrap().mount_label().clone();
+        assert_eq!(
+            mount.as_deref(),
+            Some("system_u:object_r:container_file_t:s0:c1,c2")
+        );
+        assert_eq!(got.mount.to_string(), mount.unwrap());
+        assert_eq!(get_label(&marked).unwrap(), Some(got.mount.to_string()));
+        assert_eq!(get_label(&plain).unwrap(), None);
     }
 }

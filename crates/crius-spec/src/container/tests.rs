@@ -868,8 +868,19 @@ fn selinux_options() {
     });
     f.spec().unwrap();
     f.host.selinux = true;
-    let err = expect_field(f.spec(), "security_context.selinux_options");
-    assert!(matches!(err, SpecError::Unsupported { .. }));
+    // Applied by the daemon; here only the form is checked.
+    f.spec().unwrap();
+    f.sc().selinux_options = Some(SeLinuxOption {
+        r#type: "container_t:s0".into(),
+        ..Default::default()
+    });
+    let err = expect_field(f.spec(), "security_context.selinux_options.type");
+    assert!(matches!(err, SpecError::Invalid { .. }));
+    f.sc().selinux_options = Some(SeLinuxOption {
+        level: "s0 c1".into(),
+        ..Default::default()
+    });
+    expect_field(f.spec(), "security_context.selinux_options.level");
 }
 
 #[test]
@@ -1113,9 +1124,18 @@ fn sandbox_validation_sysctls_and_profiles() {
         selinux: true,
         ..host.clone()
     };
+    validate_sandbox_config(&selinux, &se_host).unwrap();
+    let bad_selinux = sandbox_with(LinuxSandboxSecurityContext {
+        selinux_options: Some(SeLinuxOption {
+            user: "a b".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    validate_sandbox_config(&bad_selinux, &host).unwrap();
     assert_eq!(
-        sandbox_field(&selinux, &se_host).as_deref(),
-        Some("linux.security_context.selinux_options")
+        sandbox_field(&bad_selinux, &se_host).as_deref(),
+        Some("linux.security_context.selinux_options.user")
     );
 
     let mut res = PodSandboxConfig {

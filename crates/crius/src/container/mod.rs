@@ -466,6 +466,9 @@ impl Runtime {
                 .as_ref()
                 .and_then(|p| p.apparmor_profile().as_deref()),
         )?;
+        if self.selinux_labels.is_some() {
+            spec = self.apply_selinux(spec, &prec.id, sandbox, cfg).await?;
+        }
         image_volume::harden(&mut spec, &dir);
         crate::cdi::apply(&mut spec, &cdi)?;
         // Mounts the handler cannot make (rro, idmapped binds) are prepared host-side and released
@@ -681,6 +684,48 @@ impl Runtime {
             ));
         }
         crius_spec::container_spec(&input).map_err(spec_err)
+    }
+
+    /// `selinux = true`: the pod's MCS level (chosen at its first container), the container's process
+    /// and mount labels in the spec, and the relabel of mounts that ask for it (see `selinux_labels`).
+    async fn apply_selinux(
+        self: &Arc<Self>,
+        spec: oci_spec::runtime::Spec,
+        pod_id: &str,
+        sandbox: &cri::PodSandboxConfig,
+        cfg: &cri::ContainerConfig,
+    ) -> Result<oci_spec::runtime::Spec> {
+        let pod_opt = sandbox
+            .linux
+            .as_ref()
+            .and_then(|l| l.security_context.as_ref())
+            .and_then(|s| s.selinux_options.clone());
+        let ctr_opt = cfg
+            .linux
+            .as_ref()
+            .and_then(|l| l.security_context.as_ref())
+            .and_then(|s| s.selinux_options.clone());
+        let (rt, mounts, pod_id) = (self.clone(), cfg.mounts.clone(), pod_id.to_string());
+        tokio::task::spawn_blocking(move || {
+            let Some(l) = rt.selinux_labels.as_ref() else {
+                return Ok(spec);
+            };
+            let mut spec = spec;
+            let level = l
+                .pod_level(&rt.pod_dir(&pod_id), pod_opt.as_ref())
+                .map_err(|e| Error::Internal(format!("pod {pod_id}: SELinux level: {e}")))?;
+            l.apply(
+                &mut spec,
+                &level,
+                pod_opt.as_ref(),
+                ctr_opt.as_ref(),
+                &mounts,
+            )
+            .map_err(|e| Error::invalid("mounts", e))?;
+            Ok(spec)
+        })
+        .await
+        .map_err(|e| Error::internal("SELinux label task", e))?
     }
 
     /// Moves the container's init back into its scope where systemd migrated it out (see

@@ -655,6 +655,9 @@ impl Runtime {
             self.sandbox_event(&pod.id, cri::ContainerEventType::ContainerStoppedEvent);
         }
         let last = self.pod_snapshot(&pod.id);
+        if let Some(l) = &self.selinux_labels {
+            l.release(&self.pod_dir(&pod.id));
+        }
         self.forget_pod(&pod).await;
         self.send_event(
             &pod.id,
@@ -864,6 +867,9 @@ pub(crate) async fn recover(rt: &Arc<Runtime>) -> anyhow::Result<()> {
             name_key: key.clone(),
         });
         let _ = rt.reserve(&key, &rec.id);
+        if let Some(l) = &rt.selinux_labels {
+            l.recover(&rt.pod_dir(&rec.id));
+        }
         if let Ok(mut pods) = rt.pods.write() {
             pods.insert(rec.id.clone(), pod.clone());
         }
