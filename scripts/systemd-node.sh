@@ -6,7 +6,9 @@
 # sees as its root (cgroupns) and owns entirely.
 #
 #   systemd-node.sh start DIR BIN_DIR  boot a node whose state lives in DIR; BIN_DIR appears at /opt/crius/bin,
-#                                      DIR/out at /crius-out (sockets the host talks to)
+#                                      DIR/out at /crius-out (sockets the host talks to). With
+#                                      CRIUS_NODE_SELINUX_MARKER=1 the node has /sys/fs/selinux/enforce
+#                                      but no selinuxfs (crius labels; nothing enforces)
 #   systemd-node.sh exec DIR CMD...    run CMD inside the node (all its namespaces)
 #   systemd-node.sh stop DIR           kill everything in the node, remove its cgroups, mounts and DIR
 set -euo pipefail
@@ -64,6 +66,16 @@ while read -r mnt fstype opts; do
         mount -t cgroup -o "\$o" cgroup \$t
     fi
 done < $dir/hierarchies
+if [ -n "${CRIUS_NODE_SELINUX_MARKER:-}" ]; then
+    # Only /sys/fs/selinux/enforce, no selinuxfs: crius' probe sees an SELinux host and labels, while
+    # systemd and runc (which check for selinuxfs itself) see none and run unconfined.
+    mkdir -p \$m/run/cg
+    mount --move \$m/sys/fs/cgroup \$m/run/cg
+    mount -t tmpfs -o mode=755 sysfs-fs \$m/sys/fs
+    mkdir -p \$m/sys/fs/cgroup \$m/sys/fs/selinux
+    mount --move \$m/run/cg \$m/sys/fs/cgroup
+    echo 1 > \$m/sys/fs/selinux/enforce
+fi
 mount -t tmpfs -o mode=755 dev \$m/dev
 for d in null zero full random urandom tty; do
     touch \$m/dev/\$d

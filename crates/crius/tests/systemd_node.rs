@@ -26,13 +26,17 @@ struct Node {
 }
 
 impl Node {
-    fn boot(dir: &Path) -> Node {
+    fn boot(dir: &Path, selinux_marker: bool) -> Node {
         let st = Command::new(script("build-systemd-node.sh"))
             .status()
             .expect("run scripts/build-systemd-node.sh");
         assert!(st.success(), "scripts/build-systemd-node.sh failed");
         let bin_dir = Path::new(env!("CARGO_BIN_EXE_crius")).parent().unwrap();
         let out = Command::new(script("systemd-node.sh"))
+            .env(
+                "CRIUS_NODE_SELINUX_MARKER",
+                if selinux_marker { "1" } else { "" },
+            )
             .arg("start")
             .arg(dir)
             .arg(bin_dir)
@@ -174,15 +178,9 @@ async fn attach(node: &Node) -> common::Daemon {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn crius_runs_under_a_real_systemd() {
-    let t0 = Instant::now();
-    let dir = tempfile::Builder::new()
-        .prefix("crius-sdnode-")
-        .tempdir_in("/tmp")
-        .unwrap()
-        .keep();
-    let node = Node::boot(&dir);
+/// Waits for the node's boot, then installs the packaged crius.service (unchanged; the binaries come
+/// from the build, bind-mounted at /opt/crius/bin) with `config` and starts it.
+fn install_crius(node: &Node, config_keys: &str) {
     let state = node.must("systemctl is-system-running --wait || true");
     assert!(
         ["running", "degraded"].contains(&state.trim()),
@@ -190,19 +188,12 @@ async fn crius_runs_under_a_real_systemd() {
         node.sh("systemctl --failed --no-pager").1
     );
     assert_eq!(node.must("cat /proc/1/comm").trim(), "systemd");
-    eprintln!("node booted in {:?}", t0.elapsed());
-
-    // The packaged unit, unchanged; the binaries come from the build (bind-mounted at /opt/crius/bin).
     let unit = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../packaging/crius.service"),
     )
     .unwrap();
     std::fs::write(node.out().join("crius.service"), unit).unwrap();
-    std::fs::write(
-        node.out().join("crius.toml"),
-        config("cgroup_driver = \"systemd\""),
-    )
-    .unwrap();
+    std::fs::write(node.out().join("crius.toml"), config(config_keys)).unwrap();
     let reg = common::registry();
     std::fs::write(
         node.out().join("hosts.toml"),
@@ -215,6 +206,19 @@ async fn crius_runs_under_a_real_systemd() {
          cp /crius-out/crius.service /etc/systemd/system/crius.service; systemctl daemon-reload; \
          systemctl enable --now crius"
     ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crius_runs_under_a_real_systemd() {
+    let t0 = Instant::now();
+    let dir = tempfile::Builder::new()
+        .prefix("crius-sdnode-")
+        .tempdir_in("/tmp")
+        .unwrap()
+        .keep();
+    let node = Node::boot(&dir, false);
+    install_crius(&node, "cgroup_driver = \"systemd\"");
+    eprintln!("node booted, crius installed in {:?}", t0.elapsed());
     let pid0 = wait_active(&node, 0).await;
     let mut d = attach(&node).await;
 
@@ -395,4 +399,129 @@ async fn crius_runs_under_a_real_systemd() {
     drop(d);
     drop(node);
     eprintln!("systemd node test took {:?}", t0.elapsed());
+}
+
+/// The MCS level crius recorded for a pod (inside the node).
+fn pod_level(node: &Node, pod: &str) -> String {
+    node.must(&format!("cat /run/crius/pods/{pod}/selinux-level"))
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+/// `selinux = true`, as far as a kernel without SELinux allows. The node has an `/sys/fs/selinux/enforce`
+/// marker but no selinuxfs: crius' probe sees an SELinux host and labels; the real runc sees none and
+/// refuses a spec that carries labels ("selinux label is specified in config, but selinux is disabled"),
+/// which is what this test relies on to show the labels reached the runtime. What runs for real: the
+/// daemon's level per pod (recorded, shared by its containers, distinct between pods, kept across a
+/// restart), the `security.selinux` relabel of a `selinux_relabel` volume (real xattrs on ext4) and not
+/// of the others. No container runs labelled and no label is enforced anywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn selinux_labels_reach_the_runtime_and_the_volumes() {
+    let dir = tempfile::Builder::new()
+        .prefix("crius-sdnode-")
+        .tempdir_in("/tmp")
+        .unwrap()
+        .keep();
+    let node = Node::boot(&dir, true);
+    install_crius(&node, "cgroup_driver = \"systemd\"\nselinux = true");
+    let pid0 = wait_active(&node, 0).await;
+    let mut d = attach(&node).await;
+    let info =
+        d.rt.status(cri::StatusRequest { verbose: true })
+            .await
+            .unwrap()
+            .into_inner()
+            .info;
+    let se: serde_json::Value = serde_json::from_str(&info["selinux"]).unwrap();
+    assert_eq!(se["enabled"], true, "{se}");
+    d.pull(&common::image("busybox:latest")).await;
+
+    // Volumes on the node's /var/lib/crius, which is the host's ext4 (DIR/crius-root): xattrs readable
+    // from here.
+    node.must(
+        "mkdir -p /var/lib/crius/vol/relabel/sub /var/lib/crius/vol/plain && \
+         touch /var/lib/crius/vol/relabel/sub/f",
+    );
+    let host_vol = dir.join("crius-root/vol");
+    let mut pods = Vec::new();
+    for name in ["sea", "seb"] {
+        let uid = format!("{name}{:08x}", std::process::id());
+        let log_dir = Path::new("/var/log/pods").join(name);
+        let mut cfg = common::pod_config(name, true, &log_dir);
+        cfg.linux.as_mut().unwrap().cgroup_parent = format!("kubepods-besteffort-pod{uid}.slice");
+        let id =
+            d.rt.run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(cfg.clone()),
+                runtime_handler: String::new(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("RunPodSandbox: {e}\n{}", node.journal("crius")))
+            .into_inner()
+            .pod_sandbox_id;
+        pods.push((id, cfg));
+    }
+    let img = common::image("busybox:latest");
+    let mut with_volume = common::container_config("v", &img, &["sleep", "3600"]);
+    with_volume.mounts = vec![
+        cri::Mount {
+            container_path: "/relabel".into(),
+            host_path: "/var/lib/crius/vol/relabel".into(),
+            selinux_relabel: true,
+            ..Default::default()
+        },
+        cri::Mount {
+            container_path: "/plain".into(),
+            host_path: "/var/lib/crius/vol/plain".into(),
+            ..Default::default()
+        },
+    ];
+    let refused = |r: Result<String, tonic::Status>| {
+        let e = r.expect_err("runc without SELinux must refuse a labelled spec");
+        assert!(
+            e.message().contains("selinux label is specified"),
+            "not runc's refusal of the labels: {e}"
+        );
+    };
+    refused(d.create(&pods[0].0, &pods[0].1, with_volume).await);
+    let la = pod_level(&node, &pods[0].0);
+    assert!(
+        la.starts_with("s0:c") && la.contains(",c"),
+        "pod level {la:?}"
+    );
+    // The relabelled volume carries the pod's mount label throughout; the other is untouched.
+    let mount_label = format!("system_u:object_r:container_file_t:{la}");
+    for p in ["relabel", "relabel/sub", "relabel/sub/f"] {
+        assert_eq!(
+            crius::selinux_labels::get_label(&host_vol.join(p)).unwrap(),
+            Some(mount_label.clone()),
+            "{p}"
+        );
+    }
+    assert_eq!(
+        crius::selinux_labels::get_label(&host_vol.join("plain")).unwrap(),
+        None
+    );
+    let plain = || common::container_config("p", &img, &["sleep", "3600"]);
+    refused(d.create(&pods[0].0, &pods[0].1, plain()).await);
+    assert_eq!(pod_level(&node, &pods[0].0), la, "one level per pod");
+    refused(d.create(&pods[1].0, &pods[1].1, plain()).await);
+    let lb = pod_level(&node, &pods[1].0);
+    assert_ne!(lb, la, "pods get distinct levels");
+
+    // A restarted daemon keeps each pod's level.
+    node.must("systemctl restart crius");
+    wait_active(&node, pid0).await;
+    drop(d);
+    let mut d = attach(&node).await;
+    refused(d.create(&pods[1].0, &pods[1].1, plain()).await);
+    assert_eq!(
+        pod_level(&node, &pods[1].0),
+        lb,
+        "the pod's level survives a restart"
+    );
+    d.cleanup().await;
+    drop(d);
+    drop(node);
 }
