@@ -238,6 +238,18 @@ async fn crius_runs_under_a_real_systemd() {
     let slice = format!("kubepods-burstable-pod{uid}.slice");
     let mut pod_cfg = common::pod_config("sd", true, Path::new("/var/log/pods/sd"));
     pod_cfg.linux.as_mut().unwrap().cgroup_parent = slice.clone();
+    // A shared PID namespace, so the pod has a pause process that must survive the service too.
+    pod_cfg
+        .linux
+        .as_mut()
+        .unwrap()
+        .security_context
+        .as_mut()
+        .unwrap()
+        .namespace_options
+        .as_mut()
+        .unwrap()
+        .pid = cri::NamespaceMode::Pod as i32;
     let pod =
         d.rt.run_pod_sandbox(cri::RunPodSandboxRequest {
             config: Some(pod_cfg.clone()),
@@ -254,6 +266,19 @@ async fn crius_runs_under_a_real_systemd() {
         .unwrap_or_else(|e| panic!("CreateContainer: {e}\n{}", node.journal("crius")));
     d.start_ctr(&ctr).await;
     let pid = d.pid_of(&ctr).await;
+    let pod_info =
+        d.rt.pod_sandbox_status(cri::PodSandboxStatusRequest {
+            pod_sandbox_id: pod.clone(),
+            verbose: true,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .info;
+    let pause = serde_json::from_str::<serde_json::Value>(&pod_info["info"]).unwrap()["pid"]
+        .as_i64()
+        .unwrap_or(0);
+    assert!(pause > 0, "no pause process: {pod_info:?}");
 
     // The container is the scope crius-<id>.scope in the pod's slice: in the cgroup files and for systemd.
     let scope = format!("crius-{ctr}.scope");
@@ -326,7 +351,7 @@ async fn crius_runs_under_a_real_systemd() {
     let pid1 = wait_active(&node, pid0).await;
     drop(d);
     let mut d = attach(&node).await;
-    node.must(&format!("kill -0 {pid}"));
+    node.must(&format!("kill -0 {pid} && kill -0 {pause}"));
     let s = d.status(&ctr).await;
     assert_eq!(s.state, cri::ContainerState::ContainerRunning as i32);
     assert_eq!(d.pid_of(&ctr).await, pid);
@@ -341,7 +366,7 @@ async fn crius_runs_under_a_real_systemd() {
     let pid2 = wait_active(&node, pid1).await;
     drop(d);
     let mut d = attach(&node).await;
-    node.must(&format!("kill -0 {pid}"));
+    node.must(&format!("kill -0 {pid} && kill -0 {pause}"));
     assert_eq!(
         d.status(&ctr).await.state,
         cri::ContainerState::ContainerRunning as i32,
