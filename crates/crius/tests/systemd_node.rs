@@ -234,9 +234,11 @@ async fn crius_runs_under_a_real_systemd() {
     d.pull(&common::image("busybox:latest")).await;
 
     // A pod as the kubelet's systemd driver names it: the slice of a burstable pod.
-    let uid = format!("{:08x}_aaaa_bbbb", std::process::id());
-    let slice = format!("kubepods-burstable-pod{uid}.slice");
+    // The kubelet's naming: the pod's uid with '-' as '_' in the slice name.
+    let uid = format!("{:08x}-aaaa-bbbb", std::process::id());
+    let slice = format!("kubepods-burstable-pod{}.slice", uid.replace('-', "_"));
     let mut pod_cfg = common::pod_config("sd", true, Path::new("/var/log/pods/sd"));
+    pod_cfg.metadata.as_mut().unwrap().uid = uid.clone();
     pod_cfg.linux.as_mut().unwrap().cgroup_parent = slice.clone();
     // A shared PID namespace, so the pod has a pause process that must survive the service too.
     pod_cfg
@@ -316,6 +318,35 @@ async fn crius_runs_under_a_real_systemd() {
     assert!(
         got.abs_diff(want) < 4 << 20,
         "ContainerStats memory {got} vs the scope's memory.usage_in_bytes {want}"
+    );
+
+    // Pod stats come from the pod's slice.
+    let pstats =
+        d.rt.pod_sandbox_stats(cri::PodSandboxStatsRequest {
+            pod_sandbox_id: pod.clone(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("PodSandboxStats: {e}\n{}", node.journal("crius")))
+        .into_inner()
+        .stats
+        .unwrap();
+    let slice_path = path.trim_end_matches(&format!("/{scope}")).to_string();
+    let slice_usage: u64 = node
+        .must(&format!(
+            "cat /sys/fs/cgroup/memory{slice_path}/memory.usage_in_bytes"
+        ))
+        .trim()
+        .parse()
+        .unwrap();
+    let pod_mem = pstats
+        .linux
+        .and_then(|l| l.memory)
+        .and_then(|m| m.usage_bytes)
+        .map(|v| v.value)
+        .unwrap_or(0);
+    assert!(
+        pod_mem > 0 && pod_mem.abs_diff(slice_usage) < 4 << 20,
+        "PodSandboxStats memory {pod_mem} vs the slice's memory.usage_in_bytes {slice_usage}"
     );
 
     // Updates land in the unit's cgroup (runc --systemd-cgroup sets them through systemd).
