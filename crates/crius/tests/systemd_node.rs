@@ -286,6 +286,25 @@ async fn crius_runs_under_a_real_systemd() {
     let scope = format!("crius-{ctr}.scope");
     let path = format!("/kubepods.slice/kubepods-burstable.slice/{slice}/{scope}");
     assert_in(&node, pid, &path, "after start");
+    // The scope's device rules apply (the pod slice's would allow every device): opening a block device
+    // the container may create but not use is refused.
+    let r = d
+        .exec(
+            &ctr,
+            &["sh", "-c", "mknod /tmp/blk b 7 0 && head -c 1 /tmp/blk"],
+            10,
+        )
+        .await
+        .unwrap();
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&r.stdout),
+        String::from_utf8_lossy(&r.stderr)
+    );
+    assert!(
+        r.exit_code != 0 && out.contains("Operation not permitted"),
+        "device access inside the scope: {out}"
+    );
     assert_eq!(
         node.must(&format!("systemctl is-active {scope}")).trim(),
         "active"
