@@ -286,8 +286,8 @@ async fn crius_runs_under_a_real_systemd() {
     let scope = format!("crius-{ctr}.scope");
     let path = format!("/kubepods.slice/kubepods-burstable.slice/{slice}/{scope}");
     assert_in(&node, pid, &path, "after start");
-    // The scope's device rules apply (the pod slice's would allow every device): opening a block device
-    // the container may create but not use is refused.
+    // The scope's device rules apply to what runs in the container (an exec joins the scope's cgroups;
+    // the init's own placement is what assert_in checks): a block device it may mknod cannot be opened.
     let r = d
         .exec(
             &ctr,
