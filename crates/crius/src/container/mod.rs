@@ -775,7 +775,10 @@ impl Runtime {
         // Stamped before `runtime start`: the process cannot run earlier, and a process that exits at
         // once must not look as if it finished before it started.
         let started_at = now_ns();
-        if self.cgroup_driver == crate::cgroups::systemd::Driver::Systemd && !self.host.cgroup_v2 {
+        if self.cgroup_driver == crate::cgroups::systemd::Driver::Systemd
+            && !self.host.cgroup_v2
+            && rec.pid > 0
+        {
             self.keep_in_scope(&ctr.id, rec.pid)?;
         }
         crate::metrics::trace::child("OCI start", vec![], handler.start(&ctr.id))
