@@ -410,8 +410,8 @@ async fn sighup_reloads_the_config() {
 }
 
 /// `cgroup_driver = "systemd"`: RuntimeConfig answers SYSTEMD (the kubelet takes its driver from it)
-/// and a cgroupfs-style parent is refused at once, naming the field. (Running containers under the
-/// systemd driver needs systemd as PID 1, which this test does not build.)
+/// and a cgroupfs-style parent is refused at once, naming the field. (Containers under a real systemd:
+/// tests/systemd_node.rs.)
 #[tokio::test]
 async fn systemd_driver_is_reported_and_cgroupfs_parents_refused() {
     let mut d = common::Daemon::start_with(common::Options {
