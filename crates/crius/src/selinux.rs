@@ -37,7 +37,9 @@ pub fn status(mode: Mode, host_has_selinux: bool) -> serde_json::Value {
         Mode::Enforced => {
             "selinux = true: containers get process and mount labels from the host's lxc_contexts with a \
              unique MCS pair per pod (selinux_options override field by field); selinux_relabel volumes are \
-             relabelled (security.selinux). The pause process is not labelled"
+             relabelled (security.selinux). The pause process is not labelled and rootfs overlays are mounted \
+             without context=: crius' root needs container-selinux's labels (semanage fcontext -e \
+             /var/lib/containers <root>). Verified by unit tests and a node without an SELinux kernel only"
         }
     };
     serde_json::json!({
