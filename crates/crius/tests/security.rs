@@ -795,3 +795,113 @@ async fn killing_pause_from_inside_makes_the_pod_not_ready_and_refuses_creates()
     assert_eq!(ctrs.len(), 1, "no container may have been made: {ctrs:?}");
     d.shutdown().await;
 }
+
+/// A container joining another's PID namespace (TARGET, as ephemeral debug containers do) joins it
+/// through a pin made from a pidfd-verified fd, never `/proc/<pid>/ns/pid` of a bare pid; when the
+/// recorded pid no longer names the target's live process, CreateContainer is refused with
+/// FailedPrecondition naming target_id, and nothing is joined or left pinned.
+#[tokio::test(flavor = "multi_thread")]
+async fn target_pid_namespace_is_joined_through_a_verified_pin() {
+    use cri_api::v1 as cri;
+    use std::os::unix::fs::MetadataExt;
+    let mut d = Daemon::start().await;
+    d.pull(&image("busybox:latest")).await;
+    let (pod, cfg) = d.run_pod("targetpid", true).await;
+    let a = d.run(&pod, &cfg, "a", &["sleep", "1000"]).await;
+    let targeting = |name: &str, target: &str| {
+        let mut c = container_config(name, &image("busybox:latest"), &["sleep", "1000"]);
+        c.linux = Some(cri::LinuxContainerConfig {
+            security_context: Some(cri::LinuxContainerSecurityContext {
+                namespace_options: Some(cri::NamespaceOption {
+                    pid: cri::NamespaceMode::Target as i32,
+                    target_id: target.to_string(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        c
+    };
+    let b = d
+        .create(&pod, &cfg, targeting("b", &a))
+        .await
+        .unwrap_or_else(|e| panic!("CreateContainer b: {e}\n{}", d.log()));
+    let b_dir = d.dir.join("state/containers").join(&b);
+    // The spec names the pin, not a /proc path of the target's pid; the pin is gone once created.
+    let spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(b_dir.join("config.json")).unwrap()).unwrap();
+    let pid_ns = spec["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["type"] == "pid")
+        .cloned()
+        .expect("a pid namespace entry");
+    assert_eq!(
+        pid_ns["path"].as_str(),
+        Some(b_dir.join("target-pidns").to_str().unwrap()),
+        "{pid_ns}"
+    );
+    assert!(
+        !b_dir.join("target-pidns").exists(),
+        "the pin outlived the create"
+    );
+    d.start_ctr(&b).await;
+    let (pa, pb) = (d.pid_of(&a).await, d.pid_of(&b).await);
+    let ns_of = |pid: i64| std::fs::read_link(format!("/proc/{pid}/ns/pid")).unwrap();
+    assert_eq!(ns_of(pa), ns_of(pb), "b did not join a's PID namespace");
+    assert_ne!(
+        std::fs::metadata("/proc/self/ns/pid").unwrap().ino(),
+        std::fs::metadata(format!("/proc/{pb}/ns/pid"))
+            .unwrap()
+            .ino()
+    );
+
+    // The target's init dies while crius has not noticed (its monitor is stopped, so the init stays
+    // an unreaped zombie and the record still says Running): the pid names no live process of the
+    // container, and joining is refused.
+    let c = d.run(&pod, &cfg, "c", &["sleep", "1000"]).await;
+    let info = d.verbose_info(&c).await;
+    let (pc, monitor) = (
+        info["pid"].as_i64().unwrap() as i32,
+        info["monitorPid"].as_i64().unwrap() as i32,
+    );
+    // SAFETY: plain kill(2) on processes this test's daemon started.
+    unsafe {
+        assert_eq!(libc::kill(monitor, libc::SIGSTOP), 0);
+        assert_eq!(libc::kill(pc, libc::SIGKILL), 0);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !std::fs::read_to_string(format!("/proc/{pc}/stat"))
+        .map(|s| s.contains(") Z "))
+        .unwrap_or(true)
+    {
+        assert!(Instant::now() < deadline, "the target's init did not die");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        d.status(&c).await.state,
+        cri::ContainerState::ContainerRunning as i32
+    );
+    let (code_, msg) = code(d.create(&pod, &cfg, targeting("e", &c)).await);
+    // SAFETY: as above.
+    unsafe { libc::kill(monitor, libc::SIGCONT) };
+    assert_eq!(code_, tonic::Code::FailedPrecondition, "{msg}");
+    assert!(msg.contains("target_id"), "{msg}");
+    let ctrs =
+        d.rt.list_containers(cri::ListContainersRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .containers;
+    assert!(
+        !ctrs
+            .iter()
+            .any(|x| x.metadata.as_ref().unwrap().name == "e"),
+        "{ctrs:?}"
+    );
+    let leftovers: Vec<_> = find_named(&d.dir.join("state"), "target-pidns");
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    d.shutdown().await;
+}
