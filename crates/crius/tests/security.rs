@@ -905,3 +905,132 @@ async fn target_pid_namespace_is_joined_through_a_verified_pin() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
     d.shutdown().await;
 }
+
+/// The v1 hierarchies mounted here: (mount options, mount point).
+fn v1_hierarchies() -> Vec<(Vec<String>, PathBuf)> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    info.lines()
+        .filter_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let mut r = right.split(' ');
+            if r.next()? != "cgroup" {
+                return None;
+            }
+            let opts = r.nth(1)?.split(',').map(str::to_string).collect();
+            Some((opts, PathBuf::from(left.split(' ').nth(4)?)))
+        })
+        .collect()
+}
+
+/// The pause of a pod whose cgroup crius owns (cgroup v1, no cgroup_parent) runs in that cgroup in
+/// every v1 resource hierarchy, so the pod's limits hold it too, and without privilege (the pod's
+/// run_as_user/run_as_group, no capabilities, no_new_privs); the pod's removal removes the cgroup.
+#[tokio::test(flavor = "multi_thread")]
+async fn pause_runs_in_the_pods_cgroup_without_privilege() {
+    use cri_api::v1 as cri;
+    let hierarchies = v1_hierarchies();
+    let Some((_, mem_root)) = hierarchies
+        .iter()
+        .find(|(o, _)| o.iter().any(|x| x == "memory"))
+        .cloned()
+    else {
+        eprintln!("no cgroup v1 memory hierarchy: crius makes no pod cgroup here");
+        return;
+    };
+    let mut d = Daemon::start().await;
+    let mut cfg = pod_config("pausecg", true, &d.dir.join("logs/pausecg"));
+    {
+        let l = cfg.linux.as_mut().unwrap();
+        l.cgroup_parent = String::new();
+        l.resources = Some(cri::LinuxContainerResources {
+            memory_limit_in_bytes: 96 << 20,
+            ..Default::default()
+        });
+        let sc = l.security_context.as_mut().unwrap();
+        sc.namespace_options.as_mut().unwrap().pid = cri::NamespaceMode::Pod as i32;
+        sc.run_as_user = Some(cri::Int64Value { value: 4321 });
+        sc.run_as_group = Some(cri::Int64Value { value: 4322 });
+    }
+    let pod =
+        d.rt.run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(cfg.clone()),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("RunPodSandbox: {e}\n{}", d.log()))
+        .into_inner()
+        .pod_sandbox_id;
+    let info =
+        d.rt.pod_sandbox_status(cri::PodSandboxStatusRequest {
+            pod_sandbox_id: pod.clone(),
+            verbose: true,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .info;
+    let info: serde_json::Value = serde_json::from_str(&info["info"]).unwrap();
+    let pause = info["pid"].as_i64().expect("pause pid in verbose info");
+    assert!(pause > 0, "{info}");
+    let want = format!("/crius/pod-{pod}");
+    let cg = std::fs::read_to_string(format!("/proc/{pause}/cgroup")).unwrap();
+    let mut resource_lines = 0;
+    for l in cg.lines() {
+        let mut f = l.splitn(3, ':');
+        let (_, ctrls, path) = (f.next(), f.next().unwrap_or(""), f.next().unwrap_or(""));
+        if ctrls.is_empty() || ctrls.starts_with("name=") {
+            continue; // cgroup v2 and named hierarchies: crius' own membership cgroup
+        }
+        resource_lines += 1;
+        assert_eq!(path, want, "{l}\n{cg}");
+    }
+    assert!(resource_lines > 0, "{cg}");
+    // The pod's memory limit is the pause's.
+    let limit = std::fs::read_to_string(
+        mem_root
+            .join(want.trim_start_matches('/'))
+            .join("memory.limit_in_bytes"),
+    )
+    .unwrap();
+    assert_eq!(limit.trim(), (96u64 << 20).to_string());
+    let procs = std::fs::read_to_string(
+        mem_root
+            .join(want.trim_start_matches('/'))
+            .join("cgroup.procs"),
+    )
+    .unwrap();
+    assert!(procs.lines().any(|p| p == pause.to_string()), "{procs}");
+
+    let status = std::fs::read_to_string(format!("/proc/{pause}/status")).unwrap();
+    let field = |k: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(k))
+            .unwrap_or_default()
+            .split_whitespace()
+            .skip(1)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(field("Uid:"), "4321 4321 4321 4321", "{status}");
+    assert_eq!(field("Gid:"), "4322 4322 4322 4322", "{status}");
+    assert_eq!(field("CapEff:"), "0000000000000000", "{status}");
+    assert_eq!(field("CapPrm:"), "0000000000000000", "{status}");
+    assert_eq!(field("NoNewPrivs:"), "1", "{status}");
+
+    d.rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
+        pod_sandbox_id: pod.clone(),
+    })
+    .await
+    .unwrap();
+    d.rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+        pod_sandbox_id: pod.clone(),
+    })
+    .await
+    .unwrap();
+    for (_, mp) in &hierarchies {
+        let dir = mp.join(want.trim_start_matches('/'));
+        assert!(!dir.exists(), "{} outlived the pod", dir.display());
+    }
+    d.shutdown().await;
+}
