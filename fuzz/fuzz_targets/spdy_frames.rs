@@ -10,27 +10,22 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let mut comp = HeaderCompressor::new();
     let mut redecomp = HeaderDecompressor::new();
     let mut rest = data;
-    loop {
-        match frame::decode(rest, &mut decomp) {
-            Ok(Some((f, used))) => {
-                assert!(
-                    used >= 8 && used <= rest.len(),
-                    "used {used} of {}",
-                    rest.len()
-                );
-                rest = &rest[used..];
-                if let Frame::Unknown { .. } = f {
-                    continue;
-                }
-                let wire = frame::encode(&f, &mut comp).expect("a decoded frame encodes");
-                let (again, n) = frame::decode(&wire, &mut redecomp)
-                    .expect("an encoded frame decodes")
-                    .expect("an encoded frame is complete");
-                assert_eq!(n, wire.len());
-                assert_eq!(normalise(again), normalise(f));
-            }
-            Ok(None) | Err(_) => break,
+    while let Ok(Some((f, used))) = frame::decode(rest, &mut decomp) {
+        assert!(
+            used >= 8 && used <= rest.len(),
+            "used {used} of {}",
+            rest.len()
+        );
+        rest = &rest[used..];
+        if let Frame::Unknown { .. } = f {
+            continue;
         }
+        let wire = frame::encode(&f, &mut comp).expect("a decoded frame encodes");
+        let (again, n) = frame::decode(&wire, &mut redecomp)
+            .expect("an encoded frame decodes")
+            .expect("an encoded frame is complete");
+        assert_eq!(n, wire.len());
+        assert_eq!(normalise(again), normalise(f));
     }
 });
 
