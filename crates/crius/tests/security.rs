@@ -1017,6 +1017,13 @@ async fn pause_runs_in_the_pods_cgroup_without_privilege() {
     assert_eq!(field("CapEff:"), "0000000000000000", "{status}");
     assert_eq!(field("CapPrm:"), "0000000000000000", "{status}");
     assert_eq!(field("NoNewPrivs:"), "1", "{status}");
+    // Its own allow-list seccomp filter (reap, wait for signals, exit), stricter than any profile.
+    assert_eq!(field("Seccomp:"), "2", "{status}");
+    assert_eq!(field("Seccomp_filters:"), "1", "{status}");
+    assert!(
+        field("State:").starts_with('S'),
+        "pause must idle in sigsuspend: {status}"
+    );
 
     d.rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
         pod_sandbox_id: pod.clone(),
