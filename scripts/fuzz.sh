@@ -42,7 +42,8 @@ cargo build --manifest-path fuzz/Cargo.toml --locked --release --target "$triple
     | tail -n 3
 
 scratch="$(mktemp -d /tmp/crius-fuzz.XXXXXX)"
-trap 'rm -rf "$scratch"' EXIT
+# tar_unpack mounts its sandbox in a private mount namespace; its empty mount point goes here.
+trap 'rm -rf "$scratch"; rmdir /tmp/crius-fuzz-unpack 2>/dev/null || true' EXIT
 failed=()
 for t in "${targets[@]}"; do
     bin="fuzz/target/$triple/release/$t"
