@@ -64,8 +64,9 @@ for t in "${targets[@]}"; do
         failed+=("$t")
         grep -E "panicked|ERROR: libFuzzer|SUMMARY|Test unit written|artifact" "$log" | head -n 20 >&2 || true
     fi
-    execs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)"
-    cov="$(grep -oE 'cov: [0-9]+' "$log" | tail -n 1 | cut -d' ' -f2)"
+    # A crash on a seed comes before any stats line: none of these may end the script.
+    execs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1 || true)"
+    cov="$(grep -oE 'cov: [0-9]+' "$log" | tail -n 1 | cut -d' ' -f2 || true)"
     printf 'fuzz.sh: %-18s %s  %s execs in %ss, coverage %s edges, corpus %s + %s new\n' \
         "$t" "$status" "${execs:-?}" "$secs" "${cov:-?}" \
         "$(ls "fuzz/corpus/$t" | wc -l)" "$(ls "$scratch/$t" | wc -l)"
