@@ -339,8 +339,14 @@ fn run_diff<D: Read>(job: &LayerJob, dec: D, fs_dir: &Path) -> Result<String, Im
         key: "max_layer_unpacked_bytes",
     };
     if job.unpack {
-        let r = unpack::unpack_limited(&job.name, &mut hr, fs_dir, job.limits.max_layer_entries)
-            .map(|_| ());
+        let r = unpack::unpack_limited(
+            &job.name,
+            &mut hr,
+            fs_dir,
+            job.limits.max_layer_entries,
+            job.limits.max_layer_unpacked_bytes,
+        )
+        .map(|_| ());
         if hr.exceeded() {
             return Err(too_big());
         }

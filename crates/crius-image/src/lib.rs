@@ -35,6 +35,12 @@ use std::time::Duration;
 pub use error::ImageError;
 pub use rootfs::LowerMapper;
 
+/// Entry points for the coverage-guided fuzz targets in `fuzz/`; not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::unpack::unpack_limited;
+}
+
 use content::Content;
 use meta::{ImageRecord, Meta};
 

@@ -159,17 +159,23 @@ pub(crate) fn safe_components(layer: &str, raw: &[u8]) -> Result<Vec<Vec<u8>>, I
 /// Unpacks a layer tar stream into `dest` (an existing, empty directory).
 #[cfg(test)]
 pub fn unpack<R: Read>(layer: &str, reader: R, dest: &Path) -> Result<R, ImageError> {
-    unpack_limited(layer, reader, dest, u64::MAX)
+    unpack_limited(layer, reader, dest, u64::MAX, u64::MAX)
 }
 
-/// `unpack`, failing with `ImageError::LayerLimit` on the entry after the first `max_entries`.
+/// `unpack`, failing with `ImageError::LayerLimit` on the entry after the first `max_entries`, or
+/// on the file whose contents would take the files' total past `max_bytes`
+/// (`max_layer_unpacked_bytes`). The byte bound is checked against each file's size before it is
+/// created: a GNU sparse entry expands its holes to zeros, so a few hundred bytes of tar can
+/// declare terabytes that the stream's own byte count never sees.
 pub fn unpack_limited<R: Read>(
     layer: &str,
     reader: R,
     dest: &Path,
     max_entries: u64,
+    max_bytes: u64,
 ) -> Result<R, ImageError> {
     let mut u = Unpacker::new(layer, dest)?;
+    u.max_bytes = max_bytes;
     let mut archive = tar::Archive::new(reader);
     let entries = archive.entries().map_err(|e| u.err("", e))?;
     let mut count: u64 = 0;
@@ -198,6 +204,9 @@ struct Unpacker {
     /// Directory mtimes are applied last: creating children would change them again.
     dir_times: Vec<(Vec<Vec<u8>>, i64)>,
     buf: Vec<u8>,
+    /// Bytes of file contents written so far, and their bound.
+    written: u64,
+    max_bytes: u64,
 }
 
 impl Unpacker {
@@ -211,6 +220,8 @@ impl Unpacker {
             cache: None,
             dir_times: Vec::new(),
             buf: vec![0; 256 * 1024],
+            written: 0,
+            max_bytes: u64::MAX,
         })
     }
 
@@ -362,6 +373,19 @@ impl Unpacker {
                 self.dir_times.push((comps.clone(), mtime));
             }
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+                // The reader yields exactly `size` bytes (a sparse entry's real size), or fails.
+                let size = entry.size();
+                match self.written.checked_add(size) {
+                    Some(total) if total <= self.max_bytes => self.written = total,
+                    _ => {
+                        return Err(ImageError::LayerLimit {
+                            layer: self.layer.clone(),
+                            what: "uncompressed size",
+                            limit: self.max_bytes,
+                            key: "max_layer_unpacked_bytes",
+                        })
+                    }
+                }
                 self.invalidate(&comps);
                 let parent = self.open_parent(&shown, parent_comps)?;
                 remove_existing(parent, &cname).map_err(|e| self.err(&shown, e))?;
@@ -638,13 +662,67 @@ mod tests {
             && std::fs::read_dir(t.path()).unwrap().count() == 2
     }
 
+    /// An old-GNU sparse entry: `chunks` (offset, length) of data, `real_size` in all; the holes
+    /// between the chunks read as zeros.
+    fn gnu_sparse(path: &str, real_size: u64, chunks: &[(u64, u64)]) -> Vec<u8> {
+        let data: u64 = chunks.iter().map(|c| c.1).sum();
+        let mut h = header(path, tar::EntryType::GNUSparse, data, 0o644);
+        let gnu = h.as_gnu_mut().unwrap();
+        for (slot, (off, len)) in gnu.sparse.iter_mut().zip(chunks) {
+            slot.set_offset(*off);
+            slot.set_length(*len);
+        }
+        gnu.set_real_size(real_size);
+        h.set_cksum();
+        let mut out = h.as_bytes().to_vec();
+        out.resize(out.len() + (data as usize).div_ceil(512) * 512, b'D');
+        out.resize(out.len() + 1024, 0);
+        out
+    }
+
+    /// Found by the `tar_unpack` fuzz target: a 2 KiB archive whose sparse entry declares 1 TiB
+    /// wrote zeros until the disk (the fuzzer's 64 MiB tmpfs) was full, past any byte limit, since
+    /// the limit only counted the stream. Now the declared size is charged before the file exists.
+    #[test]
+    fn sparse_entry_cannot_expand_past_the_byte_limit() {
+        let (t, layer) = sandbox();
+        let tar = gnu_sparse("bomb", 1 << 40, &[(0, 1), (1 << 40, 0)]);
+        assert!(tar.len() <= 2048);
+        let started = std::time::Instant::now();
+        match unpack_limited("l", &tar[..], &layer, u64::MAX, 1 << 20) {
+            Err(ImageError::LayerLimit { key, limit, .. }) => {
+                assert_eq!(key, "max_layer_unpacked_bytes");
+                assert_eq!(limit, 1 << 20);
+            }
+            other => panic!("want LayerLimit, got {other:?}"),
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        assert!(!layer.join("bomb").exists(), "the bomb was created");
+        assert!(outside_is_empty(&t));
+        // Within the limit a sparse file unpacks with its holes as zeros, and files add up.
+        let (_t, layer) = sandbox();
+        let mut tar = gnu_sparse("s", 4096, &[(0, 512), (3584, 512)]);
+        tar.truncate(tar.len() - 1024);
+        tar.extend_from_slice(&build(&[E::File("f", &[7; 100])]));
+        unpack_limited("l", &tar[..], &layer, u64::MAX, 4196).unwrap();
+        let s = std::fs::read(layer.join("s")).unwrap();
+        assert_eq!(s.len(), 4096);
+        assert_eq!((s[0], s[511], s[512], s[3583]), (b'D', b'D', 0, 0));
+        assert_eq!((s[3584], s[4095]), (b'D', b'D'));
+        let (_t, layer) = sandbox();
+        assert!(matches!(
+            unpack_limited("l", &tar[..], &layer, u64::MAX, 4195),
+            Err(ImageError::LayerLimit { .. })
+        ));
+    }
+
     #[test]
     fn entry_limit_stops_at_the_first_entry_past_it() {
         let (_t, layer) = sandbox();
         let tar = build(&[E::File("a", b"1"), E::File("b", b"2"), E::File("c", b"3")]);
-        unpack_limited("l", &tar[..], &layer, 3).unwrap();
+        unpack_limited("l", &tar[..], &layer, 3, u64::MAX).unwrap();
         let (_t, layer) = sandbox();
-        match unpack_limited("l", &tar[..], &layer, 2) {
+        match unpack_limited("l", &tar[..], &layer, 2, u64::MAX) {
             Err(ImageError::LayerLimit { key, limit, .. }) => {
                 assert_eq!(key, "max_layer_entries");
                 assert_eq!(limit, 2);

@@ -26,6 +26,7 @@
 
 mod crilog;
 mod logfile;
+mod proto;
 mod sys;
 
 use std::ffi::OsString;
@@ -38,10 +39,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crilog::{LineSplitter, Stream, Tag};
+#[cfg(test)]
+use proto::MAX_FRAME;
+use proto::{next_frame, parse_ctl, Ctl, Frame};
 
-/// Longest attach frame accepted from a client; stdin comes in small pieces, so a bigger one
-/// means a confused peer.
-const MAX_FRAME: usize = 1 << 20;
 /// How long output may keep flowing after the container's init died (orphans in a shared pid
 /// namespace can hold the pipes open forever).
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
@@ -404,51 +405,6 @@ struct Monitor {
     start_watch: Option<OwnedFd>,
     started_at: Option<i128>,
     exit: Option<(i32, Option<i32>, i128)>,
-}
-
-/// One step of decoding a client's attach stream (`u8 kind, u32 BE length, payload`).
-#[derive(Debug, PartialEq, Eq)]
-enum Frame {
-    /// More bytes are needed.
-    Incomplete,
-    /// The length exceeds MAX_FRAME: a confused or hostile peer, dropped.
-    TooBig,
-    Got(u8, Vec<u8>),
-}
-
-/// Takes the next complete frame off the front of `inbuf`.
-fn next_frame(inbuf: &mut Vec<u8>) -> Frame {
-    if inbuf.len() < 5 {
-        return Frame::Incomplete;
-    }
-    let len = u32::from_be_bytes([inbuf[1], inbuf[2], inbuf[3], inbuf[4]]) as usize;
-    if len > MAX_FRAME {
-        return Frame::TooBig;
-    }
-    if inbuf.len() < 5 + len {
-        return Frame::Incomplete;
-    }
-    let kind = inbuf[0];
-    let payload = inbuf[5..5 + len].to_vec();
-    inbuf.drain(..5 + len);
-    Frame::Got(kind, payload)
-}
-
-/// A control-socket request.
-#[derive(Debug, PartialEq, Eq)]
-enum Ctl {
-    Reopen,
-    Ping,
-    Unknown(String),
-}
-
-fn parse_ctl(req: &[u8]) -> Ctl {
-    let cmd = String::from_utf8_lossy(req);
-    match cmd.trim() {
-        "reopen" => Ctl::Reopen,
-        "ping" => Ctl::Ping,
-        other => Ctl::Unknown(other.to_string()),
-    }
 }
 
 fn open_log(args: &Args, path: &Path) -> io::Result<File> {

@@ -795,3 +795,249 @@ async fn killing_pause_from_inside_makes_the_pod_not_ready_and_refuses_creates()
     assert_eq!(ctrs.len(), 1, "no container may have been made: {ctrs:?}");
     d.shutdown().await;
 }
+
+/// A container joining another's PID namespace (TARGET, as ephemeral debug containers do) joins it
+/// through a pin made from a pidfd-verified fd, never `/proc/<pid>/ns/pid` of a bare pid; when the
+/// recorded pid no longer names the target's live process, CreateContainer is refused with
+/// FailedPrecondition naming target_id, and nothing is joined or left pinned.
+#[tokio::test(flavor = "multi_thread")]
+async fn target_pid_namespace_is_joined_through_a_verified_pin() {
+    use cri_api::v1 as cri;
+    use std::os::unix::fs::MetadataExt;
+    let mut d = Daemon::start().await;
+    d.pull(&image("busybox:latest")).await;
+    let (pod, cfg) = d.run_pod("targetpid", true).await;
+    let a = d.run(&pod, &cfg, "a", &["sleep", "1000"]).await;
+    let targeting = |name: &str, target: &str| {
+        let mut c = container_config(name, &image("busybox:latest"), &["sleep", "1000"]);
+        c.linux = Some(cri::LinuxContainerConfig {
+            security_context: Some(cri::LinuxContainerSecurityContext {
+                namespace_options: Some(cri::NamespaceOption {
+                    pid: cri::NamespaceMode::Target as i32,
+                    target_id: target.to_string(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        c
+    };
+    let b = d
+        .create(&pod, &cfg, targeting("b", &a))
+        .await
+        .unwrap_or_else(|e| panic!("CreateContainer b: {e}\n{}", d.log()));
+    let b_dir = d.dir.join("state/containers").join(&b);
+    // The spec names the pin, not a /proc path of the target's pid; the pin is gone once created.
+    let spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(b_dir.join("config.json")).unwrap()).unwrap();
+    let pid_ns = spec["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["type"] == "pid")
+        .cloned()
+        .expect("a pid namespace entry");
+    assert_eq!(
+        pid_ns["path"].as_str(),
+        Some(b_dir.join("target-pidns").to_str().unwrap()),
+        "{pid_ns}"
+    );
+    assert!(
+        !b_dir.join("target-pidns").exists(),
+        "the pin outlived the create"
+    );
+    d.start_ctr(&b).await;
+    let (pa, pb) = (d.pid_of(&a).await, d.pid_of(&b).await);
+    let ns_of = |pid: i64| std::fs::read_link(format!("/proc/{pid}/ns/pid")).unwrap();
+    assert_eq!(ns_of(pa), ns_of(pb), "b did not join a's PID namespace");
+    assert_ne!(
+        std::fs::metadata("/proc/self/ns/pid").unwrap().ino(),
+        std::fs::metadata(format!("/proc/{pb}/ns/pid"))
+            .unwrap()
+            .ino()
+    );
+
+    // The target's init dies while crius has not noticed (its monitor is stopped, so the init stays
+    // an unreaped zombie and the record still says Running): the pid names no live process of the
+    // container, and joining is refused.
+    let c = d.run(&pod, &cfg, "c", &["sleep", "1000"]).await;
+    let info = d.verbose_info(&c).await;
+    let (pc, monitor) = (
+        info["pid"].as_i64().unwrap() as i32,
+        info["monitorPid"].as_i64().unwrap() as i32,
+    );
+    // SAFETY: plain kill(2) on processes this test's daemon started.
+    unsafe {
+        assert_eq!(libc::kill(monitor, libc::SIGSTOP), 0);
+        assert_eq!(libc::kill(pc, libc::SIGKILL), 0);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !std::fs::read_to_string(format!("/proc/{pc}/stat"))
+        .map(|s| s.contains(") Z "))
+        .unwrap_or(true)
+    {
+        assert!(Instant::now() < deadline, "the target's init did not die");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        d.status(&c).await.state,
+        cri::ContainerState::ContainerRunning as i32
+    );
+    let (code_, msg) = code(d.create(&pod, &cfg, targeting("e", &c)).await);
+    // SAFETY: as above.
+    unsafe { libc::kill(monitor, libc::SIGCONT) };
+    assert_eq!(code_, tonic::Code::FailedPrecondition, "{msg}");
+    assert!(msg.contains("target_id"), "{msg}");
+    let ctrs =
+        d.rt.list_containers(cri::ListContainersRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .containers;
+    assert!(
+        !ctrs
+            .iter()
+            .any(|x| x.metadata.as_ref().unwrap().name == "e"),
+        "{ctrs:?}"
+    );
+    let leftovers: Vec<_> = find_named(&d.dir.join("state"), "target-pidns");
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    d.shutdown().await;
+}
+
+/// The v1 hierarchies mounted here: (mount options, mount point).
+fn v1_hierarchies() -> Vec<(Vec<String>, PathBuf)> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    info.lines()
+        .filter_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let mut r = right.split(' ');
+            if r.next()? != "cgroup" {
+                return None;
+            }
+            let opts = r.nth(1)?.split(',').map(str::to_string).collect();
+            Some((opts, PathBuf::from(left.split(' ').nth(4)?)))
+        })
+        .collect()
+}
+
+/// The pause of a pod whose cgroup crius owns (cgroup v1, no cgroup_parent) runs in that cgroup in
+/// every v1 resource hierarchy, so the pod's limits hold it too, and without privilege (the pod's
+/// run_as_user/run_as_group, no capabilities, no_new_privs); the pod's removal removes the cgroup.
+#[tokio::test(flavor = "multi_thread")]
+async fn pause_runs_in_the_pods_cgroup_without_privilege() {
+    use cri_api::v1 as cri;
+    let hierarchies = v1_hierarchies();
+    let Some((_, mem_root)) = hierarchies
+        .iter()
+        .find(|(o, _)| o.iter().any(|x| x == "memory"))
+        .cloned()
+    else {
+        eprintln!("no cgroup v1 memory hierarchy: crius makes no pod cgroup here");
+        return;
+    };
+    let mut d = Daemon::start().await;
+    let mut cfg = pod_config("pausecg", true, &d.dir.join("logs/pausecg"));
+    {
+        let l = cfg.linux.as_mut().unwrap();
+        l.cgroup_parent = String::new();
+        l.resources = Some(cri::LinuxContainerResources {
+            memory_limit_in_bytes: 96 << 20,
+            ..Default::default()
+        });
+        let sc = l.security_context.as_mut().unwrap();
+        sc.namespace_options.as_mut().unwrap().pid = cri::NamespaceMode::Pod as i32;
+        sc.run_as_user = Some(cri::Int64Value { value: 4321 });
+        sc.run_as_group = Some(cri::Int64Value { value: 4322 });
+    }
+    let pod =
+        d.rt.run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(cfg.clone()),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("RunPodSandbox: {e}\n{}", d.log()))
+        .into_inner()
+        .pod_sandbox_id;
+    let info =
+        d.rt.pod_sandbox_status(cri::PodSandboxStatusRequest {
+            pod_sandbox_id: pod.clone(),
+            verbose: true,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .info;
+    let info: serde_json::Value = serde_json::from_str(&info["info"]).unwrap();
+    let pause = info["pid"].as_i64().expect("pause pid in verbose info");
+    assert!(pause > 0, "{info}");
+    let want = format!("/crius/pod-{pod}");
+    let cg = std::fs::read_to_string(format!("/proc/{pause}/cgroup")).unwrap();
+    let mut resource_lines = 0;
+    for l in cg.lines() {
+        let mut f = l.splitn(3, ':');
+        let (_, ctrls, path) = (f.next(), f.next().unwrap_or(""), f.next().unwrap_or(""));
+        if ctrls.is_empty() || ctrls.starts_with("name=") {
+            continue; // cgroup v2 and named hierarchies: crius' own membership cgroup
+        }
+        resource_lines += 1;
+        assert_eq!(path, want, "{l}\n{cg}");
+    }
+    assert!(resource_lines > 0, "{cg}");
+    // The pod's memory limit is the pause's.
+    let limit = std::fs::read_to_string(
+        mem_root
+            .join(want.trim_start_matches('/'))
+            .join("memory.limit_in_bytes"),
+    )
+    .unwrap();
+    assert_eq!(limit.trim(), (96u64 << 20).to_string());
+    let procs = std::fs::read_to_string(
+        mem_root
+            .join(want.trim_start_matches('/'))
+            .join("cgroup.procs"),
+    )
+    .unwrap();
+    assert!(procs.lines().any(|p| p == pause.to_string()), "{procs}");
+
+    let status = std::fs::read_to_string(format!("/proc/{pause}/status")).unwrap();
+    let field = |k: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(k))
+            .unwrap_or_default()
+            .split_whitespace()
+            .skip(1)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(field("Uid:"), "4321 4321 4321 4321", "{status}");
+    assert_eq!(field("Gid:"), "4322 4322 4322 4322", "{status}");
+    assert_eq!(field("CapEff:"), "0000000000000000", "{status}");
+    assert_eq!(field("CapPrm:"), "0000000000000000", "{status}");
+    assert_eq!(field("NoNewPrivs:"), "1", "{status}");
+    // Its own allow-list seccomp filter (reap, wait for signals, exit), stricter than any profile.
+    assert_eq!(field("Seccomp:"), "2", "{status}");
+    assert_eq!(field("Seccomp_filters:"), "1", "{status}");
+    assert!(
+        field("State:").starts_with('S'),
+        "pause must idle in sigsuspend: {status}"
+    );
+
+    d.rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
+        pod_sandbox_id: pod.clone(),
+    })
+    .await
+    .unwrap();
+    d.rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+        pod_sandbox_id: pod.clone(),
+    })
+    .await
+    .unwrap();
+    for (_, mp) in &hierarchies {
+        let dir = mp.join(want.trim_start_matches('/'));
+        assert!(!dir.exists(), "{} outlived the pod", dir.display());
+    }
+    d.shutdown().await;
+}

@@ -11,6 +11,74 @@ extern "C" fn on_term(_: libc::c_int) {
 }
 extern "C" fn on_chld(_: libc::c_int) {}
 
+/// The audit architecture this binary's syscall numbers belong to.
+#[cfg(target_arch = "x86_64")]
+const AUDIT_ARCH: u32 = 0xC000_003E;
+#[cfg(target_arch = "aarch64")]
+const AUDIT_ARCH: u32 = 0xC000_00B7;
+
+/// The only syscalls the reaping loop makes (glibc's waitpid is wait4, sigsuspend rt_sigsuspend;
+/// the signal handlers return through rt_sigreturn and exit through exit_group).
+const ALLOWED: [libc::c_long; 7] = [
+    libc::SYS_wait4,
+    libc::SYS_rt_sigsuspend,
+    libc::SYS_rt_sigreturn,
+    libc::SYS_rt_sigprocmask,
+    libc::SYS_restart_syscall,
+    libc::SYS_exit,
+    libc::SYS_exit_group,
+];
+
+/// Installs pause's own seccomp filter: the syscalls above, EPERM for every other, the process killed
+/// for another architecture's calling convention. Stricter than any profile a pod can name, so the
+/// pause is never less confined than its pod asked (and confined when it asked for nothing).
+/// Async-signal-safe: no allocation. Needs no_new_privs (set before).
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+fn confine() -> Result<(), ()> {
+    const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
+    const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+    const RET_K: u16 = 0x06; // BPF_RET | BPF_K
+    let op = |code: u16, jt: u8, jf: u8, k: u32| libc::sock_filter { code, jt, jf, k };
+    // seccomp_data: nr at offset 0, arch at offset 4.
+    let mut prog = [op(0, 0, 0, 0); 6 + ALLOWED.len()];
+    prog[0] = op(LD_W_ABS, 0, 0, 4);
+    prog[1] = op(JEQ_K, 1, 0, AUDIT_ARCH);
+    prog[2] = op(RET_K, 0, 0, libc::SECCOMP_RET_KILL_PROCESS);
+    prog[3] = op(LD_W_ABS, 0, 0, 0);
+    let n = ALLOWED.len();
+    for (i, nr) in ALLOWED.iter().enumerate() {
+        // On a match, jump over the remaining checks and the EPERM return to ALLOW.
+        prog[4 + i] = op(JEQ_K, (n - i) as u8, 0, *nr as u32);
+    }
+    prog[4 + n] = op(RET_K, 0, 0, libc::SECCOMP_RET_ERRNO | libc::EPERM as u32);
+    let last = prog.len() - 1;
+    prog[last] = op(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW);
+    let fprog = libc::sock_fprog {
+        len: prog.len() as libc::c_ushort,
+        filter: prog.as_mut_ptr(),
+    };
+    // SAFETY: `fprog` points at `prog`, which outlives the call; the kernel copies the filter.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            0,
+            &fprog as *const libc::sock_fprog,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(())
+    }
+}
+
+/// Other architectures: no filter (their audit arch is not spelled out here).
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+fn confine() -> Result<(), ()> {
+    Ok(())
+}
+
 fn main() {
     let Some(pid_file) = std::env::args_os().nth(1) else {
         eprintln!("usage: crius-pause PID_FILE [UID GID | keep keep]");
@@ -84,6 +152,10 @@ fn main() {
         libc::sigprocmask(libc::SIG_BLOCK, &block, &mut old);
         let mut empty: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);
+        // Last: from here on pid 1 can only reap, wait for signals and exit.
+        if confine().is_err() {
+            libc::_exit(1);
+        }
         loop {
             while libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) > 0 {}
             libc::sigsuspend(&empty);

@@ -19,6 +19,7 @@ use crate::runtime::{info_map, labels_match, new_id, now_ns, remove_state_dir, R
 use crate::store::CONTAINERS;
 
 pub mod state;
+mod target_ns;
 pub use state::{CtrEvent, Transition};
 
 /// How long `runtime create` (through the monitor) may take.
@@ -336,10 +337,12 @@ impl Runtime {
                 return Err(e.into());
             }
 
-            return match self
+            let res = self
                 .setup_container(&ctr, &handler, &cfg, &sandbox, &prec, &image, log_path)
-                .await
-            {
+                .await;
+            // The runtime has joined (or failed to join) a TARGET PID namespace: drop its pin.
+            target_ns::release(&self.container_dir(&id));
+            return match res {
                 Ok(()) => {
                     drop(guard);
                     self.emit_event(&ctr, cri::ContainerEventType::ContainerCreatedEvent);
@@ -609,7 +612,13 @@ impl Runtime {
                     format!("container {} must be running in the same pod", ns.target_id),
                 ));
             }
-            Some(PathBuf::from(format!("/proc/{}/ns/pid", t.pid)))
+            // Resolved through a pidfd and pinned: a bare /proc/<pid> could name a process that
+            // reused the pid of an exited target.
+            Some(target_ns::pin(
+                &self.container_dir(&ctr.id),
+                &ns.target_id,
+                t.pid,
+            )?)
         } else {
             None
         };

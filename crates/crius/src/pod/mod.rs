@@ -486,12 +486,21 @@ impl Runtime {
             } else {
                 Some(pause::identity(cfg))
             };
+            // In the pod's own cgroup where crius owns it (v1); the membership hierarchies
+            // (name=systemd, v2) keep it in crius.monitors, out of the daemon's unit.
+            let mut join = {
+                let rec = pod.record();
+                tokio::task::spawn_blocking(move || resources::pause_cgroups(&rec))
+                    .await
+                    .map_err(|e| Error::internal("pod cgroup task", e))??
+            };
+            join.extend(self.monitor_cgroups.iter().cloned());
             let pid = namespaces::spawn_pause(
                 &self.cfg.pause_binary(),
                 &pid_file,
                 identity,
                 pins.user.as_deref(),
-                &self.monitor_cgroups,
+                &join,
             )
             .await?;
             pod.update(self, |r| r.pause_pid = Some(pid)).await?;

@@ -27,19 +27,17 @@ pub struct Pause {
 }
 
 impl Pause {
-    /// True while the process the pidfd names has not exited.
+    /// True while the process the pidfd names has not exited. The pidfd polls readable once it has,
+    /// an unreaped zombie included (signal 0 would still reach a zombie, and the PID namespace of a
+    /// dead pid 1 takes no new process).
     pub fn alive(&self) -> bool {
-        // Signal 0 through the pidfd: ESRCH once the process has exited, even if the pid was reused.
-        // SAFETY: valid pidfd; null siginfo; no flags.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_pidfd_send_signal,
-                self.fd.as_raw_fd(),
-                0,
-                std::ptr::null::<libc::siginfo_t>(),
-                0,
-            )
-        };
+        let mut fds = [libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        // SAFETY: one valid pollfd; timeout 0 never blocks.
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), 1, 0) };
         r == 0
     }
 

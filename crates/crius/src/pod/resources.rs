@@ -191,6 +191,63 @@ fn remove(parent: &str) {
     }
 }
 
+/// Controllers of the v1 resource hierarchies a pause joins its pod's cgroup in.
+const RESOURCE_CONTROLLERS: &[&str] = &[
+    "cpu",
+    "cpuacct",
+    "memory",
+    "pids",
+    "blkio",
+    "devices",
+    "freezer",
+    "net_cls",
+    "net_prio",
+    "perf_event",
+    "hugetlb",
+    "cpuset",
+    "rdma",
+    "misc",
+];
+
+/// Where the pause of a pod whose cgroup crius owns (cgroup v1, no `cgroup_parent`) goes: the pod's
+/// cgroup `/crius/pod-<id>` in every v1 resource hierarchy, made here where missing (crius owns every
+/// level it makes; it never writes into a cgroup it did not create), so the pause is accounted and
+/// limited with its pod. A new cpuset level takes its parent's cpus and mems (an empty cpuset accepts
+/// no task). Empty for pods in a cgroup the kubelet made, and on cgroup v2 hosts. Blocking.
+pub(super) fn pause_cgroups(rec: &SandboxRecord) -> Result<Vec<PathBuf>> {
+    if !owns(rec) {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for (opts, mp) in v1_hierarchies() {
+        if !opts
+            .iter()
+            .any(|o| RESOURCE_CONTROLLERS.contains(&o.as_str()))
+        {
+            continue;
+        }
+        let cpuset = opts.iter().any(|o| o == "cpuset");
+        let mut dir = mp.clone();
+        for comp in rec.cgroup_parent.trim_start_matches('/').split('/') {
+            let parent = dir.clone();
+            dir.push(comp);
+            match std::fs::create_dir(&dir) {
+                Ok(()) if cpuset => {
+                    for f in ["cpuset.cpus", "cpuset.mems"] {
+                        let v = read(&parent, f).unwrap_or_default();
+                        write(&dir, f, &v)?;
+                    }
+                }
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(crate::error::io_err("create pod cgroup", &dir, e)),
+            }
+        }
+        out.push(dir);
+    }
+    Ok(out)
+}
+
 fn pod_resources(
     cfg: &cri::PodSandboxConfig,
 ) -> (cri::LinuxContainerResources, cri::LinuxContainerResources) {
