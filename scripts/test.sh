@@ -36,6 +36,11 @@ if [ "${CRIUS_CRITEST:-1}" != 0 ]; then
     done
 fi
 
+# Coverage-guided fuzzing, bounded (CRIUS_FUZZ_SECS per target, 10 targets); CRIUS_FUZZ=0 skips it.
+if [ "${CRIUS_FUZZ:-1}" != 0 ]; then
+    bash scripts/fuzz.sh || failed+=("fuzz")
+fi
+
 df -h . /tmp | sed 's/^/test.sh: disk: /'
 # Bounded: a hung test fails the run instead of eating CI's time.
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-2}"
