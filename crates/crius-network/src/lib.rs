@@ -45,6 +45,7 @@ mod config;
 mod error;
 mod exec;
 pub mod leakcheck;
+mod native;
 mod netns;
 mod result;
 mod runtime_config;
@@ -58,6 +59,21 @@ pub use bandwidth::{bandwidth_from_annotations, parse_quantity};
 pub use cni::{Cni, DEFAULT_PLUGIN_TIMEOUT};
 pub use config::{ConfigSource, NetworkList, EMBEDDED_DEFAULT_CONFLIST};
 pub use error::NetworkError;
+pub use native::ipam::Subnet;
+pub use native::NativeConfig;
+
+/// Which network pods get (the daemon's `network_backend`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// The conf dir's CNI configuration when it holds one, else the native network.
+    #[default]
+    Auto,
+    /// Always CNI: the conf dir, or the embedded conflist when it is empty.
+    Cni,
+    /// Always the native network (netlink and nftables, no plugins), whatever the conf dir holds.
+    Native,
+}
 pub use runtime_config::cni_args;
 
 /// Where crius finds CNI configuration and plugins, and where it keeps its per-pod result cache.
