@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, AsRawFd};
 use std::path::Path;
 
-use super::nl::{attrs, Msg, Socket, NETLINK_ROUTE, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL};
+use super::nl::{Msg, Socket, NETLINK_ROUTE, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL};
 
 const RTM_NEWLINK: u16 = 16;
 const RTM_DELLINK: u16 = 17;
@@ -206,6 +206,7 @@ pub(crate) fn fd_number(f: &impl AsRawFd) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::native::nl::attrs;
 
     #[test]
     fn veth_request_nests_the_peer_with_its_own_ifinfomsg() {
