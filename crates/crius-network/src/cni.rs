@@ -412,7 +412,7 @@ impl Cni {
             self.teardown_locked(pod).await?;
         }
         let mut entry = self.native_entry(pod);
-        cache::write(dir, &entry)?;
+        cache::write_volatile(dir, &entry)?;
         let inner = self.inner.clone();
         let (id, netns, ports) = (pod.id.clone(), pod.netns.clone(), pod.port_mappings.clone());
         let Some(rec) = Record::from_value(&entry.config) else {
@@ -450,7 +450,7 @@ impl Cni {
             }
         };
         entry.result = Some(status.raw_result.clone());
-        if let Err(err) = cache::write(dir, &entry) {
+        if let Err(err) = cache::write_volatile(dir, &entry) {
             entry.result = None;
             if let Err(e) = self.native_teardown(entry).await {
                 tracing::warn!(pod = %pod.id, err = %e, "undo of native setup incomplete");

@@ -2,6 +2,11 @@
 //! plugins (ADD/CHECK/DEL) with the CNI exec protocol, and keeping a persistent per-pod result cache so
 //! that teardown works after a daemon restart or a configuration change.
 //!
+//! When the conf dir holds no configuration, [`Backend::Auto`] (the daemon's default) wires pods
+//! with crius' native network instead (see `native`): the same bridge, subnet and hostPort behaviour
+//! as the embedded conflist, done over netlink and nftables messages with no plugin process, and
+//! recorded in the same per-pod cache so teardown, retries and restarts work the same way.
+//!
 //! The daemon owns the network namespace (it creates and pins it, and removes the pin after
 //! [`Cni::teardown`]); this crate only ever receives its path.
 //!

@@ -10,7 +10,7 @@ const DOCS: &[(&str, &str, Option<&str>)] = &[
     ("state", "Runtime state (tmpfs in production): sockets, bundles, namespace pins, monitor files.", None),
     ("listen", "The CRI gRPC unix socket (point the kubelet's --container-runtime-endpoint here).", None),
     ("registry_config_dir", "Registry hosts, containerd layout: <dir>/<host>/hosts.toml.", None),
-    ("cni_conf_dir", "CNI network configuration directory (empty: crius' embedded bridge network).", None),
+    ("cni_conf_dir", "CNI network configuration directory (empty: crius' native network, see network_backend).", None),
     ("cni_bin_dir", "CNI plugin directories, searched in order.", None),
     ("network_backend", "Pod networking: auto (the CNI configuration in cni_conf_dir when it holds one, else crius'\nnative network), cni (always CNI; an empty dir means the embedded bridge conflist) or native\n(netlink and nftables, no CNI plugins, whatever cni_conf_dir holds).", None),
     ("native_network", "The native network: bridge, subnet (IPv4; the bridge gets the first address, pods the\nrest), mtu of the pod's veth pair, ipam_dir (reservations in host-local's format; the default is\nthe embedded conflist's, so both share one pool).", None),

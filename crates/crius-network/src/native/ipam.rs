@@ -191,6 +191,17 @@ impl Ipam {
         if let Some(ip) = self.find(id, ifname)? {
             return Ok(ip);
         }
+        self.take_next(id, ifname)
+    }
+
+    /// As [`Ipam::reserve`] for an owner known to hold nothing (its earlier setup was torn down):
+    /// no scan of the reservations, whose cost grows with the pods on the node.
+    pub fn reserve_new(&self, id: &str, ifname: &str) -> Result<Ipv4Addr, IpamError> {
+        let _lock = self.lock()?;
+        self.take_next(id, ifname)
+    }
+
+    fn take_next(&self, id: &str, ifname: &str) -> Result<Ipv4Addr, IpamError> {
         let (first, last) = self.subnet.pod_range();
         let last_path = self.dir.join(LAST_RESERVED);
         let start = std::fs::read_to_string(&last_path)
@@ -227,6 +238,24 @@ impl Ipam {
             subnet: self.subnet,
             dir: self.dir.clone(),
         })
+    }
+
+    /// Releases `ip` if (`id`, `ifname`) holds it (a single file read instead of a scan); Ok(false)
+    /// when it does not.
+    pub fn release_ip(&self, ip: Ipv4Addr, id: &str, ifname: &str) -> Result<bool, IpamError> {
+        let _lock = self.lock()?;
+        let path = self.dir.join(ip.to_string());
+        match std::fs::read_to_string(&path) {
+            Ok(c) if Self::owner_matches(&c, id, ifname) => {}
+            Ok(_) => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(IpamError::Io { path, source: e }),
+        }
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(IpamError::Io { path, source: e }),
+        }
     }
 
     /// Releases every address (`id`, `ifname`) holds; returns them.
@@ -341,6 +370,24 @@ mod tests {
                 "lock"
             ]
         );
+    }
+
+    #[test]
+    fn targeted_release_and_reserve_without_scan() {
+        let d = tempfile::tempdir().unwrap();
+        let ipam = Ipam::new(
+            d.path().to_path_buf(),
+            Subnet::parse("10.9.0.0/24").unwrap(),
+        );
+        let a = ipam.reserve_new("a", "eth0").unwrap();
+        let b = ipam.reserve_new("b", "eth0").unwrap();
+        assert_ne!(a, b);
+        // Only the owner releases an address.
+        assert!(!ipam.release_ip(a, "b", "eth0").unwrap());
+        assert!(!ipam.release_ip(ip("10.9.0.200"), "a", "eth0").unwrap());
+        assert!(ipam.release_ip(a, "a", "eth0").unwrap());
+        assert!(!ipam.release_ip(a, "a", "eth0").unwrap());
+        assert_eq!(ipam.release("b", "eth0").unwrap(), vec![b]);
     }
 
     #[test]

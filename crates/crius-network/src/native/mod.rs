@@ -264,7 +264,8 @@ impl Native {
         let mut rt = Rtnl::open().map_err(nl_err("opening rtnetlink"))?;
         let bridge = self.ensure_host(&mut rt)?;
         let ipam = Ipam::new(self.cfg.ipam_dir.clone(), self.cfg.subnet);
-        let ip = ipam.reserve(pod_id, &rec.ifname).map_err(ipam_err)?;
+        // The caller tore down any earlier setup of this pod (cache entry first), so it holds nothing.
+        let ip = ipam.reserve_new(pod_id, &rec.ifname).map_err(ipam_err)?;
         let mac = pod_mac(ip);
         let ns = std::fs::File::open(netns).map_err(|e| NetworkError::io(netns, e))?;
         rt.run(&rtnl::veth_msg(
@@ -379,7 +380,15 @@ impl Native {
             }
         }
         if first_err.is_none() {
-            ipam.release(pod_id, &rec.ifname).map_err(ipam_err)?;
+            if result.is_some() && !ips.is_empty() {
+                // The address is known: release it without scanning every reservation.
+                for ip in &ips {
+                    ipam.release_ip(*ip, pod_id, &rec.ifname)
+                        .map_err(ipam_err)?;
+                }
+            } else {
+                ipam.release(pod_id, &rec.ifname).map_err(ipam_err)?;
+            }
         }
         first_err.map_or(Ok(()), Err)
     }
