@@ -35,6 +35,12 @@ fn stats(label: &str, mut v: Vec<Duration>) {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
+    if std::env::args().nth(1).as_deref() == Some("clean") {
+        // `netbench clean BRIDGE`: removes what an interrupted run left.
+        let bridge = std::env::args().nth(2).expect("netbench clean BRIDGE");
+        crius_network::leakcheck::remove_native_network(&bridge).unwrap();
+        return;
+    }
     let pods: usize = std::env::args()
         .nth(1)
         .and_then(|s| s.parse().ok())
@@ -87,7 +93,7 @@ async fn main() {
             },
         );
         for host_ports in [false, true] {
-            let (mut setup, mut teardown, mut both) = (vec![], vec![], vec![]);
+            let (mut setup, mut teardown, mut both, mut settled) = (vec![], vec![], vec![], vec![]);
             // One warm-up pod (makes the bridge, the nftables table, page cache) is not counted.
             for i in 0..=pods {
                 let name = format!("crb{pid}-{i}");
@@ -120,17 +126,22 @@ async fn main() {
                     .await
                     .unwrap_or_else(|e| panic!("{label}: teardown: {e}"));
                 let d = t.elapsed();
+                // The native teardown's second half (veth, reservation) runs in the background.
+                cni.settle().await;
+                let full = t.elapsed();
                 let _ = Command::new("ip").args(["netns", "del", &name]).status();
                 if i > 0 {
                     setup.push(s);
                     teardown.push(d);
                     both.push(s + d);
+                    settled.push(s + full);
                 }
             }
             let hp = if host_ports { ", 1 hostPort" } else { "" };
             stats(&format!("{label}{hp}: setup"), setup);
             stats(&format!("{label}{hp}: teardown"), teardown);
             stats(&format!("{label}{hp}: setup + teardown"), both);
+            stats(&format!("{label}{hp}: setup + teardown, settled"), settled);
         }
         let _ = crius_network::leakcheck::remove_native_network(&bridge);
     }

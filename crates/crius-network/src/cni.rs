@@ -50,6 +50,8 @@ struct Inner {
     versions: VersionCache,
     backend: Backend,
     native: Native,
+    /// Background halves of native teardowns (see [`Cni::teardown`]).
+    pending: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 /// What a pod's setup uses now.
@@ -103,6 +105,7 @@ impl Cni {
                 locks: Mutex::new(HashMap::new()),
                 backend,
                 native: Native::new(native),
+                pending: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -226,10 +229,29 @@ impl Cni {
 
     /// CNI DEL from the cache entry of `setup`; Ok when there is none. The entry is removed only when
     /// every plugin's DEL succeeded, so a failed teardown can be retried (see [`Cni::cached_pods`]).
+    ///
+    /// A native setup is undone in two steps: its hostPorts before this returns, its veth pair and
+    /// address in the background under the pod's lock (the kernel's unregistration of a link waits
+    /// for RCU grace periods); the cache entry goes last, so a crash in between leaves it for the
+    /// restart's cleanup. [`Cni::settle`] waits for those background steps.
     pub async fn teardown(&self, pod: &PodNetwork) -> Result<(), NetworkError> {
         cache::validate_id(&pod.id)?;
-        let _guard = self.lock(&pod.id).await;
+        let guard = self.lock(&pod.id).await;
+        if let Ok(Some(entry)) = cache::read(&self.inner.cfg.cache_dir, &pod.id) {
+            if entry.config_source == ConfigSource::Native {
+                return self.native_teardown_detached(entry, guard).await;
+            }
+        }
         self.teardown_locked(pod).await
+    }
+
+    /// Waits until the background halves of native teardowns started so far are done.
+    pub async fn settle(&self) {
+        let pending: Vec<_> =
+            std::mem::take(&mut *self.inner.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        for h in pending {
+            let _ = h.await;
+        }
     }
 
     /// CNI CHECK of the cached list (in order, with the cached result). Lists older than 0.4.0 or with
@@ -458,6 +480,44 @@ impl Cni {
             return Err(err);
         }
         Ok(status)
+    }
+
+    async fn native_teardown_detached(
+        &self,
+        entry: CacheEntry,
+        guard: tokio::sync::OwnedMutexGuard<()>,
+    ) -> Result<(), NetworkError> {
+        let rec = Record::from_value(&entry.config).ok_or_else(|| NetworkError::InvalidConfig {
+            path: cache::entry_path(&self.inner.cfg.cache_dir, &entry.id),
+            reason: "native cache entry without its record".into(),
+        })?;
+        let id = entry.id.clone();
+        let (result, caps) = (entry.result.clone(), entry.capability_args.clone());
+        let (r, i) = (rec.clone(), id.clone());
+        let ips = tokio::task::spawn_blocking(move || {
+            Native::teardown_ports(&i, &r, result.as_ref(), &caps)
+        })
+        .await
+        .unwrap_or_else(|e| Err(task_err(e)))?;
+        let dir = self.inner.cfg.cache_dir.clone();
+        let known = entry.result.is_some();
+        let handle = tokio::spawn(async move {
+            let _guard = guard;
+            let done = tokio::task::spawn_blocking({
+                let id = id.clone();
+                move || Native::teardown_links(&id, &rec, known, &ips)
+            })
+            .await
+            .unwrap_or_else(|e| Err(task_err(e)))
+            .and_then(|()| cache::remove(&dir, &id));
+            if let Err(err) = done {
+                tracing::warn!(pod = %id, %err, "native network teardown incomplete; retried at restart");
+            }
+        });
+        let mut pending = self.inner.pending.lock().unwrap_or_else(|p| p.into_inner());
+        pending.retain(|h| !h.is_finished());
+        pending.push(handle);
+        Ok(())
     }
 
     /// Undoes a native setup from its entry, then drops the entry (kept if anything failed).

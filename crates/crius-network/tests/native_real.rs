@@ -154,11 +154,15 @@ async fn pods_get_addresses_talk_and_leave_nothing() {
     bounded(cni.check(&pa)).await.unwrap();
 
     bounded(cni.teardown(&pa)).await.unwrap();
+
+    cni.settle().await;
     bounded(cni.teardown(&pb)).await.unwrap();
+    cni.settle().await;
     assert_eq!(n.footprint(&cni), (0, 0, 0, 0));
     assert!(cni.cached(&ida).is_none());
     // Idempotent.
     bounded(cni.teardown(&pa)).await.unwrap();
+    cni.settle().await;
 }
 
 #[tokio::test]
@@ -217,6 +221,8 @@ async fn host_ports_dnat_to_the_pod_and_go_with_it() {
     assert_eq!(n.footprint(&cni), (1, 1, 2, 1));
 
     bounded(cni.teardown(&p)).await.unwrap();
+
+    cni.settle().await;
     assert_eq!(n.footprint(&cni), (0, 0, 0, 0));
     let _ = r;
 }
@@ -248,6 +254,7 @@ async fn teardown_after_the_netns_is_gone_and_after_a_restart() {
         ..Default::default()
     };
     bounded(after.teardown(&orphan)).await.unwrap();
+    after.settle().await;
     assert_eq!(n.footprint(&after), (0, 0, 0, 0));
 }
 
@@ -265,6 +272,7 @@ async fn a_retried_setup_replaces_the_first_attempt() {
     assert_eq!(n.footprint(&cni), (1, 1, 0, 1));
     assert!(n.cfg.subnet.contains(v4(first.ips[0])) && n.cfg.subnet.contains(v4(second.ips[0])));
     bounded(cni.teardown(&p)).await.unwrap();
+    cni.settle().await;
     assert_eq!(n.footprint(&cni), (0, 0, 0, 0));
 }
 

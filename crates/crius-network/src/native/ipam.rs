@@ -139,6 +139,7 @@ impl Ipam {
     }
 
     /// The address reserved for (`id`, `ifname`), if any.
+    #[cfg(test)]
     fn find(&self, id: &str, ifname: &str) -> Result<Option<Ipv4Addr>, IpamError> {
         Ok(self
             .owned(id, ifname)?
@@ -186,6 +187,7 @@ impl Ipam {
     /// Reserves an address for (`id`, `ifname`): the one it already holds, else the next free one
     /// after the last reserved (round robin, so a just-released address is not handed out again at
     /// once while stale ARP entries or conntrack still name it).
+    #[cfg(test)]
     pub fn reserve(&self, id: &str, ifname: &str) -> Result<Ipv4Addr, IpamError> {
         let _lock = self.lock()?;
         if let Some(ip) = self.find(id, ifname)? {

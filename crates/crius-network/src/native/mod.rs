@@ -346,11 +346,18 @@ impl Native {
         result: Option<&Value>,
         caps: &Map<String, Value>,
     ) -> Result<(), NetworkError> {
-        let subnet = Subnet::parse(&rec.subnet).map_err(|reason| NetworkError::InvalidConfig {
-            path: PathBuf::from(format!("cache entry of {pod_id}")),
-            reason,
-        })?;
-        let ipam = Ipam::new(rec.ipam_dir.clone(), subnet);
+        let ips = Self::teardown_ports(pod_id, rec, result, caps)?;
+        Self::teardown_links(pod_id, rec, result.is_some(), &ips)
+    }
+
+    /// The first half of a teardown, which must not wait: the pod's hostPorts go (another pod may ask
+    /// for them next). Returns the pod's addresses for [`Native::teardown_links`].
+    pub(crate) fn teardown_ports(
+        pod_id: &str,
+        rec: &Record,
+        result: Option<&Value>,
+        caps: &Map<String, Value>,
+    ) -> Result<Vec<Ipv4Addr>, NetworkError> {
         let mut ips: Vec<Ipv4Addr> = result
             .and_then(|r| crate::result::parse_result(r).ok())
             .map(|(ips, _)| {
@@ -365,32 +372,45 @@ impl Native {
         let mappings = ports_from_caps(caps);
         if !mappings.is_empty() && ips.is_empty() {
             // Setup died before it recorded its result: the reservation says which address it had.
-            ips = ipam_owned(&ipam, pod_id, &rec.ifname)?;
+            ips = ipam_owned(&Self::ipam_of(pod_id, rec)?, pod_id, &rec.ifname)?;
         }
-        let mut first_err = None;
         for ip in &ips {
-            if let Err(e) = nft::remove_ports(&rec.bridge, &host_ports(&mappings, *ip)) {
-                first_err.get_or_insert(nl_err("removing hostPort mappings")(e));
-            }
+            nft::remove_ports(&rec.bridge, &host_ports(&mappings, *ip))
+                .map_err(nl_err("removing hostPort mappings"))?;
         }
-        match Rtnl::open().and_then(|mut rt| rt.del_link(&rec.host_veth)) {
-            Ok(_) => {}
-            Err(e) => {
-                first_err.get_or_insert(nl_err(format!("deleting {}", rec.host_veth))(e));
+        Ok(ips)
+    }
+
+    /// The second half: the veth pair (its unregistration waits for RCU grace periods in the kernel,
+    /// tens of milliseconds on a busy node), then the reservation, only once the link is gone.
+    pub(crate) fn teardown_links(
+        pod_id: &str,
+        rec: &Record,
+        result_known: bool,
+        ips: &[Ipv4Addr],
+    ) -> Result<(), NetworkError> {
+        let ipam = Self::ipam_of(pod_id, rec)?;
+        Rtnl::open()
+            .and_then(|mut rt| rt.del_link(&rec.host_veth))
+            .map_err(nl_err(format!("deleting {}", rec.host_veth)))?;
+        if result_known && !ips.is_empty() {
+            // The address is known: release it without scanning every reservation.
+            for ip in ips {
+                ipam.release_ip(*ip, pod_id, &rec.ifname)
+                    .map_err(ipam_err)?;
             }
+        } else {
+            ipam.release(pod_id, &rec.ifname).map_err(ipam_err)?;
         }
-        if first_err.is_none() {
-            if result.is_some() && !ips.is_empty() {
-                // The address is known: release it without scanning every reservation.
-                for ip in &ips {
-                    ipam.release_ip(*ip, pod_id, &rec.ifname)
-                        .map_err(ipam_err)?;
-                }
-            } else {
-                ipam.release(pod_id, &rec.ifname).map_err(ipam_err)?;
-            }
-        }
-        first_err.map_or(Ok(()), Err)
+        Ok(())
+    }
+
+    fn ipam_of(pod_id: &str, rec: &Record) -> Result<Ipam, NetworkError> {
+        let subnet = Subnet::parse(&rec.subnet).map_err(|reason| NetworkError::InvalidConfig {
+            path: PathBuf::from(format!("cache entry of {pod_id}")),
+            reason,
+        })?;
+        Ok(Ipam::new(rec.ipam_dir.clone(), subnet))
     }
 }
 
