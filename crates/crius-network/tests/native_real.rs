@@ -298,3 +298,67 @@ async fn auto_uses_a_cni_config_when_there_is_one() {
         ConfigSource::Native
     );
 }
+
+#[tokio::test]
+async fn a_failed_setup_is_undone() {
+    if !is_root() {
+        return eprintln!("skipped: needs root");
+    }
+    let n = Native::new();
+    let cni = n.cni(Backend::Native);
+    // Warm the bridge up so the failure below comes from the pod's side.
+    let ns = Netns::new();
+    let ok = pod(&pod_id(), &ns);
+    bounded(cni.setup(&ok)).await.unwrap();
+    bounded(cni.teardown(&ok)).await.unwrap();
+    cni.settle().await;
+    // A "namespace" that is a plain file: the veth pair cannot be made; the address goes back.
+    let fake = n.net.tmp.path().join("not-a-netns");
+    std::fs::write(&fake, "").unwrap();
+    let mut p = pod(&pod_id(), &ns);
+    p.netns = fake;
+    p.port_mappings = vec![PortMapping {
+        host_port: 20000 + (unique() % 20000) as u16,
+        container_port: 80,
+        protocol: "tcp".into(),
+        host_ip: String::new(),
+    }];
+    let err = bounded(cni.setup(&p)).await.unwrap_err();
+    assert!(err.to_string().contains("veth"), "{err}");
+    assert_eq!(n.footprint(&cni), (0, 0, 0, 0));
+}
+
+#[tokio::test]
+async fn a_setup_that_died_before_its_result_is_still_undone() {
+    if !is_root() {
+        return eprintln!("skipped: needs root");
+    }
+    let n = Native::new();
+    let cni = n.cni(Backend::Native);
+    let ns = Netns::new();
+    let id = pod_id();
+    let mut p = pod(&id, &ns);
+    p.port_mappings = vec![PortMapping {
+        host_port: 20000 + (unique() % 20000) as u16,
+        container_port: 80,
+        protocol: "tcp".into(),
+        host_ip: String::new(),
+    }];
+    bounded(cni.setup(&p)).await.unwrap();
+    assert_eq!(n.footprint(&cni), (1, 1, 1, 1));
+    // As if the daemon died after making everything but before recording the result.
+    let entry = n.net.cache_dir.join(format!("{id}.json"));
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&entry).unwrap()).unwrap();
+    v["result"] = serde_json::Value::Null;
+    std::fs::write(&entry, serde_json::to_vec(&v).unwrap()).unwrap();
+    // A restarted daemon finds the orphan and tears it down from the record and the reservation.
+    let after = n.cni(Backend::Native);
+    assert_eq!(after.cached_pods(), vec![id.clone()]);
+    let orphan = crius_network::PodNetwork {
+        id,
+        ..Default::default()
+    };
+    bounded(after.teardown(&orphan)).await.unwrap();
+    after.settle().await;
+    assert_eq!(n.footprint(&after), (0, 0, 0, 0));
+}
