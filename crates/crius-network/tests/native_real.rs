@@ -362,3 +362,40 @@ async fn a_setup_that_died_before_its_result_is_still_undone() {
     after.settle().await;
     assert_eq!(n.footprint(&after), (0, 0, 0, 0));
 }
+
+#[tokio::test]
+async fn a_bridge_and_table_removed_under_a_running_daemon_come_back() {
+    if !is_root() {
+        return eprintln!("skipped: needs root");
+    }
+    let n = Native::new();
+    let cni = n.cni(Backend::Native);
+    let ns = Netns::new();
+    let a = pod(&pod_id(), &ns);
+    bounded(cni.setup(&a)).await.unwrap();
+    bounded(cni.teardown(&a)).await.unwrap();
+    cni.settle().await;
+    leakcheck::remove_native_network(&n.net.bridge).unwrap();
+    let port = 20000 + (unique() % 20000) as u16;
+    let mut b = pod(&pod_id(), &ns);
+    b.port_mappings = vec![PortMapping {
+        host_port: port,
+        container_port: 8080,
+        protocol: "tcp".into(),
+        host_ip: String::new(),
+    }];
+    bounded(cni.setup(&b)).await.unwrap();
+    assert_eq!(n.footprint(&cni), (1, 1, 1, 1));
+    let echo = echo_once(ns.listen("0.0.0.0:8080"));
+    let addr: SocketAddr = format!("{}:{port}", n.cfg.subnet.gateway())
+        .parse()
+        .unwrap();
+    roundtrip(
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap(),
+        b"back",
+    );
+    echo.join().unwrap().unwrap();
+    bounded(cni.teardown(&b)).await.unwrap();
+    cni.settle().await;
+    assert_eq!(n.footprint(&cni), (0, 0, 0, 0));
+}

@@ -188,7 +188,10 @@ impl Native {
             .link_index(br)
             .map_err(nl_err(format!("looking up bridge {br}")))?;
         if let (Some(known), Some(idx)) = (*host, idx) {
-            if known == idx {
+            // The table can go under a running daemon (`nft flush ruleset`): then it is written again.
+            let table =
+                nft::table_exists(br).map_err(nl_err(format!("looking up table ip {br}")))?;
+            if known == idx && table {
                 return Ok(idx);
             }
         }

@@ -26,6 +26,7 @@ const NFNL_MSG_BATCH_END: u16 = 0x11;
 const NFPROTO_IPV4: u8 = 2;
 
 const NFT_MSG_NEWTABLE: u16 = 0;
+const NFT_MSG_GETTABLE: u16 = 1;
 const NFT_MSG_DELTABLE: u16 = 2;
 const NFT_MSG_NEWCHAIN: u16 = 3;
 const NFT_MSG_NEWRULE: u16 = 6;
@@ -334,6 +335,17 @@ fn lookup_dnat(m: &mut Msg, set: &str, set_id: u32) {
 /// Creates or refreshes the table.
 pub(crate) fn ensure_table(table: &str, bridge: &str, subnet: Subnet) -> io::Result<()> {
     commit(&base_batch(table, bridge, subnet))
+}
+
+/// Whether the table exists (one request; a `nft flush ruleset` removes it under a running daemon).
+pub(crate) fn table_exists(table: &str) -> io::Result<bool> {
+    let mut m = msg(NFT_MSG_GETTABLE, 0);
+    m.str(NFTA_TABLE_NAME, table);
+    match Socket::open(NETLINK_NETFILTER)?.transact(&[&m]) {
+        Ok(_) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// Deletes the table with everything in it; Ok when there is none.
