@@ -457,6 +457,45 @@ mod tests {
     use super::*;
 
     #[test]
+    fn network_backend_and_native_network() {
+        let cfg = Config::parse(
+            "network_backend = \"native\"\n[native_network]\nbridge = \"br9\"\nsubnet = \"10.9.0.0/24\"\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.network_backend, crius_network::Backend::Native);
+        let n = cfg.native_network.to_native().unwrap();
+        assert_eq!(
+            (n.bridge.as_str(), n.subnet.to_string(), n.mtu),
+            ("br9", "10.9.0.0/24".to_string(), 1500)
+        );
+        assert_eq!(
+            Config::default().network_backend,
+            crius_network::Backend::Auto
+        );
+        assert!(Config::parse("network_backend = \"calico\"\n")
+            .unwrap_err()
+            .contains("calico"));
+        for (toml, key) in [
+            (
+                "[native_network]\nsubnet = \"10.9.0.1/24\"\n",
+                "native_network.subnet",
+            ),
+            (
+                "[native_network]\nbridge = \"a-bridge-name-too-long\"\n",
+                "native_network",
+            ),
+            ("[native_network]\nipam_dir = \"rel\"\n", "native_network"),
+        ] {
+            let err = Config::parse(toml)
+                .unwrap()
+                .validate()
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&format!("`{key}`")), "{toml}: {err}");
+        }
+    }
+
+    #[test]
     fn defaults_are_valid() {
         Config::default().validate().unwrap();
     }
