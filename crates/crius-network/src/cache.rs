@@ -62,6 +62,18 @@ pub(crate) fn entry_path(dir: &Path, id: &str) -> PathBuf {
 
 /// Writes the entry so that a crash leaves either the old or the new content, never a torn file.
 pub(crate) fn write(dir: &Path, entry: &CacheEntry) -> Result<(), NetworkError> {
+    write_as(dir, entry, true)
+}
+
+/// As [`write`], without waiting for the disk: for entries of the native network, whose state (links,
+/// nftables elements) dies with the machine anyway. A daemon crash keeps the page cache, so a
+/// killed daemon still finds the entry; only a power loss can drop it, and then nothing of what it
+/// describes is left but an address reservation.
+pub(crate) fn write_volatile(dir: &Path, entry: &CacheEntry) -> Result<(), NetworkError> {
+    write_as(dir, entry, false)
+}
+
+fn write_as(dir: &Path, entry: &CacheEntry, durable: bool) -> Result<(), NetworkError> {
     if !dir.exists() {
         // The results name netns paths, IPs and CNI args: root only.
         std::fs::DirBuilder::new()
@@ -86,9 +98,14 @@ pub(crate) fn write(dir: &Path, entry: &CacheEntry) -> Result<(), NetworkError> 
         .open(&tmp)
         .map_err(|e| NetworkError::io(&tmp, e))?;
     f.write_all(&data).map_err(|e| NetworkError::io(&tmp, e))?;
-    f.sync_all().map_err(|e| NetworkError::io(&tmp, e))?;
+    if durable {
+        f.sync_all().map_err(|e| NetworkError::io(&tmp, e))?;
+    }
     drop(f);
     std::fs::rename(&tmp, &path).map_err(|e| NetworkError::io(&path, e))?;
+    if !durable {
+        return Ok(());
+    }
     // The rename itself must survive a power cut too.
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();

@@ -12,11 +12,12 @@ use crate::cache::{self, CacheEntry};
 use crate::config::{self, find_plugin, version_at_least, ConfigSource, DirKey, NetworkList};
 use crate::error::NetworkError;
 use crate::exec::{run_plugin, Invocation};
+use crate::native::{Native, NativeConfig, Record, NATIVE_TYPE};
 use crate::netns::{has_link, is_netns, ScratchNetns};
 use crate::result::{parse_result, sandbox_addresses};
 use crate::runtime_config::{capability_args, cni_args, format_cni_args, plugin_stdin};
 use crate::version::VersionCache;
-use crate::{CniConfig, NetworkStatus, PodNetwork, PodNetworkStatus};
+use crate::{Backend, CniConfig, NetworkStatus, PodNetwork, PodNetworkStatus};
 
 /// Bound on one plugin execution; a bridge ADD takes tens of milliseconds, so this only catches hangs.
 pub const DEFAULT_PLUGIN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -47,6 +48,16 @@ struct Inner {
     /// serialized, unrelated pods never wait for each other's plugin execs.
     locks: Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
     versions: VersionCache,
+    backend: Backend,
+    native: Native,
+    /// Background halves of native teardowns (see [`Cni::teardown`]).
+    pending: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+/// What a pod's setup uses now.
+enum Mode {
+    Cni(NetworkList),
+    Native,
 }
 
 /// A conf dir scan and what was selected from it (the error is the list of rejection reasons).
@@ -66,6 +77,17 @@ impl Cni {
     }
 
     pub fn with_plugin_timeout(cfg: CniConfig, timeout: Duration) -> Cni {
+        Cni::build(cfg, timeout, Backend::Cni, NativeConfig::default())
+    }
+
+    /// Pod networking with a choice of backend: `Cni` (the conf dir, or the embedded list when it is
+    /// empty), `Native` (crius' netlink network whatever the conf dir holds) or `Auto` (the conf
+    /// dir's configuration when it has one, else the native network).
+    pub fn with_backend(cfg: CniConfig, backend: Backend, native: NativeConfig) -> Cni {
+        Cni::build(cfg, DEFAULT_PLUGIN_TIMEOUT, backend, native)
+    }
+
+    fn build(cfg: CniConfig, timeout: Duration, backend: Backend, native: NativeConfig) -> Cni {
         let cni_path = cfg
             .bin_dirs
             .iter()
@@ -81,6 +103,9 @@ impl Cni {
                 selected: Mutex::new(None),
                 versions: VersionCache::default(),
                 locks: Mutex::new(HashMap::new()),
+                backend,
+                native: Native::new(native),
+                pending: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -91,7 +116,10 @@ impl Cni {
 
     /// The configuration that a setup would use now and whether all its plugins are installed.
     pub fn status(&self) -> Result<NetworkStatus, NetworkError> {
-        let list = self.current()?;
+        let list = match self.mode()? {
+            Mode::Native => return Ok(native_status()),
+            Mode::Cni(list) => list,
+        };
         let bins = self.resolve(&list)?;
         let lo = loopback_list();
         let lo_bins = self.resolve(&lo)?;
@@ -116,7 +144,10 @@ impl Cni {
     pub async fn setup(&self, pod: &PodNetwork) -> Result<PodNetworkStatus, NetworkError> {
         cache::validate_id(&pod.id)?;
         let _guard = self.lock(&pod.id).await;
-        let list = self.current()?;
+        let list = match self.mode()? {
+            Mode::Native => return self.native_setup(pod).await,
+            Mode::Cni(list) => list,
+        };
         let bins = self.resolve(&list)?;
         let lo = loopback_list();
         let lo_bins = self.resolve(&lo)?;
@@ -198,10 +229,29 @@ impl Cni {
 
     /// CNI DEL from the cache entry of `setup`; Ok when there is none. The entry is removed only when
     /// every plugin's DEL succeeded, so a failed teardown can be retried (see [`Cni::cached_pods`]).
+    ///
+    /// A native setup is undone in two steps: its hostPorts before this returns, its veth pair and
+    /// address in the background under the pod's lock (the kernel's unregistration of a link waits
+    /// for RCU grace periods); the cache entry goes last, so a crash in between leaves it for the
+    /// restart's cleanup. [`Cni::settle`] waits for those background steps.
     pub async fn teardown(&self, pod: &PodNetwork) -> Result<(), NetworkError> {
         cache::validate_id(&pod.id)?;
-        let _guard = self.lock(&pod.id).await;
+        let guard = self.lock(&pod.id).await;
+        if let Ok(Some(entry)) = cache::read(&self.inner.cfg.cache_dir, &pod.id) {
+            if entry.config_source == ConfigSource::Native {
+                return self.native_teardown_detached(entry, guard).await;
+            }
+        }
         self.teardown_locked(pod).await
+    }
+
+    /// Waits until the background halves of native teardowns started so far are done.
+    pub async fn settle(&self) {
+        let pending: Vec<_> =
+            std::mem::take(&mut *self.inner.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        for h in pending {
+            let _ = h.await;
+        }
     }
 
     /// CNI CHECK of the cached list (in order, with the cached result). Lists older than 0.4.0 or with
@@ -216,6 +266,19 @@ impl Cni {
         let Some(result) = entry.result.clone() else {
             return Err(NetworkError::NotSetUp { id: pod.id.clone() });
         };
+        if entry.config_source == ConfigSource::Native {
+            let host_veth = Record::from_value(&entry.config)
+                .map(|r| r.host_veth)
+                .unwrap_or_default();
+            let present = !host_veth.is_empty()
+                && Path::new("/sys/class/net").join(&host_veth).exists()
+                && has_link(&entry.netns, &entry.ifname) == Some(true);
+            return if present {
+                Ok(())
+            } else {
+                Err(NetworkError::NotSetUp { id: pod.id.clone() })
+            };
+        }
         let list = cached_list(dir, &entry)?;
         if !version_at_least(&list.cni_version, 0, 4) || list.disable_check {
             return Ok(());
@@ -283,6 +346,12 @@ impl Cni {
             // A damaged entry would otherwise block this pod's cleanup forever: delete with what the
             // current configuration and the pod's own arguments say, as a runtime without a cache would.
             Err(err @ NetworkError::InvalidConfig { .. }) => {
+                if let Ok(Mode::Native) = self.mode() {
+                    tracing::warn!(pod = %pod.id, %err, "cache entry unusable; native teardown with the current config");
+                    let mut entry = self.native_entry(pod);
+                    entry.capability_args = capability_args(pod);
+                    return self.native_teardown(entry).await;
+                }
                 let Ok(list) = self.current() else {
                     return Err(err);
                 };
@@ -299,6 +368,9 @@ impl Cni {
             }
             Err(err) => return Err(err),
         };
+        if entry.config_source == ConfigSource::Native {
+            return self.native_teardown(entry).await;
+        }
         let list = cached_list(dir, &entry)?;
         let bins = self.resolve(&list)?;
         let lo = loopback_list();
@@ -335,6 +407,149 @@ impl Cni {
             Some(e) => Err(e),
             None => cache::remove(dir, &entry.id),
         }
+    }
+
+    /// The cache entry of a native setup, before anything is made.
+    fn native_entry(&self, pod: &PodNetwork) -> CacheEntry {
+        let rec = self.inner.native.record(&pod.id, POD_IFNAME);
+        let mut entry = cache::new_entry(
+            &pod.id,
+            &pod.netns,
+            POD_IFNAME,
+            cni_args(pod),
+            capability_args(pod),
+            rec.to_value(),
+            ConfigSource::Native,
+        );
+        entry.loopback = false;
+        entry
+    }
+
+    /// The native counterpart of ADD: same cache entry life cycle (written before anything is made,
+    /// completed with the result, kept when an undo fails so recovery retries it).
+    async fn native_setup(&self, pod: &PodNetwork) -> Result<PodNetworkStatus, NetworkError> {
+        let dir = &self.inner.cfg.cache_dir;
+        if cache::read(dir, &pod.id)?.is_some() {
+            tracing::info!(pod = %pod.id, "undoing the previous network setup of this pod first");
+            self.teardown_locked(pod).await?;
+        }
+        let mut entry = self.native_entry(pod);
+        cache::write_volatile(dir, &entry)?;
+        let inner = self.inner.clone();
+        let (id, netns, ports) = (pod.id.clone(), pod.netns.clone(), pod.port_mappings.clone());
+        let Some(rec) = Record::from_value(&entry.config) else {
+            return Err(NetworkError::BadResult {
+                plugin: NATIVE_TYPE.into(),
+                command: "ADD".into(),
+                reason: "unreadable native record".into(),
+            });
+        };
+        let made =
+            tokio::task::spawn_blocking(move || inner.native.setup(&id, &netns, &rec, &ports))
+                .await
+                .unwrap_or_else(|e| Err(task_err(e)));
+        let outcome = made.and_then(|result| {
+            let (ips, interfaces) =
+                parse_result(&result).map_err(|reason| NetworkError::BadResult {
+                    plugin: NATIVE_TYPE.into(),
+                    command: "ADD".into(),
+                    reason,
+                })?;
+            Ok(PodNetworkStatus {
+                ips,
+                interfaces,
+                raw_result: result,
+            })
+        });
+        let status = match outcome {
+            Ok(s) => s,
+            Err(err) => {
+                tracing::warn!(pod = %pod.id, %err, "native network setup failed; undoing it");
+                if let Err(e) = self.native_teardown(entry).await {
+                    tracing::warn!(pod = %pod.id, err = %e, "undo of failed native setup incomplete; cache entry kept");
+                }
+                return Err(err);
+            }
+        };
+        entry.result = Some(status.raw_result.clone());
+        if let Err(err) = cache::write_volatile(dir, &entry) {
+            entry.result = None;
+            if let Err(e) = self.native_teardown(entry).await {
+                tracing::warn!(pod = %pod.id, err = %e, "undo of native setup incomplete");
+            }
+            return Err(err);
+        }
+        Ok(status)
+    }
+
+    async fn native_teardown_detached(
+        &self,
+        entry: CacheEntry,
+        guard: tokio::sync::OwnedMutexGuard<()>,
+    ) -> Result<(), NetworkError> {
+        let rec = Record::from_value(&entry.config).ok_or_else(|| NetworkError::InvalidConfig {
+            path: cache::entry_path(&self.inner.cfg.cache_dir, &entry.id),
+            reason: "native cache entry without its record".into(),
+        })?;
+        let id = entry.id.clone();
+        let (result, caps) = (entry.result.clone(), entry.capability_args.clone());
+        let (r, i) = (rec.clone(), id.clone());
+        let ips = tokio::task::spawn_blocking(move || {
+            Native::teardown_ports(&i, &r, result.as_ref(), &caps)
+        })
+        .await
+        .unwrap_or_else(|e| Err(task_err(e)))?;
+        let dir = self.inner.cfg.cache_dir.clone();
+        let known = entry.result.is_some();
+        let handle = tokio::spawn(async move {
+            let _guard = guard;
+            let done = tokio::task::spawn_blocking({
+                let id = id.clone();
+                move || Native::teardown_links(&id, &rec, known, &ips)
+            })
+            .await
+            .unwrap_or_else(|e| Err(task_err(e)))
+            .and_then(|()| cache::remove(&dir, &id));
+            if let Err(err) = done {
+                tracing::warn!(pod = %id, %err, "native network teardown incomplete; retried at restart");
+            }
+        });
+        let mut pending = self.inner.pending.lock().unwrap_or_else(|p| p.into_inner());
+        pending.retain(|h| !h.is_finished());
+        pending.push(handle);
+        Ok(())
+    }
+
+    /// Undoes a native setup from its entry, then drops the entry (kept if anything failed).
+    async fn native_teardown(&self, entry: CacheEntry) -> Result<(), NetworkError> {
+        let rec = Record::from_value(&entry.config).ok_or_else(|| NetworkError::InvalidConfig {
+            path: cache::entry_path(&self.inner.cfg.cache_dir, &entry.id),
+            reason: "native cache entry without its record".into(),
+        })?;
+        let id = entry.id.clone();
+        let (result, caps) = (entry.result.clone(), entry.capability_args.clone());
+        tokio::task::spawn_blocking(move || Native::teardown(&id, &rec, result.as_ref(), &caps))
+            .await
+            .unwrap_or_else(|e| Err(task_err(e)))?;
+        cache::remove(&self.inner.cfg.cache_dir, &entry.id)
+    }
+
+    /// The backend a setup would use now.
+    fn mode(&self) -> Result<Mode, NetworkError> {
+        match self.inner.backend {
+            Backend::Native => Ok(Mode::Native),
+            Backend::Cni => self.current().map(Mode::Cni),
+            // `current` falls back to the embedded list exactly when the dir holds no configuration.
+            Backend::Auto => self.current().map(|l| match l.source {
+                ConfigSource::Embedded => Mode::Native,
+                _ => Mode::Cni(l),
+            }),
+        }
+    }
+
+    /// The native network's settings.
+    pub fn native_config(&self) -> &NativeConfig {
+        self.inner.native.config()
     }
 
     /// The namespace DEL runs against: the pod's own while it still has its interface, otherwise a
@@ -570,6 +785,22 @@ impl Cni {
             }
         };
         m.lock_owned().await
+    }
+}
+
+fn native_status() -> NetworkStatus {
+    NetworkStatus {
+        source: ConfigSource::Native,
+        name: "crius".into(),
+        cni_version: "1.0.0".into(),
+        plugins: vec![NATIVE_TYPE.into()],
+    }
+}
+
+fn task_err(e: tokio::task::JoinError) -> NetworkError {
+    NetworkError::Netlink {
+        op: "native network task".into(),
+        source: std::io::Error::other(e.to_string()),
     }
 }
 

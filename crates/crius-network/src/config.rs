@@ -50,6 +50,8 @@ pub enum ConfigSource {
     Embedded,
     /// Replayed from a pod's cache entry (teardown/check after a config change or restart).
     Cache(PathBuf),
+    /// crius' own netlink network (no CNI plugin), used when the conf dir holds no configuration.
+    Native,
 }
 
 impl fmt::Display for ConfigSource {
@@ -58,6 +60,7 @@ impl fmt::Display for ConfigSource {
             ConfigSource::File(p) => write!(f, "{}", p.display()),
             ConfigSource::Embedded => f.write_str("embedded default"),
             ConfigSource::Cache(p) => write!(f, "cache {}", p.display()),
+            ConfigSource::Native => f.write_str("native (netlink, no CNI plugins)"),
         }
     }
 }

@@ -76,6 +76,22 @@ pub enum NetworkError {
         reason: String,
     },
 
+    /// A netlink request of the native network failed (what it was doing, the kernel's errno).
+    #[error("native network: {op}: {source}")]
+    Netlink {
+        op: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The native network's subnet has no free address.
+    #[error("native network: no free address left in {subnet} (reservations in {})", dir.display())]
+    AddressesExhausted { subnet: String, dir: PathBuf },
+
+    /// A hostPort of the pod is mapped to another pod already.
+    #[error("native network: host port(s) {ports} already mapped to another pod")]
+    HostPortTaken { ports: String },
+
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,

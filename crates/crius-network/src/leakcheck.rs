@@ -58,6 +58,17 @@ pub fn count_masq_rules_matching(needle: &str) -> io::Result<usize> {
     Ok(count_pod_chain_lines(&nat_dump()?, is_masq_chain, needle))
 }
 
+/// hostPort mappings (map elements) in the native network of `bridge` (its nftables table is named
+/// after the bridge); 0 when there is no such table.
+pub fn count_native_hostports(bridge: &str) -> io::Result<usize> {
+    crate::native::count_hostports(bridge)
+}
+
+/// Removes the native network of `bridge` (the bridge and its nftables table): test cleanup.
+pub fn remove_native_network(bridge: &str) -> io::Result<()> {
+    crate::native::remove_network(bridge)
+}
+
 fn nat_dump() -> io::Result<String> {
     let out = Command::new("iptables-save").args(["-t", "nat"]).output()?;
     if !out.status.success() {

@@ -2,6 +2,11 @@
 //! plugins (ADD/CHECK/DEL) with the CNI exec protocol, and keeping a persistent per-pod result cache so
 //! that teardown works after a daemon restart or a configuration change.
 //!
+//! When the conf dir holds no configuration, [`Backend::Auto`] (the daemon's default) wires pods
+//! with crius' native network instead (see `native`): the same bridge, subnet and hostPort behaviour
+//! as the embedded conflist, done over netlink and nftables messages with no plugin process, and
+//! recorded in the same per-pod cache so teardown, retries and restarts work the same way.
+//!
 //! The daemon owns the network namespace (it creates and pins it, and removes the pin after
 //! [`Cni::teardown`]); this crate only ever receives its path.
 //!
@@ -45,6 +50,7 @@ mod config;
 mod error;
 mod exec;
 pub mod leakcheck;
+mod native;
 mod netns;
 mod result;
 mod runtime_config;
@@ -58,6 +64,21 @@ pub use bandwidth::{bandwidth_from_annotations, parse_quantity};
 pub use cni::{Cni, DEFAULT_PLUGIN_TIMEOUT};
 pub use config::{ConfigSource, NetworkList, EMBEDDED_DEFAULT_CONFLIST};
 pub use error::NetworkError;
+pub use native::ipam::Subnet;
+pub use native::NativeConfig;
+
+/// Which network pods get (the daemon's `network_backend`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// The conf dir's CNI configuration when it holds one, else the native network.
+    #[default]
+    Auto,
+    /// Always CNI: the conf dir, or the embedded conflist when it is empty.
+    Cni,
+    /// Always the native network (netlink and nftables, no plugins), whatever the conf dir holds.
+    Native,
+}
 pub use runtime_config::cni_args;
 
 /// Where crius finds CNI configuration and plugins, and where it keeps its per-pod result cache.

@@ -89,6 +89,56 @@ pub struct Config {
     pub max_layer_unpacked_bytes: u64,
     /// Tar entries one image layer may hold (default 4,000,000); more fail the pull the same way.
     pub max_layer_entries: u64,
+    /// Pod networking: `auto` (the CNI configuration in `cni_conf_dir` when there is one, else crius'
+    /// native network), `cni` (always CNI; an empty dir means the embedded conflist) or `native`.
+    pub network_backend: crius_network::Backend,
+    /// The native network (netlink, no CNI plugins): bridge, subnet, MTU, reservation dir.
+    pub native_network: NativeNetwork,
+}
+
+/// `[native_network]`: the defaults are those of the embedded CNI conflist (bridge `crius0`,
+/// 10.85.0.0/16, gateway .0.1) and host-local's reservation dir for it, so both share one pool.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct NativeNetwork {
+    pub bridge: String,
+    pub subnet: String,
+    pub mtu: u32,
+    pub ipam_dir: PathBuf,
+}
+
+impl Default for NativeNetwork {
+    fn default() -> Self {
+        let d = crius_network::NativeConfig::default();
+        NativeNetwork {
+            bridge: d.bridge,
+            subnet: d.subnet.to_string(),
+            mtu: d.mtu,
+            ipam_dir: d.ipam_dir,
+        }
+    }
+}
+
+impl NativeNetwork {
+    /// The checked form; the error names the key.
+    pub fn to_native(&self) -> Result<crius_network::NativeConfig, ConfigError> {
+        let subnet =
+            crius_network::Subnet::parse(&self.subnet).map_err(|reason| ConfigError::Invalid {
+                key: "native_network.subnet".into(),
+                reason,
+            })?;
+        let n = crius_network::NativeConfig {
+            bridge: self.bridge.clone(),
+            subnet,
+            mtu: self.mtu,
+            ipam_dir: self.ipam_dir.clone(),
+        };
+        n.validate().map_err(|reason| ConfigError::Invalid {
+            key: "native_network".into(),
+            reason,
+        })?;
+        Ok(n)
+    }
 }
 
 impl Default for Config {
@@ -131,6 +181,8 @@ impl Default for Config {
             max_streaming_sessions: 128,
             max_layer_unpacked_bytes: crius_image::UnpackLimits::DEFAULT_MAX_LAYER_UNPACKED_BYTES,
             max_layer_entries: crius_image::UnpackLimits::DEFAULT_MAX_LAYER_ENTRIES,
+            network_backend: crius_network::Backend::Auto,
+            native_network: NativeNetwork::default(),
         }
     }
 }
@@ -223,6 +275,7 @@ impl Config {
         for d in &self.cdi_spec_dirs {
             abs("cdi_spec_dirs", d)?;
         }
+        self.native_network.to_native()?;
         if !self.runtimes.contains_key(&self.default_runtime) {
             return Err(ConfigError::Invalid {
                 key: "default_runtime".into(),
@@ -402,6 +455,45 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn network_backend_and_native_network() {
+        let cfg = Config::parse(
+            "network_backend = \"native\"\n[native_network]\nbridge = \"br9\"\nsubnet = \"10.9.0.0/24\"\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.network_backend, crius_network::Backend::Native);
+        let n = cfg.native_network.to_native().unwrap();
+        assert_eq!(
+            (n.bridge.as_str(), n.subnet.to_string(), n.mtu),
+            ("br9", "10.9.0.0/24".to_string(), 1500)
+        );
+        assert_eq!(
+            Config::default().network_backend,
+            crius_network::Backend::Auto
+        );
+        assert!(Config::parse("network_backend = \"calico\"\n")
+            .unwrap_err()
+            .contains("calico"));
+        for (toml, key) in [
+            (
+                "[native_network]\nsubnet = \"10.9.0.1/24\"\n",
+                "native_network.subnet",
+            ),
+            (
+                "[native_network]\nbridge = \"a-bridge-name-too-long\"\n",
+                "native_network",
+            ),
+            ("[native_network]\nipam_dir = \"rel\"\n", "native_network"),
+        ] {
+            let err = Config::parse(toml)
+                .unwrap()
+                .validate()
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&format!("`{key}`")), "{toml}: {err}");
+        }
+    }
 
     #[test]
     fn defaults_are_valid() {

@@ -82,6 +82,9 @@ pub async fn run_with(
             tokio::time::sleep(SHUTDOWN_GRACE).await;
         } => tracing::warn!("calls still open {SHUTDOWN_GRACE:?} after the stop signal; exiting anyway"),
     }
+    // Native network teardowns finish their background half (veth pairs, reservations) rather than
+    // leave it to the next start's cleanup.
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, rt.cni.settle()).await;
     let _ = std::fs::remove_file(&listen);
     Ok(())
 }

@@ -181,6 +181,9 @@ impl Error {
                 N::Timeout { .. } => Code::DeadlineExceeded,
                 N::BadResult { .. } => Code::Internal,
                 N::InvalidPodId { .. } | N::InvalidAnnotation { .. } => Code::InvalidArgument,
+                N::Netlink { source, .. } => io_code(source),
+                N::AddressesExhausted { .. } => Code::ResourceExhausted,
+                N::HostPortTaken { .. } => Code::FailedPrecondition,
                 N::Io { source, .. } => io_code(source),
             },
             Error::Spec(e) => match &**e {

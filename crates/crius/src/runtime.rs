@@ -85,11 +85,15 @@ impl Runtime {
                 max_layer_entries: cfg.max_layer_entries,
             },
         })?;
-        let cni = crius_network::Cni::new(crius_network::CniConfig {
-            conf_dir: cfg.cni_conf_dir.clone(),
-            bin_dirs: cfg.cni_bin_dir.clone(),
-            cache_dir: cfg.root.join("cni-cache"),
-        });
+        let cni = crius_network::Cni::with_backend(
+            crius_network::CniConfig {
+                conf_dir: cfg.cni_conf_dir.clone(),
+                bin_dirs: cfg.cni_bin_dir.clone(),
+                cache_dir: cfg.root.join("cni-cache"),
+            },
+            cfg.network_backend,
+            cfg.native_network.to_native()?,
+        );
         let handlers = Handlers::probe(&cfg).await;
         let criu = {
             let bin = cfg.criu_path.clone();

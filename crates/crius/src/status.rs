@@ -109,6 +109,14 @@ impl Runtime {
                 .collect();
             // Every value is a JSON object: crictl shows those as objects, anything else as a string.
             let cni = match &network {
+                Ok(s) if s.source == crius_network::ConfigSource::Native => {
+                    let n = self.cni.native_config();
+                    serde_json::json!({
+                        "ready": true, "config": s, "podCIDR": self.pod_cidr(),
+                        "confDir": self.cni.conf_dir(),
+                        "native": {"bridge": n.bridge, "subnet": n.subnet.to_string(), "mtu": n.mtu, "ipamDir": n.ipam_dir},
+                    })
+                }
                 Ok(s) => serde_json::json!({
                     "ready": true, "config": s, "podCIDR": self.pod_cidr(),
                     "confDir": self.cni.conf_dir(),

@@ -26,6 +26,92 @@ async fn pod_ip(d: &mut Daemon, pod: &str) -> String {
     .ip
 }
 
+/// The two ways crius wires pods; the tests below run against both.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Backend {
+    /// CNI plugins: the embedded conflist (empty conf dir) or a conflist of the test's own.
+    Cni,
+    /// crius' own netlink network, on a bridge and subnet of the test's own.
+    Native,
+}
+
+/// A native network of the test's own: bridge, subnet, reservation dir; removed (bridge and nftables
+/// table) when dropped.
+struct OwnNative {
+    bridge: String,
+    subnet: String,
+    gateway: String,
+    ipam: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl OwnNative {
+    /// `tag` keeps the bridge names of concurrently running tests apart; `third` is the subnet's
+    /// third octet (10.124.<third>.0/24).
+    fn new(tag: &str, third: u8) -> OwnNative {
+        let bridge = format!("crn{tag}{}", std::process::id() % 100000);
+        let _ = crius_network::leakcheck::remove_native_network(&bridge);
+        let dir = tempfile::tempdir().unwrap();
+        OwnNative {
+            ipam: dir.path().join("ipam"),
+            _dir: dir,
+            subnet: format!("10.124.{third}.0/24"),
+            gateway: format!("10.124.{third}.1"),
+            bridge,
+        }
+    }
+
+    /// The daemon config that selects it.
+    fn config(&self) -> String {
+        format!(
+            "network_backend = \"native\"\n[native_network]\nbridge = \"{}\"\nsubnet = \"{}\"\nipam_dir = \"{}\"\n",
+            self.bridge,
+            self.subnet,
+            self.ipam.display()
+        )
+    }
+}
+
+impl Drop for OwnNative {
+    fn drop(&mut self) {
+        let _ = crius_network::leakcheck::remove_native_network(&self.bridge);
+    }
+}
+
+/// Where the daemon's network for `backend` lives: (daemon, gateway address, own native network).
+async fn daemon_for(backend: Backend, tag: &str, third: u8) -> (Daemon, String, Option<OwnNative>) {
+    match backend {
+        Backend::Cni => {
+            let d = Daemon::start_with(Options {
+                extra_config: "network_backend = \"cni\"\n".into(),
+                ..Default::default()
+            })
+            .await;
+            (d, "10.85.0.1".into(), None)
+        }
+        Backend::Native => {
+            let own = OwnNative::new(tag, third);
+            let d = Daemon::start_with(Options {
+                extra_config: own.config(),
+                ..Default::default()
+            })
+            .await;
+            (d, own.gateway.clone(), Some(own))
+        }
+    }
+}
+
+/// The network source the daemon reports in its verbose Status.
+async fn network_source(d: &mut Daemon) -> String {
+    let s =
+        d.rt.status(cri::StatusRequest { verbose: true })
+            .await
+            .unwrap()
+            .into_inner();
+    let cni: serde_json::Value = serde_json::from_str(&s.info["cni"]).unwrap();
+    cni["config"]["source"].to_string()
+}
+
 /// A conflist of the test's own (bridge, subnet, IPAM dir), so counts are not disturbed by other tests.
 fn own_network(dir: &Path, bridge: &str, subnet: &str) -> (PathBuf, PathBuf) {
     let conf = dir.join(format!("net.d-{bridge}"));
@@ -50,7 +136,21 @@ fn own_network(dir: &Path, bridge: &str, subnet: &str) -> (PathBuf, PathBuf) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_pods_talk_over_tcp_and_dns_config_lands() {
-    let mut d = Daemon::start().await;
+    two_pods_talk(Backend::Cni).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_two_pods_talk_over_tcp_and_dns_config_lands() {
+    two_pods_talk(Backend::Native).await;
+}
+
+async fn two_pods_talk(backend: Backend) {
+    let (mut d, gateway, _own) = daemon_for(backend, "t", 1).await;
+    let source = network_source(&mut d).await;
+    match backend {
+        Backend::Cni => assert_eq!(source, "\"Embedded\""),
+        Backend::Native => assert_eq!(source, "\"Native\""),
+    }
     d.pull(&image("busybox:latest")).await;
     let (a, a_cfg) = d.run_pod("server", false).await;
     let mut b_cfg = pod_config("client", false, &d.dir.join("logs/client"));
@@ -69,9 +169,15 @@ async fn two_pods_talk_over_tcp_and_dns_config_lands() {
         .into_inner()
         .pod_sandbox_id;
     let ip_a = pod_ip(&mut d, &a).await;
+    let prefix = &gateway[..gateway.rfind('.').unwrap()];
+    let prefix = if backend == Backend::Cni {
+        "10.85"
+    } else {
+        prefix
+    };
     assert!(
-        ip_a.starts_with("10.85."),
-        "embedded default network: {ip_a}"
+        ip_a.starts_with(prefix) && ip_a != gateway,
+        "{backend:?}: pod IP {ip_a} not in the network of {gateway}"
     );
     d.run(
         &a,
@@ -119,13 +225,22 @@ async fn two_pods_talk_over_tcp_and_dns_config_lands() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_port_is_reachable_from_the_host() {
-    let mut d = Daemon::start().await;
+    host_port_reachable(Backend::Cni, 18080).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_host_port_is_reachable_from_the_host() {
+    host_port_reachable(Backend::Native, 18081).await;
+}
+
+async fn host_port_reachable(backend: Backend, host_port: i32) {
+    let (mut d, gw, _own) = daemon_for(backend, "h", 2).await;
     d.pull(&image("busybox:latest")).await;
     let mut cfg = pod_config("hostport", false, &d.dir.join("logs/hostport"));
     cfg.port_mappings = vec![cri::PortMapping {
         protocol: cri::Protocol::Tcp as i32,
         container_port: 8080,
-        host_port: 18080,
+        host_port,
         host_ip: String::new(),
     }];
     let pod =
@@ -149,11 +264,10 @@ async fn host_port_is_reachable_from_the_host() {
     )
     .await;
     // The bridge's gateway address is a host address; hostPort DNAT applies to local destinations.
-    let gw = "10.85.0.1";
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let got = std::net::TcpStream::connect_timeout(
-            &format!("{gw}:18080").parse().unwrap(),
+            &format!("{gw}:{host_port}").parse().unwrap(),
             Duration::from_secs(2),
         )
         .and_then(|mut s| {
@@ -168,7 +282,7 @@ async fn host_port_is_reachable_from_the_host() {
         }
         assert!(
             Instant::now() < deadline,
-            "hostPort 18080 not reachable: {got:?}"
+            "{backend:?}: hostPort {host_port} not reachable: {got:?}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -304,21 +418,51 @@ fn count_nsfs_mounts(below: &Path) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_cycles_leak_nothing_even_with_daemon_kills() {
+    fifty_cycles(Backend::Cni).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_fifty_cycles_leak_nothing_even_with_daemon_kills() {
+    fifty_cycles(Backend::Native).await;
+}
+
+async fn fifty_cycles(backend: Backend) {
     let base = tempfile::tempdir().unwrap();
-    let bridge = format!("crl{}", std::process::id() % 100000);
-    let (conf, ipam) = own_network(base.path(), &bridge, "10.123.0.0/24");
-    let mut d = Daemon::start_with(Options {
-        cni_conf_dir: Some(conf),
-        ..Default::default()
-    })
-    .await;
+    let (mut d, bridge, ipam, own) = match backend {
+        Backend::Cni => {
+            let bridge = format!("crl{}", std::process::id() % 100000);
+            let (conf, ipam) = own_network(base.path(), &bridge, "10.123.0.0/24");
+            let d = Daemon::start_with(Options {
+                cni_conf_dir: Some(conf),
+                ..Default::default()
+            })
+            .await;
+            (d, bridge.clone(), ipam.join(&bridge), None)
+        }
+        Backend::Native => {
+            let own = OwnNative::new("l", 3);
+            let d = Daemon::start_with(Options {
+                extra_config: own.config(),
+                ..Default::default()
+            })
+            .await;
+            (d, own.bridge.clone(), own.ipam.clone(), Some(own))
+        }
+    };
     let state = d.dir.join("state");
     let count = |ipam: &Path| {
         (
             count_nsfs_mounts(&state),
             crius_network::leakcheck::count_veths(&bridge).unwrap_or(0),
-            crius_network::leakcheck::count_ipam(&ipam.join(&bridge)).unwrap_or(0),
-            crius_network::leakcheck::count_portmap_rules_matching(&bridge).unwrap_or(0),
+            crius_network::leakcheck::count_ipam(ipam).unwrap_or(0),
+            match backend {
+                Backend::Cni => {
+                    crius_network::leakcheck::count_portmap_rules_matching(&bridge).unwrap_or(0)
+                }
+                Backend::Native => {
+                    crius_network::leakcheck::count_native_hostports(&bridge).unwrap()
+                }
+            },
         )
     };
     let before = count(&ipam);
@@ -382,13 +526,25 @@ async fn fifty_cycles_leak_nothing_even_with_daemon_kills() {
     })
     .await
     .unwrap();
-    let after = count(&ipam);
+    // The native network removes links and reservations in the background once hostPorts are gone:
+    // give it a moment (a leak never settles).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut after = count(&ipam);
+    while after != before && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        after = count(&ipam);
+    }
     assert_eq!(
         before, after,
-        "(nsfs pins, veths, IPAM reservations, portmap rules) before vs after"
+        "{backend:?}: (nsfs pins, veths, IPAM reservations, hostPort rules) before vs after"
     );
     d.shutdown().await;
-    let _ = std::process::Command::new("ip")
-        .args(["link", "del", &bridge])
-        .status();
+    match own {
+        Some(own) => drop(own),
+        None => {
+            let _ = std::process::Command::new("ip")
+                .args(["link", "del", &bridge])
+                .status();
+        }
+    }
 }

@@ -142,6 +142,7 @@ impl Drop for TestNet {
                         let _ =
                             tokio::time::timeout(Duration::from_secs(30), cni.teardown(&p)).await;
                     }
+                    cni.settle().await;
                 })
             })
             .join();

@@ -1,7 +1,7 @@
 //! crius-bench: prints crius' speed and memory figures. Figures are printed, never asserted.
 //!
 //! It starts its own daemon (temp root/state, like the e2e tests) and drives it over gRPC:
-//! RunPodSandbox (host network and CNI), CreateContainer, StartContainer, StopContainer,
+//! RunPodSandbox (host network and pod network), CreateContainer, StartContainer, StopContainer,
 //! RemovePodSandbox latency (median, p95), the RSS of the idle daemon and of one monitor, image pull
 //! times (cold and warm), ListImages/ImageStatus latency, and exec round trips through the streaming
 //! server.
@@ -319,7 +319,13 @@ async fn main() -> anyhow::Result<()> {
     stats("ImageStatus", status);
 
     let logs = b.dir.join("logs");
-    for (label, host_network) in [("host network", true), ("CNI network", false)] {
+    for (label, host_network) in [
+        ("host network", true),
+        (
+            "pod network (default backend: native unless a CNI config exists)",
+            false,
+        ),
+    ] {
         let (mut runp, mut create, mut startc, mut stop, mut rmp) =
             (vec![], vec![], vec![], vec![], vec![]);
         let mut monitor_rss = 0;

@@ -919,8 +919,14 @@ pub(crate) async fn recover(rt: &Arc<Runtime>) -> anyhow::Result<()> {
             }
         }
     }
-    // CNI results cached for pods crius no longer knows: their DEL never happened.
-    let known: Vec<String> = rt.all_pods().iter().map(|p| p.id.clone()).collect();
+    // CNI results cached for pods crius no longer knows, or whose network is down: their DEL never
+    // happened or never finished (a native teardown's second half runs in the background).
+    let known: Vec<String> = rt
+        .all_pods()
+        .iter()
+        .filter(|p| p.record().network_up)
+        .map(|p| p.id.clone())
+        .collect();
     for orphan in rt
         .cni
         .cached_pods()
