@@ -325,6 +325,7 @@ impl ImageStore {
             content.write_blob(&format!("{what} config"), &config_desc.digest, &data)?;
             data.to_vec()
         };
+        crate::crash_point("image.pull.config_stored");
         let diffs = diff_ids(&what, &config)?;
         if diffs.len() != manifest.layers.len() {
             return Err(ImageError::Unsupported {
@@ -392,6 +393,7 @@ impl ImageStore {
             what: what.clone(),
             detail: "image config is not UTF-8".into(),
         })?;
+        crate::crash_point("image.pull.blobs_stored");
         let img = self.commit_image(NewImage {
             config_digest: config_desc.digest.clone(),
             config_json,
@@ -415,6 +417,7 @@ impl ImageStore {
             },
             repo_digest: Some(repo_digest),
         })?;
+        crate::crash_point("image.pull.committed");
         drop(lease);
         Ok(img)
     }

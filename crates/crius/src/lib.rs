@@ -7,6 +7,7 @@ pub mod cgroups;
 pub mod client;
 pub mod config;
 pub mod container;
+pub mod crash;
 pub mod criu;
 pub mod daemon;
 pub mod default_config;

@@ -335,12 +335,14 @@ impl Runtime {
                 self.forget_container(&ctr).await;
                 return Err(e.into());
             }
+            crate::crash::point("container.create.recorded");
 
             return match self
                 .setup_container(&ctr, &handler, &cfg, &sandbox, &prec, &image, log_path)
                 .await
             {
                 Ok(()) => {
+                    crate::crash::point("container.create.created");
                     drop(guard);
                     self.emit_event(&ctr, cri::ContainerEventType::ContainerCreatedEvent);
                     Ok(id)
@@ -441,6 +443,7 @@ impl Runtime {
             .map_err(|e| Error::internal("rootfs task", e))?
             .map_err(crate::image::image_err)?;
         }
+        crate::crash::point("container.create.rootfs_prepared");
         create_missing_mount_sources(cfg)?;
         // Image volumes become read-only binds and CDI devices are applied after spec generation, so the
         // spec generator sees neither.
@@ -516,6 +519,7 @@ impl Runtime {
             .map_err(|e| Error::internal("serialise OCI spec", e))?;
         crate::perms::write_private(&spec_path, &json)
             .map_err(|e| io_err("write OCI spec", &spec_path, e))?;
+        crate::crash::point("container.create.spec_written");
 
         // The monitor creates the log's parent dirs itself, beneath the pod's log directory and
         // without following symlinks a writer of that directory may have planted.
@@ -553,6 +557,7 @@ impl Runtime {
         )
         .await
         .map_err(oci_err)?;
+        crate::crash::point("container.create.monitor_spawned");
         // The pause must have outlived the join, or the path may have named another namespace.
         crate::pod::pause::still_alive(&prec.id, prec.pause_pid)?;
         ctr.apply(self, CtrEvent::Created, |r| {
@@ -701,6 +706,7 @@ impl Runtime {
         crate::metrics::trace::child("OCI start", vec![], handler.start(&ctr.id))
             .await
             .map_err(oci_err)?;
+        crate::crash::point("container.start.runtime_started");
         match ctr
             .apply(self, CtrEvent::Started, |r| r.started_at = started_at)
             .await?
@@ -717,6 +723,7 @@ impl Runtime {
                 .await?
             }
         }
+        crate::crash::point("container.start.recorded");
         self.emit_event(&ctr, cri::ContainerEventType::ContainerStartedEvent);
         Ok(())
     }
@@ -769,6 +776,7 @@ impl Runtime {
             }
             Err(e) => tracing::warn!("container {}: record exit: {e}", ctr.id),
         }
+        crate::crash::point("container.exit.recorded");
         let rec = ctr.record();
         crate::metrics::get().container_exited(&rec.reason);
         // The event goes out before waiters (StopContainer, StopPodSandbox) are released, so a pod's
@@ -828,6 +836,7 @@ impl Runtime {
             .kill(&ctr.id, libc::SIGKILL, true)
             .await
             .map_err(oci_err)?;
+        crate::crash::point("container.stop.signalled");
         if rec.state == CtrState::Created {
             // A created container's init waits on the exec fifo; delete releases it.
             handler.delete(&ctr.id, true).await.map_err(oci_err)?;
@@ -865,6 +874,7 @@ impl Runtime {
         if let Ok(h) = self.handlers.existing(&rec.handler) {
             h.delete(&ctr.id, true).await.map_err(oci_err)?;
         }
+        crate::crash::point("container.remove.runtime_deleted");
         let rootfs = self.container_dir(&ctr.id).join("rootfs");
         let images = self.images.clone();
         let cid = ctr.id.clone();
@@ -872,6 +882,7 @@ impl Runtime {
             .await
             .map_err(|e| Error::internal("rootfs task", e))?
             .map_err(crate::image::image_err)?;
+        crate::crash::point("container.remove.rootfs_removed");
         self.forget_container(ctr).await;
         self.emit_event(ctr, cri::ContainerEventType::ContainerDeletedEvent);
         Ok(())
@@ -890,6 +901,7 @@ impl Runtime {
             Ok(Err(e)) => tracing::warn!("container {}: {e}", ctr.id),
             Err(e) => tracing::warn!("container {}: state dir task: {e}", ctr.id),
         }
+        crate::crash::point("container.remove.state_dir_removed");
         let _c = ctr.commit.lock().await;
         if let Err(e) = self.store.delete_async(CONTAINERS, ctr.id.clone()).await {
             tracing::warn!("container {}: {e}", ctr.id);
@@ -1202,6 +1214,30 @@ pub fn image_defaults(image: &crius_image::Image) -> crius_spec::ImageDefaults {
     }
 }
 
+/// A container recorded Created whose runtime says it runs: the daemon died between `runtime start`
+/// and recording it. It is Running now (the start time is when crius learnt of it), so that a
+/// retried StartContainer is refused as for any running container instead of failing in the runtime.
+async fn started_while_down(rt: &Arc<Runtime>, ctr: &Arc<Ctr>) {
+    let Ok(h) = rt.handlers.existing(&ctr.record().handler) else {
+        return;
+    };
+    if let Ok(Some(s)) = h.state(&ctr.id).await {
+        if s.status == "running" {
+            tracing::info!(
+                "container {}: started while crius was down; recording it Running",
+                ctr.id
+            );
+            let now = now_ns();
+            if let Err(e) = ctr
+                .apply(rt, CtrEvent::Started, |r| r.started_at = now)
+                .await
+            {
+                tracing::warn!("container {}: {e}", ctr.id);
+            }
+        }
+    }
+}
+
 /// Loads containers and reconciles them with their monitors: running containers are watched again,
 /// exits that happened while the daemon was down are read from the monitors' exit files, half-made
 /// containers are removed.
@@ -1245,6 +1281,9 @@ pub(crate) async fn recover(rt: &Arc<Runtime>) -> anyhow::Result<()> {
             CtrState::Created | CtrState::Running => {
                 let dir = rt.container_dir(&rec.id);
                 if crius_oci::monitor_alive(&dir).is_some() {
+                    if rec.state == CtrState::Created {
+                        started_while_down(rt, &ctr).await;
+                    }
                     rt.watch_exit(ctr.clone());
                 } else {
                     rt.collect_exit(&ctr).await;

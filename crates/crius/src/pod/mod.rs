@@ -358,10 +358,12 @@ impl Runtime {
             self.forget_pod(&pod).await;
             return Err(e.into());
         }
+        crate::crash::point("pod.run.recorded");
 
         match self.setup_pod(&pod, cfg).await {
             Ok(()) => {
                 pod.apply(self, PodEvent::SetUp).await?;
+                crate::crash::point("pod.run.ready");
                 drop(guard);
                 self.sandbox_event(&id, cri::ContainerEventType::ContainerCreatedEvent);
                 self.sandbox_event(&id, cri::ContainerEventType::ContainerStartedEvent);
@@ -427,6 +429,7 @@ impl Runtime {
                 .await
                 .map_err(|e| Error::internal("pod cgroup task", e))??;
         }
+        crate::crash::point("pod.run.cgroup_created");
         let ns = ns_options(cfg);
         let host_net = ns.network == cri::NamespaceMode::Node as i32;
         let host_ipc = ns.ipc == cri::NamespaceMode::Node as i32;
@@ -474,6 +477,7 @@ impl Runtime {
             .await
             .map_err(|e| Error::internal("namespace task", e))??
         };
+        crate::crash::point("pod.run.namespaces_pinned");
         pod.update(self, |r| r.pins = pins.clone()).await?;
 
         if ns.pid == cri::NamespaceMode::Pod as i32 {
@@ -494,9 +498,11 @@ impl Runtime {
                 &self.monitor_cgroups,
             )
             .await?;
+            crate::crash::point("pod.run.pause_spawned");
             pod.update(self, |r| r.pause_pid = Some(pid)).await?;
             let p = pause::open(pid, &pid_file)?;
             pause::pin_pid_ns(&p, &pause::pin_path(&dir))?;
+            crate::crash::point("pod.run.pid_ns_pinned");
             pause::watch(self, pod, p);
         }
 
@@ -504,11 +510,13 @@ impl Runtime {
         if let Some(netns) = &pins.net {
             // Written before ADD: if the daemon dies during ADD, recovery still runs DEL.
             pod.update(self, |r| r.network_up = true).await?;
+            crate::crash::point("pod.run.network_marked");
             let net = pod_network(&pod.id, cfg, netns.clone())?;
             let status = crate::metrics::cni("ADD", self.cni.setup(&net))
                 .await
                 .map_err(|e| Error::network(pod.id.clone(), e))?;
             ips = status.ips.iter().map(|ip| ip.to_string()).collect();
+            crate::crash::point("pod.run.network_added");
             pod.update(self, |r| r.ips = ips.clone()).await?;
         }
 
@@ -525,6 +533,7 @@ impl Runtime {
             own.extend(shm.as_deref());
             crate::userns::chown_pod_files(u, &own)?;
         }
+        crate::crash::point("pod.run.files_written");
         pod.update(self, |r| {
             r.hostname_file = Some(hostname_file);
             r.hosts_file = Some(hosts_file);
@@ -545,6 +554,7 @@ impl Runtime {
             match pod_network(&rec.id, &cfg, netns) {
                 Ok(net) => match crate::metrics::cni("DEL", self.cni.teardown(&net)).await {
                     Ok(()) => {
+                        crate::crash::point("pod.stop.network_released");
                         let _ = pod.update(self, |r| r.network_up = false).await;
                     }
                     Err(e) => tracing::warn!(
@@ -555,8 +565,14 @@ impl Runtime {
                 Err(e) => tracing::warn!("pod {}: {e}", rec.id),
             }
         }
-        if let Some(pid) = rec.pause_pid {
+        // A pause spawned just before a crash has no recorded pid yet: its pid file names it
+        // (`kill_pause` checks that the process is that pod's pause before killing).
+        let pause_pid = rec
+            .pause_pid
+            .or_else(|| pause::pid_from_file(&self.pod_dir(&rec.id)));
+        if let Some(pid) = pause_pid {
             kill_pause(pid, &self.pod_dir(&rec.id)).await;
+            crate::crash::point("pod.stop.pause_killed");
             let _ = pod.update(self, |r| r.pause_pid = None).await;
         }
         if let Some(shm) = &rec.shm {
@@ -581,6 +597,7 @@ impl Runtime {
             Ok(Err(e)) => tracing::warn!("pod {}: {e}", pod.id),
             Err(e) => tracing::warn!("pod {}: state dir task: {e}", pod.id),
         }
+        crate::crash::point("pod.remove.state_dir_removed");
         let _c = pod.commit.lock().await;
         if let Err(e) = self.store.delete_async(SANDBOXES, pod.id.clone()).await {
             tracing::warn!("pod {}: {e}", pod.id);
@@ -608,6 +625,7 @@ impl Runtime {
         {
             self.stop_container_inner(&c, 0).await?;
         }
+        crate::crash::point("pod.stop.containers_stopped");
         self.teardown_pod(&pod).await;
         if pod.record().network_up {
             return Err(Error::Unavailable(format!(
@@ -617,6 +635,7 @@ impl Runtime {
         }
         let was_ready = pod.record().state == PodState::Ready;
         pod.apply(self, PodEvent::Stopped).await?;
+        crate::crash::point("pod.stop.recorded");
         if was_ready {
             self.sandbox_event(&pod.id, cri::ContainerEventType::ContainerStoppedEvent);
         }
@@ -642,6 +661,7 @@ impl Runtime {
         {
             self.remove_container_inner(&c).await?;
         }
+        crate::crash::point("pod.remove.containers_removed");
         self.teardown_pod(&pod).await;
         if pod.record().network_up {
             return Err(Error::Unavailable(format!(
