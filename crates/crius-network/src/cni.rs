@@ -109,13 +109,11 @@ impl Cni {
         })
     }
 
-    /// CNI ADD for a pod: loopback, then the configured list. On any failure everything is deleted
-    /// again (DEL of the whole list with the same arguments) before the error is returned. A pod that
-    /// already has a cache entry (an earlier attempt, completed or not) is torn down first, so calling
-    /// this twice yields one attachment, not two.
-    pub async fn setup(&self, pod: &PodNetwork) -> Result<PodNetworkStatus, NetworkError> {
-        cache::validate_id(&pod.id)?;
-        let _guard = self.lock(&pod.id).await;
+    /// The configured list and loopback with their plugin binaries, versions checked. Blocking.
+    #[allow(clippy::type_complexity)]
+    fn checked_lists(
+        &self,
+    ) -> Result<(NetworkList, Vec<PathBuf>, NetworkList, Vec<PathBuf>), NetworkError> {
         let list = self.current()?;
         let bins = self.resolve(&list)?;
         let lo = loopback_list();
@@ -126,6 +124,23 @@ impl Cni {
         self.inner
             .versions
             .check(&lo, &lo_bins, &self.inner.cni_path)?;
+        Ok((list, bins, lo, lo_bins))
+    }
+
+    /// CNI ADD for a pod: loopback, then the configured list. On any failure everything is deleted
+    /// again (DEL of the whole list with the same arguments) before the error is returned. A pod that
+    /// already has a cache entry (an earlier attempt, completed or not) is torn down first, so calling
+    /// this twice yields one attachment, not two.
+    pub async fn setup(&self, pod: &PodNetwork) -> Result<PodNetworkStatus, NetworkError> {
+        cache::validate_id(&pod.id)?;
+        let _guard = self.lock(&pod.id).await;
+        // Off the async workers: a conf dir scan, plugin lookups and maybe VERSION probes (processes).
+        let (list, bins, lo, lo_bins) = {
+            let me = self.clone();
+            tokio::task::spawn_blocking(move || me.checked_lists())
+                .await
+                .map_err(|e| NetworkError::io(self.conf_dir(), std::io::Error::other(e)))??
+        };
 
         // A previous attempt for this id (a retried RunPodSandbox, a crash mid-ADD) is undone first so
         // that its addresses and rules do not linger next to the new ones.

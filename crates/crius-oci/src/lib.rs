@@ -38,3 +38,13 @@ pub(crate) fn crash_point(name: &'static str) {
         hook(name);
     }
 }
+
+/// Spawns `cmd` on a blocking thread: fork/exec of a large multi-threaded daemon takes milliseconds
+/// (page tables, `pre_exec` hooks) that must not stall an async worker.
+pub async fn spawn_off_worker(
+    mut cmd: tokio::process::Command,
+) -> std::io::Result<tokio::process::Child> {
+    tokio::task::spawn_blocking(move || cmd.spawn())
+        .await
+        .map_err(std::io::Error::other)?
+}

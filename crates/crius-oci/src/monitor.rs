@@ -194,7 +194,7 @@ pub async fn spawn_monitor(
             join_cgroups_in_child(&procs)
         });
     }
-    let child = cmd.spawn().map_err(|e| {
+    let child = crate::spawn_off_worker(cmd).await.map_err(|e| {
         OciError::io(
             format!("spawn monitor for {}", cfg.id),
             &cfg.monitor_binary,
