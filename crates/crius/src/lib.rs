@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod oci;
 pub mod perms;
 pub mod pod;
+pub mod recovery;
 pub mod reload;
 pub mod runtime;
 pub mod selinux;

@@ -1261,35 +1261,38 @@ pub(crate) async fn recover(rt: &Arc<Runtime>) -> anyhow::Result<()> {
         if let Ok(mut m) = rt.containers.write() {
             m.insert(rec.id.clone(), ctr.clone());
         }
-        if rt.pod(&rec.sandbox_id).is_err() {
-            tracing::warn!(
-                "container {}: its pod {} is gone; removing it",
-                rec.id,
-                rec.sandbox_id
-            );
-            let _ = rt.remove_container_inner(&ctr).await;
-            continue;
-        }
-        match rec.state {
-            CtrState::Creating => {
+        use crate::recovery::CtrPlan;
+        let pod_known = rt.pod(&rec.sandbox_id).is_ok();
+        let dir = rt.container_dir(&rec.id);
+        match crate::recovery::plan_container(
+            rec.state,
+            pod_known,
+            &dir,
+            &crate::recovery::Host { rt },
+        ) {
+            CtrPlan::RemoveOrphan => {
+                tracing::warn!(
+                    "container {}: its pod {} is gone; removing it",
+                    rec.id,
+                    rec.sandbox_id
+                );
+                let _ = rt.remove_container_inner(&ctr).await;
+            }
+            CtrPlan::Undo => {
                 tracing::info!(
                     "container {}: was being created when crius stopped; undoing it",
                     rec.id
                 );
                 let _ = rt.remove_container_inner(&ctr).await;
             }
-            CtrState::Created | CtrState::Running => {
-                let dir = rt.container_dir(&rec.id);
-                if crius_oci::monitor_alive(&dir).is_some() {
-                    if rec.state == CtrState::Created {
-                        started_while_down(rt, &ctr).await;
-                    }
-                    rt.watch_exit(ctr.clone());
-                } else {
-                    rt.collect_exit(&ctr).await;
+            CtrPlan::Watch { check_started } => {
+                if check_started {
+                    started_while_down(rt, &ctr).await;
                 }
+                rt.watch_exit(ctr.clone());
             }
-            CtrState::Exited | CtrState::Unknown => {}
+            CtrPlan::CollectExit => rt.collect_exit(&ctr).await,
+            CtrPlan::Nothing => {}
         }
     }
     // Rootfs mounts whose container record is gone (a crash between mount and the first record write).

@@ -276,7 +276,12 @@ impl Runtime {
             ));
         }
         if !host_network(&cfg) {
-            if let Err(e) = self.cni.status() {
+            // Off the workers: it scans the conf dir and may run the plugins' VERSION probe.
+            let cni = self.cni.clone();
+            let status = tokio::task::spawn_blocking(move || cni.status())
+                .await
+                .map_err(|e| Error::internal("CNI status task", e))?;
+            if let Err(e) = status {
                 return Err(Error::FailedPrecondition(format!(
                     "pod network is not ready: {e}"
                 )));
@@ -887,8 +892,9 @@ pub(crate) async fn recover(rt: &Arc<Runtime>) -> anyhow::Result<()> {
         if let Ok(mut pods) = rt.pods.write() {
             pods.insert(rec.id.clone(), pod.clone());
         }
-        match rec.state {
-            PodState::Creating => {
+        use crate::recovery::PodPlan;
+        match crate::recovery::plan_pod(&rec, &crate::recovery::Host { rt }) {
+            PodPlan::Undo => {
                 tracing::info!(
                     "pod {}: was being created when crius stopped; undoing it",
                     rec.id
@@ -896,32 +902,24 @@ pub(crate) async fn recover(rt: &Arc<Runtime>) -> anyhow::Result<()> {
                 rt.teardown_pod(&pod).await;
                 rt.forget_pod(&pod).await;
             }
-            PodState::Ready => {
-                let pause_gone = match rec.pause_pid {
-                    None => false,
-                    Some(pid) => match pause::open(pid, &rt.pod_dir(&rec.id).join("pause.pid")) {
-                        Ok(p) => {
-                            pause::watch(rt, &pod, p);
-                            false
-                        }
-                        Err(_) => true,
-                    },
-                };
-                let lost = pause_gone || rec.pins.paths().any(|p| !namespaces::is_pinned(p));
-                if lost {
-                    tracing::warn!(
-                        "pod {}: namespaces are gone (reboot?); marking it NotReady",
-                        rec.id
-                    );
-                    rt.teardown_pod(&pod).await;
-                    pod.apply(rt, PodEvent::Lost).await?;
+            PodPlan::Keep { watch_pause } => {
+                if let (true, Some(pid)) = (watch_pause, rec.pause_pid) {
+                    match pause::open(pid, &rt.pod_dir(&rec.id).join("pause.pid")) {
+                        Ok(p) => pause::watch(rt, &pod, p),
+                        Err(e) => tracing::warn!("pod {}: pause: {e}", rec.id),
+                    }
                 }
             }
-            PodState::NotReady => {
-                if rec.network_up {
-                    rt.teardown_pod(&pod).await;
-                }
+            PodPlan::Lost => {
+                tracing::warn!(
+                    "pod {}: namespaces are gone (reboot?); marking it NotReady",
+                    rec.id
+                );
+                rt.teardown_pod(&pod).await;
+                pod.apply(rt, PodEvent::Lost).await?;
             }
+            PodPlan::ReleaseNetwork => rt.teardown_pod(&pod).await,
+            PodPlan::Nothing => {}
         }
     }
     // CNI results cached for pods crius no longer knows: their DEL never happened.
