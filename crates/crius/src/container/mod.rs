@@ -1214,6 +1214,23 @@ pub fn image_defaults(image: &crius_image::Image) -> crius_spec::ImageDefaults {
     }
 }
 
+/// A monitor that outlived the daemon may still be running the runtime's `create`; deleting before
+/// the runtime knows the container would miss the init process that `create` is about to leave
+/// behind. Waits (bounded by the create timeout) until the runtime knows it or the monitor is gone.
+async fn settle_create(rt: &Arc<Runtime>, ctr: &Arc<Ctr>) {
+    let dir = rt.container_dir(&ctr.id);
+    let Ok(h) = rt.handlers.existing(&ctr.record().handler) else {
+        return;
+    };
+    let deadline = std::time::Instant::now() + CREATE_TIMEOUT;
+    while crius_oci::monitor_alive(&dir).is_some() && std::time::Instant::now() < deadline {
+        if let Ok(Some(_)) = h.state(&ctr.id).await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A container recorded Created whose runtime says it runs: the daemon died between `runtime start`
 /// and recording it. It is Running now (the start time is when crius learnt of it), so that a
 /// retried StartContainer is refused as for any running container instead of failing in the runtime.
@@ -1283,6 +1300,7 @@ pub(crate) async fn recover(rt: &Arc<Runtime>) -> anyhow::Result<()> {
                     "container {}: was being created when crius stopped; undoing it",
                     rec.id
                 );
+                settle_create(rt, &ctr).await;
                 let _ = rt.remove_container_inner(&ctr).await;
             }
             CtrPlan::Watch { check_started } => {
