@@ -243,6 +243,7 @@ fn ingest_inner<R: Read>(
     let fs_dir = tmp_snap.join("fs");
     if job.unpack {
         std::fs::create_dir_all(&fs_dir).ctx(&fs_dir)?;
+        crate::crash_point("image.pull.unpack_started");
     }
     let decoded = decode_and_unpack(job, &mut reader, &mut st, &fs_dir);
     // Whatever trails the compressed stream (or was not read because unpacking failed) still belongs to
@@ -293,6 +294,7 @@ fn ingest_inner<R: Read>(
             }
             Err(e) => return Err(ImageError::io(&dst, e)),
         }
+        crate::crash_point("image.pull.layer_unpacked");
     }
     Ok(())
 }

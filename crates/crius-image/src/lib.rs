@@ -41,6 +41,21 @@ pub mod fuzzing {
     pub use crate::unpack::unpack_limited;
 }
 
+/// Test-only crash points: the daemon installs a hook (`crius::crash`) that kills it with SIGKILL at
+/// the one point armed when it started; without a hook (every other use) a point does nothing.
+static CRASH_HOOK: std::sync::OnceLock<fn(&'static str)> = std::sync::OnceLock::new();
+
+/// Installs the crash-point hook (once; later calls are ignored).
+pub fn set_crash_hook(hook: fn(&'static str)) {
+    let _ = CRASH_HOOK.set(hook);
+}
+
+pub(crate) fn crash_point(name: &'static str) {
+    if let Some(hook) = CRASH_HOOK.get() {
+        hook(name);
+    }
+}
+
 use content::Content;
 use meta::{ImageRecord, Meta};
 
@@ -467,6 +482,7 @@ impl ImageStore {
             Ok(true)
         })?;
         if whole {
+            crash_point("image.remove.untagged");
             self.gc()?;
         }
         Ok(())
@@ -528,6 +544,7 @@ impl ImageStore {
             // Rename first so a crash mid-delete never leaves a half snapshot under a valid name.
             let doomed = sdir.join(format!("tmp-del-{}", content::random_suffix()));
             std::fs::rename(e.path(), &doomed).ctx(e.path())?;
+            crash_point("image.remove.snapshot_renamed");
             std::fs::remove_dir_all(&doomed).ctx(&doomed)?;
         }
         drop(leases);

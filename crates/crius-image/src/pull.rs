@@ -322,9 +322,15 @@ impl ImageStore {
             content.read_blob(&config_desc.digest)?
         } else {
             let data = session.small_blob(&config_desc.digest, MAX_CONFIG).await?;
-            content.write_blob(&format!("{what} config"), &config_desc.digest, &data)?;
+            self.write_blob_off_worker(
+                format!("{what} config"),
+                &config_desc.digest,
+                data.to_vec(),
+            )
+            .await?;
             data.to_vec()
         };
+        crate::crash_point("image.pull.config_stored");
         let diffs = diff_ids(&what, &config)?;
         if diffs.len() != manifest.layers.len() {
             return Err(ImageError::Unsupported {
@@ -374,13 +380,15 @@ impl ImageStore {
             }
         }
 
-        content.write_blob(
-            &format!("{what} manifest"),
+        self.write_blob_off_worker(
+            format!("{what} manifest"),
             &manifest_digest,
-            &manifest_bytes,
-        )?;
+            manifest_bytes.to_vec(),
+        )
+        .await?;
         if let Some((d, data)) = &index {
-            content.write_blob(&format!("{what} index"), d, data)?;
+            self.write_blob_off_worker(format!("{what} index"), d, data.to_vec())
+                .await?;
         }
         let repo_digest = r.with_digest(
             index
@@ -392,7 +400,9 @@ impl ImageStore {
             what: what.clone(),
             detail: "image config is not UTF-8".into(),
         })?;
-        let img = self.commit_image(NewImage {
+        crate::crash_point("image.pull.blobs_stored");
+        let store = self.clone();
+        let commit = NewImage {
             config_digest: config_desc.digest.clone(),
             config_json,
             manifest_digest,
@@ -414,9 +424,28 @@ impl ImageStore {
                 Vec::new()
             },
             repo_digest: Some(repo_digest),
-        })?;
+        };
+        // A durable metadata commit (fsync): off the async workers.
+        let img = tokio::task::spawn_blocking(move || store.commit_image(commit))
+            .await
+            .map_err(|e| join_err(&what, e))??;
+        crate::crash_point("image.pull.committed");
         drop(lease);
         Ok(img)
+    }
+
+    /// Stores a small blob (config, manifest, index) on a blocking thread: it is written and fsynced.
+    async fn write_blob_off_worker(
+        &self,
+        what: String,
+        digest: &str,
+        data: Vec<u8>,
+    ) -> Result<(), ImageError> {
+        let (content, digest) = (self.content().clone(), digest.to_string());
+        let name = what.clone();
+        tokio::task::spawn_blocking(move || content.write_blob(&what, &digest, &data))
+            .await
+            .map_err(|e| join_err(&name, e))?
     }
 
     /// Makes sure one layer's blob and snapshot exist, downloading/unpacking at most once at a time.

@@ -198,6 +198,8 @@ pub fn unpack_limited<R: Read>(
 
 struct Unpacker {
     layer: String,
+    /// Where the layer is unpacked (named when the filesystem is full).
+    dest: PathBuf,
     root: OwnedFd,
     /// The last parent directory opened, reused because tar entries are grouped by directory.
     cache: Option<(Vec<Vec<u8>>, OwnedFd)>,
@@ -216,6 +218,7 @@ impl Unpacker {
             .map_err(|e| ImageError::io(dest, e))?;
         Ok(Unpacker {
             layer: layer.to_string(),
+            dest: dest.to_path_buf(),
             root,
             cache: None,
             dir_times: Vec::new(),
@@ -228,7 +231,11 @@ impl Unpacker {
     fn err(&self, entry: &str, e: io::Error) -> ImageError {
         if crate::error::is_no_space(&e) {
             return ImageError::NoSpace {
-                what: format!("{} entry {entry:?}", self.layer),
+                what: format!(
+                    "{} entry {entry:?} unpacking into {}",
+                    self.layer,
+                    self.dest.display()
+                ),
                 detail: e.to_string(),
             };
         }

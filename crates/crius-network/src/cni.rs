@@ -137,15 +137,14 @@ impl Cni {
         })
     }
 
-    /// CNI ADD for a pod: loopback, then the configured list. On any failure everything is deleted
-    /// again (DEL of the whole list with the same arguments) before the error is returned. A pod that
-    /// already has a cache entry (an earlier attempt, completed or not) is torn down first, so calling
-    /// this twice yields one attachment, not two.
-    pub async fn setup(&self, pod: &PodNetwork) -> Result<PodNetworkStatus, NetworkError> {
-        cache::validate_id(&pod.id)?;
-        let _guard = self.lock(&pod.id).await;
+    /// Native, or the configured list and loopback with their plugin binaries, versions checked.
+    /// Blocking (a conf dir scan, plugin lookups, maybe VERSION probes).
+    #[allow(clippy::type_complexity)]
+    fn checked_lists(
+        &self,
+    ) -> Result<Option<(NetworkList, Vec<PathBuf>, NetworkList, Vec<PathBuf>)>, NetworkError> {
         let list = match self.mode()? {
-            Mode::Native => return self.native_setup(pod).await,
+            Mode::Native => return Ok(None),
             Mode::Cni(list) => list,
         };
         let bins = self.resolve(&list)?;
@@ -157,6 +156,26 @@ impl Cni {
         self.inner
             .versions
             .check(&lo, &lo_bins, &self.inner.cni_path)?;
+        Ok(Some((list, bins, lo, lo_bins)))
+    }
+
+    /// CNI ADD for a pod: loopback, then the configured list. On any failure everything is deleted
+    /// again (DEL of the whole list with the same arguments) before the error is returned. A pod that
+    /// already has a cache entry (an earlier attempt, completed or not) is torn down first, so calling
+    /// this twice yields one attachment, not two.
+    pub async fn setup(&self, pod: &PodNetwork) -> Result<PodNetworkStatus, NetworkError> {
+        cache::validate_id(&pod.id)?;
+        let _guard = self.lock(&pod.id).await;
+        // Off the async workers: a conf dir scan, plugin lookups and maybe VERSION probes (processes).
+        let checked = {
+            let me = self.clone();
+            tokio::task::spawn_blocking(move || me.checked_lists())
+                .await
+                .map_err(|e| NetworkError::io(self.conf_dir(), std::io::Error::other(e)))??
+        };
+        let Some((list, bins, lo, lo_bins)) = checked else {
+            return self.native_setup(pod).await;
+        };
 
         // A previous attempt for this id (a retried RunPodSandbox, a crash mid-ADD) is undone first so
         // that its addresses and rules do not linger next to the new ones.

@@ -48,7 +48,12 @@ pub(crate) async fn run_plugin(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    let mut child = cmd.spawn().map_err(|e| NetworkError::io(binary, e))?;
+    // Off the async workers: fork/exec of the daemon takes milliseconds.
+    let mut child = tokio::task::spawn_blocking(move || cmd.spawn())
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|r| r)
+        .map_err(|e| NetworkError::io(binary, e))?;
     let mut pipe = child.stdin.take();
     let input = stdin.to_vec();
     let run = async move {

@@ -219,8 +219,8 @@ impl Handler {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        let mut child = cmd
-            .spawn()
+        let mut child = crate::spawn_off_worker(cmd)
+            .await
             .map_err(|e| OciError::io(format!("run {op} {id} with"), &self.binary, e))?;
         if let (Some(data), Some(mut pipe)) = (stdin, child.stdin.take()) {
             pipe.write_all(&data).await.map_err(|e| {

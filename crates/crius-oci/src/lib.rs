@@ -23,3 +23,28 @@ pub use monitor::{
 };
 pub use probe::{run_trial_bundle, trial_id};
 pub use tree::{descendants, kill_tree};
+
+/// Test-only crash points: the daemon installs a hook (`crius::crash`) that kills it with SIGKILL at
+/// the one point armed when it started; without a hook (every other use) a point does nothing.
+static CRASH_HOOK: std::sync::OnceLock<fn(&'static str)> = std::sync::OnceLock::new();
+
+/// Installs the crash-point hook (once; later calls are ignored).
+pub fn set_crash_hook(hook: fn(&'static str)) {
+    let _ = CRASH_HOOK.set(hook);
+}
+
+pub(crate) fn crash_point(name: &'static str) {
+    if let Some(hook) = CRASH_HOOK.get() {
+        hook(name);
+    }
+}
+
+/// Spawns `cmd` on a blocking thread: fork/exec of a large multi-threaded daemon takes milliseconds
+/// (page tables, `pre_exec` hooks) that must not stall an async worker.
+pub async fn spawn_off_worker(
+    mut cmd: tokio::process::Command,
+) -> std::io::Result<tokio::process::Child> {
+    tokio::task::spawn_blocking(move || cmd.spawn())
+        .await
+        .map_err(std::io::Error::other)?
+}

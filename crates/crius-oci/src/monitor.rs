@@ -194,7 +194,7 @@ pub async fn spawn_monitor(
             join_cgroups_in_child(&procs)
         });
     }
-    let child = cmd.spawn().map_err(|e| {
+    let child = crate::spawn_off_worker(cmd).await.map_err(|e| {
         OciError::io(
             format!("spawn monitor for {}", cfg.id),
             &cfg.monitor_binary,
@@ -218,6 +218,7 @@ pub async fn spawn_monitor(
             String::from_utf8_lossy(&first.stderr).trim()
         )));
     }
+    crate::crash_point("container.create.monitor_running");
     let rx = tokio::net::unix::pipe::Receiver::from_owned_fd(rx)
         .map_err(|e| OciError::io("sync pipe for", &cfg.state_dir, e))?;
     let mut line = String::new();

@@ -44,6 +44,18 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ImageCmd,
     },
+    /// Tools for crius' own tests.
+    #[command(hide = true)]
+    Debug {
+        #[command(subcommand)]
+        cmd: DebugCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum DebugCmd {
+    /// List the crash points (`CRIUS_CRASH_POINT=<name> crius daemon` dies there as with kill -9).
+    CrashPoints,
 }
 
 #[derive(Subcommand)]
@@ -211,6 +223,14 @@ fn main() -> ExitCode {
         Cmd::Image {
             cmd: ImageCmd::Import { file, socket },
         } => import(file, socket),
+        Cmd::Debug {
+            cmd: DebugCmd::CrashPoints,
+        } => {
+            for (name, what) in crius::crash::POINTS {
+                println!("{name}\t{what}");
+            }
+            Ok(())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -224,6 +244,7 @@ fn main() -> ExitCode {
 fn run_daemon(args: DaemonArgs) -> anyhow::Result<()> {
     let cfg = args.config()?;
     let log = crius::logging::init(&cfg.log_level, cfg.log_format)?;
+    crius::crash::arm_from_env()?;
     // SIGHUP reads the same file with the same flags on top.
     let reloader =
         crius::reload::Reloader::new(cfg.clone(), Some(log), Box::new(move || args.config()));

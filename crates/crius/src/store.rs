@@ -175,4 +175,49 @@ mod tests {
         let all: Vec<serde_json::Value> = s.list(SANDBOXES).unwrap();
         assert_eq!(all, vec![serde_json::json!({"id": "b"})]);
     }
+
+    #[derive(serde::Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct Rec {
+        id: String,
+        state: String,
+    }
+
+    /// A record that does not decode is an error naming it and the store, never a default value.
+    #[test]
+    fn a_corrupt_record_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.redb");
+        let s = Store::open(&path).unwrap();
+        s.put(
+            CONTAINERS,
+            "good",
+            &serde_json::json!({"id": "good", "state": "x"}),
+        )
+        .unwrap();
+        for (id, bytes) in [
+            ("garbage", &b"\xff\x00not json"[..]),
+            ("truncated", &br#"{"id": "truncated", "sta"#[..]),
+            ("missing", &br#"{"id": "missing"}"#[..]),
+        ] {
+            {
+                let txn = s.db.begin_write().unwrap();
+                txn.open_table(CONTAINERS)
+                    .unwrap()
+                    .insert(id, bytes)
+                    .unwrap();
+                txn.commit().unwrap();
+            }
+            let e = s.list::<Rec>(CONTAINERS).unwrap_err();
+            match &e {
+                StoreError::Corrupt { id: named, .. } => assert_eq!(named, id),
+                other => panic!("{id}: expected Corrupt, got {other}"),
+            }
+            let msg = e.to_string();
+            assert!(msg.contains(id) && msg.contains("m.redb"), "{msg}");
+            s.delete(CONTAINERS, id).unwrap();
+        }
+        let ok: Vec<Rec> = s.list(CONTAINERS).unwrap();
+        assert_eq!(ok.len(), 1);
+    }
 }

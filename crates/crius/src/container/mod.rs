@@ -336,6 +336,7 @@ impl Runtime {
                 self.forget_container(&ctr).await;
                 return Err(e.into());
             }
+            crate::crash::point("container.create.recorded");
 
             let res = self
                 .setup_container(&ctr, &handler, &cfg, &sandbox, &prec, &image, log_path)
@@ -344,6 +345,7 @@ impl Runtime {
             target_ns::release(&self.container_dir(&id));
             return match res {
                 Ok(()) => {
+                    crate::crash::point("container.create.created");
                     drop(guard);
                     self.emit_event(&ctr, cri::ContainerEventType::ContainerCreatedEvent);
                     Ok(id)
@@ -444,6 +446,7 @@ impl Runtime {
             .map_err(|e| Error::internal("rootfs task", e))?
             .map_err(crate::image::image_err)?;
         }
+        crate::crash::point("container.create.rootfs_prepared");
         create_missing_mount_sources(cfg)?;
         // Image volumes become read-only binds and CDI devices are applied after spec generation, so the
         // spec generator sees neither.
@@ -522,6 +525,7 @@ impl Runtime {
             .map_err(|e| Error::internal("serialise OCI spec", e))?;
         crate::perms::write_private(&spec_path, &json)
             .map_err(|e| io_err("write OCI spec", &spec_path, e))?;
+        crate::crash::point("container.create.spec_written");
 
         // The monitor creates the log's parent dirs itself, beneath the pod's log directory and
         // without following symlinks a writer of that directory may have planted.
@@ -559,6 +563,7 @@ impl Runtime {
         )
         .await
         .map_err(oci_err)?;
+        crate::crash::point("container.create.monitor_spawned");
         // The pause must have outlived the join, or the path may have named another namespace.
         crate::pod::pause::still_alive(&prec.id, prec.pause_pid)?;
         ctr.apply(self, CtrEvent::Created, |r| {
@@ -793,6 +798,7 @@ impl Runtime {
         crate::metrics::trace::child("OCI start", vec![], handler.start(&ctr.id))
             .await
             .map_err(oci_err)?;
+        crate::crash::point("container.start.runtime_started");
         match ctr
             .apply(self, CtrEvent::Started, |r| r.started_at = started_at)
             .await?
@@ -809,6 +815,7 @@ impl Runtime {
                 .await?
             }
         }
+        crate::crash::point("container.start.recorded");
         self.emit_event(&ctr, cri::ContainerEventType::ContainerStartedEvent);
         Ok(())
     }
@@ -861,6 +868,7 @@ impl Runtime {
             }
             Err(e) => tracing::warn!("container {}: record exit: {e}", ctr.id),
         }
+        crate::crash::point("container.exit.recorded");
         let rec = ctr.record();
         crate::metrics::get().container_exited(&rec.reason);
         // The event goes out before waiters (StopContainer, StopPodSandbox) are released, so a pod's
@@ -920,6 +928,7 @@ impl Runtime {
             .kill(&ctr.id, libc::SIGKILL, true)
             .await
             .map_err(oci_err)?;
+        crate::crash::point("container.stop.signalled");
         if rec.state == CtrState::Created {
             // A created container's init waits on the exec fifo; delete releases it.
             handler.delete(&ctr.id, true).await.map_err(oci_err)?;
@@ -957,6 +966,7 @@ impl Runtime {
         if let Ok(h) = self.handlers.existing(&rec.handler) {
             h.delete(&ctr.id, true).await.map_err(oci_err)?;
         }
+        crate::crash::point("container.remove.runtime_deleted");
         let rootfs = self.container_dir(&ctr.id).join("rootfs");
         let images = self.images.clone();
         let cid = ctr.id.clone();
@@ -964,6 +974,7 @@ impl Runtime {
             .await
             .map_err(|e| Error::internal("rootfs task", e))?
             .map_err(crate::image::image_err)?;
+        crate::crash::point("container.remove.rootfs_removed");
         self.forget_container(ctr).await;
         self.emit_event(ctr, cri::ContainerEventType::ContainerDeletedEvent);
         Ok(())
@@ -982,6 +993,7 @@ impl Runtime {
             Ok(Err(e)) => tracing::warn!("container {}: {e}", ctr.id),
             Err(e) => tracing::warn!("container {}: state dir task: {e}", ctr.id),
         }
+        crate::crash::point("container.remove.state_dir_removed");
         let _c = ctr.commit.lock().await;
         if let Err(e) = self.store.delete_async(CONTAINERS, ctr.id.clone()).await {
             tracing::warn!("container {}: {e}", ctr.id);
@@ -1294,6 +1306,47 @@ pub fn image_defaults(image: &crius_image::Image) -> crius_spec::ImageDefaults {
     }
 }
 
+/// A monitor that outlived the daemon may still be running the runtime's `create`; deleting before
+/// the runtime knows the container would miss the init process that `create` is about to leave
+/// behind. Waits (bounded by the create timeout) until the runtime knows it or the monitor is gone.
+async fn settle_create(rt: &Arc<Runtime>, ctr: &Arc<Ctr>) {
+    let dir = rt.container_dir(&ctr.id);
+    let Ok(h) = rt.handlers.existing(&ctr.record().handler) else {
+        return;
+    };
+    let deadline = std::time::Instant::now() + CREATE_TIMEOUT;
+    while crius_oci::monitor_alive(&dir).is_some() && std::time::Instant::now() < deadline {
+        if let Ok(Some(_)) = h.state(&ctr.id).await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A container recorded Created whose runtime says it runs: the daemon died between `runtime start`
+/// and recording it. It is Running now (the start time is when crius learnt of it), so that a
+/// retried StartContainer is refused as for any running container instead of failing in the runtime.
+async fn started_while_down(rt: &Arc<Runtime>, ctr: &Arc<Ctr>) {
+    let Ok(h) = rt.handlers.existing(&ctr.record().handler) else {
+        return;
+    };
+    if let Ok(Some(s)) = h.state(&ctr.id).await {
+        if s.status == "running" {
+            tracing::info!(
+                "container {}: started while crius was down; recording it Running",
+                ctr.id
+            );
+            let now = now_ns();
+            if let Err(e) = ctr
+                .apply(rt, CtrEvent::Started, |r| r.started_at = now)
+                .await
+            {
+                tracing::warn!("container {}: {e}", ctr.id);
+            }
+        }
+    }
+}
+
 /// Loads containers and reconciles them with their monitors: running containers are watched again,
 /// exits that happened while the daemon was down are read from the monitors' exit files, half-made
 /// containers are removed.
@@ -1317,32 +1370,39 @@ pub(crate) async fn recover(rt: &Arc<Runtime>) -> anyhow::Result<()> {
         if let Ok(mut m) = rt.containers.write() {
             m.insert(rec.id.clone(), ctr.clone());
         }
-        if rt.pod(&rec.sandbox_id).is_err() {
-            tracing::warn!(
-                "container {}: its pod {} is gone; removing it",
-                rec.id,
-                rec.sandbox_id
-            );
-            let _ = rt.remove_container_inner(&ctr).await;
-            continue;
-        }
-        match rec.state {
-            CtrState::Creating => {
+        use crate::recovery::CtrPlan;
+        let pod_known = rt.pod(&rec.sandbox_id).is_ok();
+        let dir = rt.container_dir(&rec.id);
+        match crate::recovery::plan_container(
+            rec.state,
+            pod_known,
+            &dir,
+            &crate::recovery::Host { rt },
+        ) {
+            CtrPlan::RemoveOrphan => {
+                tracing::warn!(
+                    "container {}: its pod {} is gone; removing it",
+                    rec.id,
+                    rec.sandbox_id
+                );
+                let _ = rt.remove_container_inner(&ctr).await;
+            }
+            CtrPlan::Undo => {
                 tracing::info!(
                     "container {}: was being created when crius stopped; undoing it",
                     rec.id
                 );
+                settle_create(rt, &ctr).await;
                 let _ = rt.remove_container_inner(&ctr).await;
             }
-            CtrState::Created | CtrState::Running => {
-                let dir = rt.container_dir(&rec.id);
-                if crius_oci::monitor_alive(&dir).is_some() {
-                    rt.watch_exit(ctr.clone());
-                } else {
-                    rt.collect_exit(&ctr).await;
+            CtrPlan::Watch { check_started } => {
+                if check_started {
+                    started_while_down(rt, &ctr).await;
                 }
+                rt.watch_exit(ctr.clone());
             }
-            CtrState::Exited | CtrState::Unknown => {}
+            CtrPlan::CollectExit => rt.collect_exit(&ctr).await,
+            CtrPlan::Nothing => {}
         }
     }
     // Rootfs mounts whose container record is gone (a crash between mount and the first record write).

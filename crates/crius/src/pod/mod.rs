@@ -276,7 +276,12 @@ impl Runtime {
             ));
         }
         if !host_network(&cfg) {
-            if let Err(e) = self.cni.status() {
+            // Off the workers: it scans the conf dir and may run the plugins' VERSION probe.
+            let cni = self.cni.clone();
+            let status = tokio::task::spawn_blocking(move || cni.status())
+                .await
+                .map_err(|e| Error::internal("CNI status task", e))?;
+            if let Err(e) = status {
                 return Err(Error::FailedPrecondition(format!(
                     "pod network is not ready: {e}"
                 )));
@@ -358,10 +363,12 @@ impl Runtime {
             self.forget_pod(&pod).await;
             return Err(e.into());
         }
+        crate::crash::point("pod.run.recorded");
 
         match self.setup_pod(&pod, cfg).await {
             Ok(()) => {
                 pod.apply(self, PodEvent::SetUp).await?;
+                crate::crash::point("pod.run.ready");
                 drop(guard);
                 self.sandbox_event(&id, cri::ContainerEventType::ContainerCreatedEvent);
                 self.sandbox_event(&id, cri::ContainerEventType::ContainerStartedEvent);
@@ -427,6 +434,7 @@ impl Runtime {
                 .await
                 .map_err(|e| Error::internal("pod cgroup task", e))??;
         }
+        crate::crash::point("pod.run.cgroup_created");
         let ns = ns_options(cfg);
         let host_net = ns.network == cri::NamespaceMode::Node as i32;
         let host_ipc = ns.ipc == cri::NamespaceMode::Node as i32;
@@ -474,6 +482,7 @@ impl Runtime {
             .await
             .map_err(|e| Error::internal("namespace task", e))??
         };
+        crate::crash::point("pod.run.namespaces_pinned");
         pod.update(self, |r| r.pins = pins.clone()).await?;
 
         if ns.pid == cri::NamespaceMode::Pod as i32 {
@@ -503,9 +512,11 @@ impl Runtime {
                 &join,
             )
             .await?;
+            crate::crash::point("pod.run.pause_spawned");
             pod.update(self, |r| r.pause_pid = Some(pid)).await?;
             let p = pause::open(pid, &pid_file)?;
             pause::pin_pid_ns(&p, &pause::pin_path(&dir))?;
+            crate::crash::point("pod.run.pid_ns_pinned");
             pause::watch(self, pod, p);
         }
 
@@ -513,11 +524,13 @@ impl Runtime {
         if let Some(netns) = &pins.net {
             // Written before ADD: if the daemon dies during ADD, recovery still runs DEL.
             pod.update(self, |r| r.network_up = true).await?;
+            crate::crash::point("pod.run.network_marked");
             let net = pod_network(&pod.id, cfg, netns.clone())?;
             let status = crate::metrics::cni("ADD", self.cni.setup(&net))
                 .await
                 .map_err(|e| Error::network(pod.id.clone(), e))?;
             ips = status.ips.iter().map(|ip| ip.to_string()).collect();
+            crate::crash::point("pod.run.network_added");
             pod.update(self, |r| r.ips = ips.clone()).await?;
         }
 
@@ -534,6 +547,7 @@ impl Runtime {
             own.extend(shm.as_deref());
             crate::userns::chown_pod_files(u, &own)?;
         }
+        crate::crash::point("pod.run.files_written");
         pod.update(self, |r| {
             r.hostname_file = Some(hostname_file);
             r.hosts_file = Some(hosts_file);
@@ -554,6 +568,7 @@ impl Runtime {
             match pod_network(&rec.id, &cfg, netns) {
                 Ok(net) => match crate::metrics::cni("DEL", self.cni.teardown(&net)).await {
                     Ok(()) => {
+                        crate::crash::point("pod.stop.network_released");
                         let _ = pod.update(self, |r| r.network_up = false).await;
                     }
                     Err(e) => tracing::warn!(
@@ -564,8 +579,14 @@ impl Runtime {
                 Err(e) => tracing::warn!("pod {}: {e}", rec.id),
             }
         }
-        if let Some(pid) = rec.pause_pid {
+        // A pause spawned just before a crash has no recorded pid yet: its pid file names it
+        // (`kill_pause` checks that the process is that pod's pause before killing).
+        let pause_pid = rec
+            .pause_pid
+            .or_else(|| pause::pid_from_file(&self.pod_dir(&rec.id)));
+        if let Some(pid) = pause_pid {
             kill_pause(pid, &self.pod_dir(&rec.id)).await;
+            crate::crash::point("pod.stop.pause_killed");
             let _ = pod.update(self, |r| r.pause_pid = None).await;
         }
         if let Some(shm) = &rec.shm {
@@ -590,6 +611,7 @@ impl Runtime {
             Ok(Err(e)) => tracing::warn!("pod {}: {e}", pod.id),
             Err(e) => tracing::warn!("pod {}: state dir task: {e}", pod.id),
         }
+        crate::crash::point("pod.remove.state_dir_removed");
         let _c = pod.commit.lock().await;
         if let Err(e) = self.store.delete_async(SANDBOXES, pod.id.clone()).await {
             tracing::warn!("pod {}: {e}", pod.id);
@@ -617,6 +639,7 @@ impl Runtime {
         {
             self.stop_container_inner(&c, 0).await?;
         }
+        crate::crash::point("pod.stop.containers_stopped");
         self.teardown_pod(&pod).await;
         if pod.record().network_up {
             return Err(Error::Unavailable(format!(
@@ -626,6 +649,7 @@ impl Runtime {
         }
         let was_ready = pod.record().state == PodState::Ready;
         pod.apply(self, PodEvent::Stopped).await?;
+        crate::crash::point("pod.stop.recorded");
         if was_ready {
             self.sandbox_event(&pod.id, cri::ContainerEventType::ContainerStoppedEvent);
         }
@@ -651,6 +675,7 @@ impl Runtime {
         {
             self.remove_container_inner(&c).await?;
         }
+        crate::crash::point("pod.remove.containers_removed");
         self.teardown_pod(&pod).await;
         if pod.record().network_up {
             return Err(Error::Unavailable(format!(
@@ -882,8 +907,9 @@ pub(crate) async fn recover(rt: &Arc<Runtime>) -> anyhow::Result<()> {
         if let Ok(mut pods) = rt.pods.write() {
             pods.insert(rec.id.clone(), pod.clone());
         }
-        match rec.state {
-            PodState::Creating => {
+        use crate::recovery::PodPlan;
+        match crate::recovery::plan_pod(&rec, &crate::recovery::Host { rt }) {
+            PodPlan::Undo => {
                 tracing::info!(
                     "pod {}: was being created when crius stopped; undoing it",
                     rec.id
@@ -891,32 +917,24 @@ pub(crate) async fn recover(rt: &Arc<Runtime>) -> anyhow::Result<()> {
                 rt.teardown_pod(&pod).await;
                 rt.forget_pod(&pod).await;
             }
-            PodState::Ready => {
-                let pause_gone = match rec.pause_pid {
-                    None => false,
-                    Some(pid) => match pause::open(pid, &rt.pod_dir(&rec.id).join("pause.pid")) {
-                        Ok(p) => {
-                            pause::watch(rt, &pod, p);
-                            false
-                        }
-                        Err(_) => true,
-                    },
-                };
-                let lost = pause_gone || rec.pins.paths().any(|p| !namespaces::is_pinned(p));
-                if lost {
-                    tracing::warn!(
-                        "pod {}: namespaces are gone (reboot?); marking it NotReady",
-                        rec.id
-                    );
-                    rt.teardown_pod(&pod).await;
-                    pod.apply(rt, PodEvent::Lost).await?;
+            PodPlan::Keep { watch_pause } => {
+                if let (true, Some(pid)) = (watch_pause, rec.pause_pid) {
+                    match pause::open(pid, &rt.pod_dir(&rec.id).join("pause.pid")) {
+                        Ok(p) => pause::watch(rt, &pod, p),
+                        Err(e) => tracing::warn!("pod {}: pause: {e}", rec.id),
+                    }
                 }
             }
-            PodState::NotReady => {
-                if rec.network_up {
-                    rt.teardown_pod(&pod).await;
-                }
+            PodPlan::Lost => {
+                tracing::warn!(
+                    "pod {}: namespaces are gone (reboot?); marking it NotReady",
+                    rec.id
+                );
+                rt.teardown_pod(&pod).await;
+                pod.apply(rt, PodEvent::Lost).await?;
             }
+            PodPlan::ReleaseNetwork => rt.teardown_pod(&pod).await,
+            PodPlan::Nothing => {}
         }
     }
     // CNI results cached for pods crius no longer knows, or whose network is down: their DEL never

@@ -173,7 +173,10 @@ pub async fn spawn_pause(
             Ok(())
         });
     }
-    let out = tokio::time::timeout(Duration::from_secs(10), cmd.output())
+    let child = crius_oci::spawn_off_worker(cmd)
+        .await
+        .map_err(|e| io_err("run pause binary", pause_bin, e))?;
+    let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
         .await
         .map_err(|_| {
             Error::Internal(format!(

@@ -167,6 +167,16 @@ pub fn living(pod_id: &str) -> Option<Arc<Pause>> {
         .filter(|p| p.alive())
 }
 
+/// The pid in the pod's `pause.pid` (written by crius-pause), if any.
+pub fn pid_from_file(pod_dir: &Path) -> Option<i32> {
+    std::fs::read_to_string(pod_dir.join("pause.pid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+        .filter(|p: &i32| *p > 0)
+}
+
 /// Where the pod's PID namespace is pinned (a bind mount of the pause's `ns/pid`).
 pub fn pin_path(pod_dir: &Path) -> PathBuf {
     pod_dir.join("pidns")

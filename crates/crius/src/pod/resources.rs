@@ -63,6 +63,27 @@ fn v1_hierarchies() -> Vec<(Vec<String>, PathBuf)> {
         .collect()
 }
 
+/// Mount points of every cgroup hierarchy, v1 and v2 (a hybrid host's cgroup2 mount gets the pod's
+/// level too: runc makes it there for the containers).
+fn all_hierarchies() -> Vec<PathBuf> {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return vec![];
+    };
+    info.lines()
+        .filter_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            if !matches!(right.split(' ').next()?, "cgroup" | "cgroup2") {
+                return None;
+            }
+            let f: Vec<&str> = left.split(' ').collect();
+            if f.get(3) != Some(&"/") {
+                return None;
+            }
+            Some(PathBuf::from(f.get(4)?.replace("\\040", " ")))
+        })
+        .collect()
+}
+
 fn hierarchy(controller: &str) -> Option<PathBuf> {
     v1_hierarchies()
         .into_iter()
@@ -170,10 +191,11 @@ fn apply(
     Ok(())
 }
 
-/// Removes the crius-made pod cgroup from every v1 hierarchy (runc makes the levels of controllers crius
-/// does not write), leaf first. Only empty cgroups can go; a busy one is left with a warning.
+/// Removes the crius-made pod cgroup from every hierarchy (runc makes the levels of controllers crius
+/// does not write, and the cgroup2 level of a hybrid host), leaf first. Only empty cgroups can go; a
+/// busy one is left with a warning.
 fn remove(parent: &str) {
-    for (_, mp) in v1_hierarchies() {
+    for mp in all_hierarchies() {
         let dir = mp.join(parent.trim_start_matches('/'));
         if !dir.is_dir() {
             continue;

@@ -360,7 +360,12 @@ impl RuntimeService for RuntimeSvc {
     }
 
     async fn status(&self, req: Request<cri::StatusRequest>) -> Res<cri::StatusResponse> {
-        Ok(Response::new(self.rt.status(req.into_inner().verbose)))
+        // Off the workers: the CNI check scans the conf dir and may probe plugins.
+        let (rt, verbose) = (self.rt.clone(), req.into_inner().verbose);
+        let status = tokio::task::spawn_blocking(move || rt.status(verbose))
+            .await
+            .map_err(|e| Status::internal(format!("status task: {e}")))?;
+        Ok(Response::new(status))
     }
 
     async fn checkpoint_container(

@@ -67,6 +67,8 @@ pub struct Daemon {
     pub socket: PathBuf,
     pub config: PathBuf,
     child: Option<Child>,
+    /// Extra environment of the daemon process (applied at every `spawn`).
+    pub env: Vec<(String, String)>,
     pub rt: RuntimeServiceClient<Channel>,
     pub img: ImageServiceClient<Channel>,
 }
@@ -113,6 +115,7 @@ impl Daemon {
             dir,
             config,
             child: None,
+            env: Vec::new(),
             rt: RuntimeServiceClient::new(Channel::from_static("http://unused").connect_lazy()),
             img: ImageServiceClient::new(Channel::from_static("http://unused").connect_lazy()),
         };
@@ -159,6 +162,7 @@ impl Daemon {
             .arg("daemon")
             .arg("--config")
             .arg(&self.config)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -208,6 +212,22 @@ impl Daemon {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+        }
+    }
+
+    /// Waits up to `within` for the daemon process to end by itself; its status if it did.
+    pub fn wait_dead(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            let c = self.child.as_mut()?;
+            if let Ok(Some(status)) = c.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
