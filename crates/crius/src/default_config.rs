@@ -12,7 +12,7 @@ const DOCS: &[(&str, &str, Option<&str>)] = &[
     ("registry_config_dir", "Registry hosts, containerd layout: <dir>/<host>/hosts.toml.", None),
     ("cni_conf_dir", "CNI network configuration directory (empty: crius' embedded bridge network).", None),
     ("cni_bin_dir", "CNI plugin directories, searched in order.", None),
-    ("default_runtime", "The runtime handler for pods that name none (a key of [runtimes]).", None),
+    ("default_runtime", "The runtime handler for pods that name none: a key of [runtimes], or auto (crun when its trial\ncontainer passes at start, else runc; the choice is logged and shown by `crictl info` as defaultRuntime).", None),
     ("log_level", "error, warn, info, debug, trace, or a tracing filter directive.", None),
     ("log_format", "text, or json (one object a line).", None),
     ("streaming_address", "exec/attach/port-forward server, ip:port or a bare IP (port 0 = ephemeral).", None),
