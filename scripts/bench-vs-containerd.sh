@@ -50,6 +50,7 @@ cleanup() {
     # Cgroups of our pods (cgroup parent /crius-bench is shared with crius-bench's own daemon, removed
     # by it; what containerd left is removed here if empty).
     find /sys/fs/cgroup -depth -type d -path '*crius-bench*' -exec rmdir {} \; 2>/dev/null
+    [ -n "${CRIUS_BENCH_KEEP:-}" ] && { cp "$work/containerd.log" /tmp/perf-ctd.log; }
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -124,7 +125,7 @@ EOF
 log "pull image $registry/$pull_repo:latest: $((pull_bytes / 1048576)) MiB compressed (3 gzip + 3 zstd layers)"
 
 # ---------------------------------------------------------------- containerd
-mkdir -p "$work"/{root,state,net.d,certs.d/"$registry",opt,ipam}
+mkdir -p "$work"/{root,state,runc,net.d,certs.d/"$registry",opt,ipam}
 cat > "$work/certs.d/$registry/hosts.toml" <<EOF
 server = "http://$registry"
 [host."http://$registry"]
@@ -155,6 +156,10 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   sandbox_image = "$registry/pause:3.9"
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
+  # No CAP_SYS_RESOURCE here: an oom_score_adj below containerd's own fails in runc's nsexec.
+  restrict_oom_score_adj = true
+  # pod network namespaces under the state dir (removed with it), not /run/netns
+  netns_mounts_under_state_dir = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
@@ -162,6 +167,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         SystemdCgroup = false
+        Root = "$work/runc"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "$work/net.d"

@@ -378,7 +378,8 @@ pub async fn measure(t: &mut Target, o: &Options) -> anyhow::Result<Figures> {
 pub fn print(a: (&str, &Figures), b: Option<(&str, &Figures)>) {
     let mib = |k: f64| k / 1024.0;
     let opt = |v: Option<f64>| v.unwrap_or(f64::NAN);
-    let rows: Vec<(&str, &str, Box<dyn Fn(&Figures) -> f64>, &str)> = vec![
+    type Row<'a> = (&'a str, &'a str, Box<dyn Fn(&Figures) -> f64>, &'a str);
+    let rows: Vec<Row> = vec![
         (
             "CreatePod (RunPodSandbox, CNI)",
             "ms",
