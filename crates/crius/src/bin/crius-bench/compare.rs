@@ -305,8 +305,9 @@ pub async fn measure(t: &mut Target, o: &Options) -> anyhow::Result<Figures> {
     f.remove_pod = median(rmp);
     f.cycle = median(cycle);
 
-    // RSS per running pod: `resident_pods` pods with a running container each.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // RSS per running pod: `resident_pods` pods with a running container each. Both samples wait
+    // out crius' heap trim interval (10 s), so that a trim between them does not count.
+    tokio::time::sleep(Duration::from_secs(11)).await;
     let before = overhead_rss(t);
     let mut pods = vec![];
     for i in 0..o.resident_pods {
@@ -324,7 +325,7 @@ pub async fn measure(t: &mut Target, o: &Options) -> anyhow::Result<Figures> {
             .await?;
         pods.push(pod);
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(Duration::from_secs(11)).await;
     let after = overhead_rss(t);
     f.per_pod_rss_kib = (after as f64 - before as f64) / o.resident_pods.max(1) as f64;
     let hs = helpers(t);
@@ -368,7 +369,7 @@ pub async fn measure(t: &mut Target, o: &Options) -> anyhow::Result<Figures> {
     f.churn_pods_s = c.pods_per_s;
     f.churn_p50 = c.p50_ms;
     f.churn_p99 = c.p99_ms;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(Duration::from_secs(11)).await;
     f.idle_rss_kib = status_field(t.pid, "VmRSS:");
     f.threads_idle = status_field(t.pid, "Threads:");
     Ok(f)
