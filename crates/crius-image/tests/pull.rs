@@ -417,6 +417,19 @@ async fn rootfs_overlay_and_gc_keeps_snapshots_in_use() {
     );
     assert_eq!(store.list_rootfs().unwrap(), ["c1"]);
     assert!(store.container_fs_usage().unwrap().inodes_used >= 3);
+    // The writable layer is volatile (no sync on unmount) where the kernel has the option (5.10+).
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let line = info
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some(target.to_str().unwrap()))
+        .expect("rootfs in mountinfo");
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut v = kernel
+        .split(['.', '-'])
+        .map(|n| n.parse::<u32>().unwrap_or(0));
+    if (v.next().unwrap_or(0), v.next().unwrap_or(0)) >= (5, 10) {
+        assert!(line.contains("volatile"), "{line}");
+    }
 
     // The image goes, but the running container's snapshots stay.
     store.remove(&got.id).unwrap();

@@ -12,6 +12,11 @@ use serde::{Deserialize, Serialize};
 /// Default path of the optional config file.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/crius/crius.toml";
 
+/// `default_runtime = "auto"`: the first of these handlers whose trial container passes at start.
+pub const AUTO_RUNTIME: &str = "auto";
+/// The handlers `auto` chooses from, in order of preference.
+pub const AUTO_CANDIDATES: &[&str] = &["crun", "runc"];
+
 /// A runtime handler (RuntimeClass handler name → OCI runtime binary).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -39,7 +44,8 @@ pub struct Config {
     pub cni_conf_dir: PathBuf,
     /// CNI plugin directories, searched in order.
     pub cni_bin_dir: Vec<PathBuf>,
-    /// The handler used when a pod names no runtime handler.
+    /// The handler used when a pod names no runtime handler; [`AUTO_RUNTIME`] (the default) picks
+    /// crun when its trial container passes at start, else runc (as CRI-O prefers crun).
     pub default_runtime: String,
     /// Log filter (`error`, `warn`, `info`, `debug`, `trace`, or a tracing filter directive).
     pub log_level: String,
@@ -160,7 +166,7 @@ impl Default for Config {
             registry_config_dir: PathBuf::from("/etc/crius/certs.d"),
             cni_conf_dir: PathBuf::from("/etc/cni/net.d"),
             cni_bin_dir: vec![PathBuf::from("/opt/cni/bin"), PathBuf::from("/usr/lib/cni")],
-            default_runtime: "runc".to_string(),
+            default_runtime: AUTO_RUNTIME.to_string(),
             log_level: "info".to_string(),
             log_format: crate::logging::LogFormat::Text,
             streaming_address: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
@@ -276,7 +282,20 @@ impl Config {
             abs("cdi_spec_dirs", d)?;
         }
         self.native_network.to_native()?;
-        if !self.runtimes.contains_key(&self.default_runtime) {
+        if self.default_runtime == AUTO_RUNTIME && !self.runtimes.contains_key(AUTO_RUNTIME) {
+            if !AUTO_CANDIDATES
+                .iter()
+                .any(|c| self.runtimes.contains_key(*c))
+            {
+                return Err(ConfigError::Invalid {
+                    key: "default_runtime".into(),
+                    reason: format!(
+                        "\"auto\" chooses among {} and none of them is configured",
+                        AUTO_CANDIDATES.join(", ")
+                    ),
+                });
+            }
+        } else if !self.runtimes.contains_key(&self.default_runtime) {
             return Err(ConfigError::Invalid {
                 key: "default_runtime".into(),
                 reason: format!(
@@ -543,6 +562,21 @@ mod tests {
         let err = cfg.validate().unwrap_err().to_string();
         assert!(
             err.contains("default_runtime") && err.contains("kata"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn auto_is_the_default_and_needs_crun_or_runc() {
+        assert_eq!(Config::default().default_runtime, AUTO_RUNTIME);
+        let cfg = Config::parse("default_runtime = \"auto\"\n[runtimes.runc]\npath = \"runc\"\n")
+            .unwrap();
+        cfg.validate().unwrap();
+        let mut cfg = Config::default();
+        cfg.runtimes.retain(|k, _| k == "youki");
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("default_runtime") && err.contains("crun"),
             "{err}"
         );
     }

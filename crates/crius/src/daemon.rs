@@ -38,6 +38,7 @@ pub async fn run_with(
         });
     }
     crate::streaming::start(&rt, streaming).await?;
+    crate::memory::spawn_trimmer();
     if let Some(url) = &rt.cfg.tracing_endpoint {
         crate::metrics::trace::init(url)?;
     }

@@ -14,7 +14,7 @@ const DOCS: &[(&str, &str, Option<&str>)] = &[
     ("cni_bin_dir", "CNI plugin directories, searched in order.", None),
     ("network_backend", "Pod networking: auto (the CNI configuration in cni_conf_dir when it holds one, else crius'\nnative network), cni (always CNI; an empty dir means the embedded bridge conflist) or native\n(netlink and nftables, no CNI plugins, whatever cni_conf_dir holds).", None),
     ("native_network", "The native network: bridge, subnet (IPv4; the bridge gets the first address, pods the\nrest), mtu of the pod's veth pair, ipam_dir (reservations in host-local's format; the default is\nthe embedded conflist's, so both share one pool).", None),
-    ("default_runtime", "The runtime handler for pods that name none (a key of [runtimes]).", None),
+    ("default_runtime", "The runtime handler for pods that name none: a key of [runtimes], or auto (crun when its trial\ncontainer passes at start, else runc; the choice is logged and shown by `crictl info` as defaultRuntime).", None),
     ("log_level", "error, warn, info, debug, trace, or a tracing filter directive.", None),
     ("log_format", "text, or json (one object a line).", None),
     ("streaming_address", "exec/attach/port-forward server, ip:port or a bare IP (port 0 = ephemeral).", None),

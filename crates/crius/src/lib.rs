@@ -18,6 +18,7 @@ pub mod hexbytes;
 pub mod idmap;
 pub mod image;
 pub mod logging;
+pub mod memory;
 pub mod metrics;
 pub mod oci;
 pub mod perms;

@@ -242,6 +242,8 @@ fn main() -> ExitCode {
 }
 
 fn run_daemon(args: DaemonArgs) -> anyhow::Result<()> {
+    // Before any thread: glibc sizes its arenas on first use per thread.
+    crius::memory::tune_allocator();
     let cfg = args.config()?;
     let log = crius::logging::init(&cfg.log_level, cfg.log_format)?;
     crius::crash::arm_from_env()?;

@@ -10,7 +10,10 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 
 pub struct Handlers {
+    /// The handler for pods that name none (for `default_runtime = "auto"`: the one chosen at start).
     pub default: String,
+    /// How `default` was decided (`default_runtime` as configured, and for `auto` why this one).
+    pub default_choice: DefaultChoice,
     pub by_name: BTreeMap<String, Arc<Handler>>,
     /// Whether crius can make recursively read-only mounts host-side (for handlers without `rro`).
     pub host_rro: std::result::Result<(), String>,
@@ -97,8 +100,15 @@ impl Handlers {
             }
             userns.insert(name.clone(), res);
         }
+        let default_choice = choose_default(&cfg.default_runtime, &by_name);
+        tracing::info!(
+            "default runtime handler: {} ({})",
+            default_choice.chosen,
+            default_choice.why
+        );
         Handlers {
-            default: cfg.default_runtime.clone(),
+            default: default_choice.chosen.clone(),
+            default_choice,
             by_name,
             host_rro,
             userns,
@@ -127,6 +137,67 @@ impl Handlers {
             Some(Ok(())) => String::new(),
             None => "the handler is unavailable".into(),
         }
+    }
+}
+
+/// The outcome of `default_runtime` (reported in verbose Status as `defaultRuntime`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DefaultChoice {
+    /// `default_runtime` as configured (`auto` or a handler name).
+    pub configured: String,
+    /// The handler pods without one run on.
+    pub chosen: String,
+    /// Why: for `auto`, which candidates' trial containers failed.
+    pub why: String,
+}
+
+/// Resolves `default_runtime`: a handler name stands; `auto` takes the first of
+/// [`crate::config::AUTO_CANDIDATES`] whose trial container passed (crun, then runc), and when none
+/// did, the last configured candidate so that Status reports why it cannot run.
+pub fn choose_default(configured: &str, by_name: &BTreeMap<String, Arc<Handler>>) -> DefaultChoice {
+    use crate::config::{AUTO_CANDIDATES, AUTO_RUNTIME};
+    if configured != AUTO_RUNTIME || by_name.contains_key(AUTO_RUNTIME) {
+        return DefaultChoice {
+            configured: configured.to_string(),
+            chosen: configured.to_string(),
+            why: "configured".into(),
+        };
+    }
+    let mut skipped = Vec::new();
+    let mut last = None;
+    for cand in AUTO_CANDIDATES {
+        match by_name.get(*cand).map(|h| &h.status) {
+            Some(HandlerStatus::Available { .. }) => {
+                let why = if skipped.is_empty() {
+                    format!(
+                        "auto: the first of {} whose trial container passed",
+                        AUTO_CANDIDATES.join(", ")
+                    )
+                } else {
+                    format!("auto: {}", skipped.join("; "))
+                };
+                return DefaultChoice {
+                    configured: configured.to_string(),
+                    chosen: cand.to_string(),
+                    why,
+                };
+            }
+            Some(HandlerStatus::Unavailable { reason }) => {
+                skipped.push(format!("{cand} unavailable: {reason}"));
+                last = Some(*cand);
+            }
+            None => skipped.push(format!("{cand} not configured")),
+        }
+    }
+    DefaultChoice {
+        configured: configured.to_string(),
+        chosen: last
+            .unwrap_or(AUTO_CANDIDATES[AUTO_CANDIDATES.len() - 1])
+            .to_string(),
+        why: format!(
+            "auto: no candidate can run containers ({})",
+            skipped.join("; ")
+        ),
     }
 }
 
@@ -172,5 +243,72 @@ impl Handlers {
         self.by_name.get(name).cloned().ok_or_else(|| {
             Error::Internal(format!("runtime handler {name:?} is no longer configured"))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(avail: &[(&str, bool)]) -> BTreeMap<String, Arc<Handler>> {
+        avail
+            .iter()
+            .map(|(name, ok)| {
+                let status = if *ok {
+                    HandlerStatus::Available {
+                        version: "1".into(),
+                    }
+                } else {
+                    HandlerStatus::Unavailable {
+                        reason: "trial failed".into(),
+                    }
+                };
+                let h = Handler {
+                    name: name.to_string(),
+                    binary: PathBuf::from(name),
+                    root: PathBuf::from("/nonexistent"),
+                    status,
+                    features: None,
+                    systemd_cgroup: false,
+                };
+                (name.to_string(), Arc::new(h))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn auto_prefers_crun_when_it_runs() {
+        let c = choose_default("auto", &table(&[("crun", true), ("runc", true)]));
+        assert_eq!(c.chosen, "crun");
+    }
+
+    #[test]
+    fn auto_falls_back_to_runc_and_says_why() {
+        let c = choose_default("auto", &table(&[("crun", false), ("runc", true)]));
+        assert_eq!(c.chosen, "runc");
+        assert!(
+            c.why.contains("crun unavailable: trial failed"),
+            "{}",
+            c.why
+        );
+        let c = choose_default("auto", &table(&[("runc", true), ("youki", true)]));
+        assert_eq!(c.chosen, "runc");
+        assert!(c.why.contains("crun not configured"), "{}", c.why);
+    }
+
+    #[test]
+    fn auto_with_nothing_runnable_names_a_candidate_and_the_reasons() {
+        let c = choose_default("auto", &table(&[("crun", false), ("runc", false)]));
+        assert_eq!(c.chosen, "runc");
+        assert!(c.why.contains("no candidate"), "{}", c.why);
+    }
+
+    #[test]
+    fn an_explicit_name_stands_even_when_unavailable() {
+        let c = choose_default("crun", &table(&[("crun", false), ("runc", true)]));
+        assert_eq!(c.chosen, "crun");
+        // a handler the operator named "auto" is a name like any other
+        let c = choose_default("auto", &table(&[("auto", true), ("runc", true)]));
+        assert_eq!(c.chosen, "auto");
     }
 }

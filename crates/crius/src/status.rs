@@ -148,6 +148,10 @@ impl Runtime {
                 "runtimeHandlers".to_string(),
                 serde_json::Value::Object(handlers).to_string(),
             );
+            info.insert(
+                "defaultRuntime".to_string(),
+                serde_json::to_string(&self.handlers.default_choice).unwrap_or_default(),
+            );
             info.insert("cni".to_string(), cni.to_string());
             info.insert(
                 "criu".to_string(),

@@ -529,3 +529,125 @@ async fn selinux_off_ignores_labels_and_on_needs_the_host() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("`selinux`"), "{err}");
 }
+
+/// Whether `runtime` can run a container here, tried by the test itself (not through crius): a
+/// bundle whose rootfs binds the host's /usr, `<runtime> run` of /bin/true in its own top-level cgroup.
+fn runtime_runs_a_container(runtime: &str) -> bool {
+    let Some(bin) = [
+        "/usr/local/sbin",
+        "/usr/local/bin",
+        "/usr/sbin",
+        "/usr/bin",
+        "/sbin",
+        "/bin",
+    ]
+    .iter()
+    .map(|d| std::path::Path::new(d).join(runtime))
+    .find(|p| p.is_file()) else {
+        return false;
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("crius-e2e-trial-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let rootfs = dir.path().join("rootfs");
+    let mut mounts = vec![
+        serde_json::json!({"destination": "/proc", "type": "proc", "source": "proc"}),
+        serde_json::json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs"}),
+    ];
+    std::fs::create_dir_all(rootfs.join("dev")).unwrap();
+    for top in ["proc", "usr", "bin", "sbin", "lib", "lib64"] {
+        let host = std::path::Path::new("/").join(top);
+        let Ok(meta) = std::fs::symlink_metadata(&host) else {
+            continue;
+        };
+        if meta.file_type().is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&host).unwrap(), rootfs.join(top))
+                .unwrap();
+        } else {
+            std::fs::create_dir_all(rootfs.join(top)).unwrap();
+            if top != "proc" {
+                mounts.push(
+                    serde_json::json!({"destination": format!("/{top}"), "type": "bind",
+                    "source": host, "options": ["rbind", "ro"]}),
+                );
+            }
+        }
+    }
+    let id = format!("crius-e2e-trial-{}-{runtime}", std::process::id());
+    let config = serde_json::json!({
+        "ociVersion": "1.0.2",
+        "process": {"user": {"uid": 0, "gid": 0}, "args": ["/bin/true"], "cwd": "/",
+                    "env": ["PATH=/usr/bin:/bin"]},
+        "root": {"path": "rootfs", "readonly": true},
+        "mounts": mounts,
+        "linux": {"cgroupsPath": format!("/{id}"),
+                  "namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "ipc"}, {"type": "uts"}]}
+    });
+    std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+    let root = dir.path().join("state");
+    let ok = Command::new(&bin)
+        .arg("--root")
+        .arg(&root)
+        .args(["run", "--bundle"])
+        .arg(dir.path())
+        .arg(&id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    let _ = Command::new(&bin)
+        .arg("--root")
+        .arg(&root)
+        .args(["delete", "--force", &id])
+        .stderr(Stdio::null())
+        .status();
+    ok
+}
+
+/// `default_runtime = "auto"` (the default): crun when it can run containers here, else runc; the
+/// choice is reported and pods that name no handler run on it.
+#[tokio::test]
+async fn auto_default_runtime_takes_crun_when_it_works_else_runc() {
+    let expected = if runtime_runs_a_container("crun") {
+        "crun"
+    } else {
+        "runc"
+    };
+    let mut d = common::Daemon::start().await;
+    let info =
+        d.rt.status(cri::StatusRequest { verbose: true })
+            .await
+            .unwrap()
+            .into_inner()
+            .info;
+    let choice: serde_json::Value = serde_json::from_str(&info["defaultRuntime"]).unwrap();
+    assert_eq!(choice["configured"], "auto", "{choice}");
+    assert_eq!(choice["chosen"], expected, "{choice}\n{}", d.log());
+    if expected == "runc" {
+        assert!(
+            choice["why"].as_str().unwrap().contains("crun"),
+            "the fallback says why crun was passed over: {choice}"
+        );
+    }
+    // A pod without a handler runs on the chosen one: its container is in that runtime's state.
+    let image = common::image("busybox:latest");
+    d.pull(&image).await;
+    let (pod, cfg) = d.run_pod("auto-default", true).await;
+    let ctr = d.run(&pod, &cfg, "c", &["sleep", "30"]).await;
+    let root = d.dir.join("state/runtime").join(expected);
+    let out = Command::new(expected)
+        .arg("--root")
+        .arg(&root)
+        .args(["state", &ctr])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{expected} has no container {ctr}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    d.cleanup().await;
+    d.shutdown().await;
+}

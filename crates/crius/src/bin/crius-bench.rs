@@ -12,7 +12,13 @@
 //! Usage: crius-bench [--runs N] [--metrics-overhead] [--clients C --pods P]   (needs the test
 //! registry: scripts/start-registries.sh and scripts/build-test-images.py). With --pods, only the
 //! concurrency figures (see `concurrency`) are printed.
+//!
+//! `crius-bench --compare [--endpoint unix:///… --endpoint-pid PID] [--churn 200] [--clients 20]
+//! [--pull IMAGE --pull-bytes N]`: the figures of issue 16 for crius and, with an endpoint, for that
+//! runtime in the same run, with the ratios (see `compare`; scripts/bench-vs-containerd.sh).
 
+#[path = "crius-bench/compare.rs"]
+mod compare;
 #[path = "crius-bench/concurrency.rs"]
 mod concurrency;
 
@@ -209,6 +215,9 @@ async fn main() -> anyhow::Result<()> {
             .nth(1)
             .and_then(|n| n.parse::<usize>().ok())
     };
+    if std::env::args().any(|a| a == "--compare") {
+        return compare_main(runs).await;
+    }
     let mut b = start().await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     if let Some(pods) = arg("--pods") {
@@ -218,7 +227,7 @@ async fn main() -> anyhow::Result<()> {
         pull(&mut b, &busybox).await?;
         let logs = b.dir.join("logs");
         let cfg = move |name: &str| pod_cfg(name, false, &logs);
-        concurrency::run(
+        let _ = concurrency::run(
             "alone",
             &b.rt,
             clients,
@@ -233,7 +242,8 @@ async fn main() -> anyhow::Result<()> {
             layered,
             stop.clone(),
         ));
-        concurrency::run("image churn", &b.rt, clients, pods, cfg, ctr_cfg(&busybox)).await?;
+        let _ =
+            concurrency::run("image churn", &b.rt, clients, pods, cfg, ctr_cfg(&busybox)).await?;
         stop.store(true, std::sync::atomic::Ordering::SeqCst);
         let (rounds, polls, worst) = churn.await??;
         println!(
@@ -410,6 +420,99 @@ async fn main() -> anyhow::Result<()> {
     );
     drop(b);
     metrics_overhead(runs.max(20) * 25).await
+}
+
+fn str_arg(name: &str) -> Option<String> {
+    std::env::args().skip_while(|a| a != name).nth(1)
+}
+
+/// `--compare`: see the module doc of `compare`.
+async fn compare_main(runs: usize) -> anyhow::Result<()> {
+    let num = |name: &str, d: usize| {
+        str_arg(name)
+            .and_then(|n| n.parse::<usize>().ok())
+            .unwrap_or(d)
+    };
+    let opts = compare::Options {
+        runs,
+        churn: num("--churn", 200),
+        clients: num("--clients", 20),
+        resident_pods: num("--resident-pods", 20),
+        busybox: str_arg("--image")
+            .unwrap_or_else(|| format!("{}/crius-test/busybox:latest", registry())),
+        pull: match (str_arg("--pull"), str_arg("--pull-bytes")) {
+            (Some(i), Some(n)) => Some((i, n.parse()?)),
+            (None, None) => None,
+            _ => anyhow::bail!("--pull and --pull-bytes go together"),
+        },
+    };
+    let other = match str_arg("--endpoint") {
+        None => None,
+        Some(ep) => {
+            let path = ep.strip_prefix("unix://").unwrap_or(&ep).to_string();
+            let pid: u32 = str_arg("--endpoint-pid")
+                .ok_or_else(|| anyhow::anyhow!("--endpoint needs --endpoint-pid (its daemon)"))?
+                .parse()?;
+            let name = str_arg("--endpoint-name").unwrap_or_else(|| "other".into());
+            let ch = crius::client::connect(Path::new(&path)).await?;
+            let logs =
+                std::env::temp_dir().join(format!("crius-bench-{}-other-logs", std::process::id()));
+            Some(compare::Target {
+                name,
+                rt: RuntimeServiceClient::new(ch.clone()),
+                img: ImageServiceClient::new(ch),
+                pid,
+                marker: path,
+                logs,
+            })
+        }
+    };
+    // The other runtime first: crius' daemon is not running meanwhile.
+    let fo = match other {
+        Some(mut t) => {
+            let f = compare::measure(&mut t, &opts).await?;
+            let _ = std::fs::remove_dir_all(&t.logs);
+            Some((t.name.clone(), f))
+        }
+        None => None,
+    };
+    let b = start().await?;
+    let mut rt = b.rt.clone();
+    let info = rt
+        .status(cri::StatusRequest { verbose: true })
+        .await?
+        .into_inner()
+        .info;
+    let handler = info
+        .get("defaultRuntime")
+        .and_then(|v| serde_json::from_str::<serde_json::Value>(v).ok())
+        .and_then(|v| v["chosen"].as_str().map(String::from))
+        .unwrap_or_default();
+    let mut t = compare::Target {
+        name: format!("crius ({handler})"),
+        rt: b.rt.clone(),
+        img: b.img.clone(),
+        pid: b.child.id(),
+        marker: b.dir.display().to_string(),
+        logs: b.dir.join("logs"),
+    };
+    let fc = compare::measure(&mut t, &opts).await?;
+    drop(b);
+    if !handler.is_empty() {
+        let bin = crius::oci::find_binary(Path::new(&handler));
+        let (c, s, d) = compare::bare_runtime(&bin.to_string_lossy(), runs)?;
+        println!(
+            "\nbare {handler} (host-/usr bundle, medians): create {c:.2} ms, start {s:.2} ms, kill+delete {d:.2} ms"
+        );
+        println!(
+            "crius' own time above the runtime: CreateContainer {:.2} ms, StartContainer {:.2} ms, StopContainer+RemoveContainer {:.2} ms",
+            fc.create - c,
+            fc.start - s,
+            fc.stop_ctr + fc.remove_ctr - d
+        );
+    }
+    compare::print((&t.name, &fc), fo.as_ref().map(|(n, f)| (n.as_str(), f)));
+    Ok(())
 }
 
 /// The cost of the Prometheus instrumentation: two daemons, one with `--metrics-address` (the per-RPC

@@ -107,10 +107,8 @@ fn main() {
             p
         };
         let res = std::fs::File::create(&tmp)
-            .and_then(|mut f| {
-                f.write_all(pid.to_string().as_bytes())
-                    .and_then(|_| f.sync_all())
-            })
+            // No fsync: the pid file lives in the state dir and means nothing after a reboot.
+            .and_then(|mut f| f.write_all(pid.to_string().as_bytes()))
             .and_then(|_| std::fs::rename(&tmp, &pid_file));
         if let Err(e) = res {
             eprintln!("crius-pause: write pid file {:?}: {e}", pid_file);

@@ -100,6 +100,9 @@ pub struct Ctr {
     pub exited: watch::Sender<bool>,
     /// Orders the store commits of this container's record (see `update`).
     pub commit: tokio::sync::Mutex<()>,
+    /// The runtime's state of the exited container is gone (deleted after the exit was collected):
+    /// RemoveContainer need not run the runtime again. In memory only: after a restart it deletes.
+    pub runtime_deleted: std::sync::atomic::AtomicBool,
 }
 
 impl Ctr {
@@ -307,6 +310,7 @@ impl Runtime {
                 name_key: key.clone(),
                 exited: tx,
                 commit: tokio::sync::Mutex::new(()),
+                runtime_deleted: Default::default(),
             });
             // In the table and locked before the name is reserved: a concurrent retry that finds the
             // reservation finds the container and waits for this attempt.
@@ -885,8 +889,11 @@ impl Runtime {
         }
         if let Ok(h) = self.handlers.existing(&rec.handler) {
             // Frees the runtime's state and the cgroup; the rootfs stays until RemoveContainer.
-            if let Err(e) = h.delete(&ctr.id, true).await {
-                tracing::warn!("container {}: runtime delete after exit: {e}", ctr.id);
+            match h.delete(&ctr.id, true).await {
+                Ok(()) => ctr
+                    .runtime_deleted
+                    .store(true, std::sync::atomic::Ordering::SeqCst),
+                Err(e) => tracing::warn!("container {}: runtime delete after exit: {e}", ctr.id),
             }
         }
     }
@@ -963,8 +970,14 @@ impl Runtime {
             return Ok(());
         }
         let rec = ctr.record();
-        if let Ok(h) = self.handlers.existing(&rec.handler) {
-            h.delete(&ctr.id, true).await.map_err(oci_err)?;
+        // Deleted after the exit already (under this lock): one runtime exec fewer.
+        if !ctr
+            .runtime_deleted
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            if let Ok(h) = self.handlers.existing(&rec.handler) {
+                h.delete(&ctr.id, true).await.map_err(oci_err)?;
+            }
         }
         crate::crash::point("container.remove.runtime_deleted");
         let rootfs = self.container_dir(&ctr.id).join("rootfs");
@@ -1365,6 +1378,7 @@ pub(crate) async fn recover(rt: &Arc<Runtime>) -> anyhow::Result<()> {
             name_key: key.clone(),
             exited: tx,
             commit: tokio::sync::Mutex::new(()),
+            runtime_deleted: Default::default(),
         });
         let _ = rt.reserve(&key, &rec.id);
         if let Ok(mut m) = rt.containers.write() {

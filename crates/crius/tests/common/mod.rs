@@ -136,6 +136,7 @@ impl Daemon {
                         socket,
                         config,
                         child: None,
+                        env: Vec::new(),
                         rt,
                         img: ImageServiceClient::new(ch),
                     };

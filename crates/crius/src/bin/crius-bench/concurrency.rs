@@ -48,6 +48,13 @@ async fn cycle(
     Ok(())
 }
 
+/// What [`run`] measured.
+pub struct Churn {
+    pub pods_per_s: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
 /// Runs `pods` cycles over `clients` concurrent clients; prints pods/s, p50, p99.
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
@@ -57,7 +64,7 @@ pub async fn run(
     pods: usize,
     pod_cfg: impl Fn(&str) -> cri::PodSandboxConfig + Send + Sync + 'static,
     ctr_cfg: cri::ContainerConfig,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Churn> {
     let next = Arc::new(AtomicUsize::new(0));
     let pod_cfg = Arc::new(pod_cfg);
     let t0 = Instant::now();
@@ -88,14 +95,19 @@ pub async fn run(
     all.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let p = |q: f64| all[((all.len() as f64 - 1.0) * q).round() as usize];
+    let churn = Churn {
+        pods_per_s: pods as f64 / total.as_secs_f64(),
+        p50_ms: ms(p(0.5)),
+        p99_ms: ms(p(0.99)),
+    };
     println!(
         "{:<34} {clients} clients, {pods} pods: {:>6.1} pods/s   cycle p50 {:>8.1} ms   p99 {:>8.1} ms",
         format!("concurrency ({label})"),
-        pods as f64 / total.as_secs_f64(),
-        ms(p(0.5)),
-        ms(p(0.99)),
+        churn.pods_per_s,
+        churn.p50_ms,
+        churn.p99_ms,
     );
-    Ok(())
+    Ok(churn)
 }
 
 /// Pulls and removes `image` in a loop and polls ImageFsInfo every 50 ms until `stop` is set;
