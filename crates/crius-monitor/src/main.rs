@@ -3,7 +3,7 @@
 //!
 //! Invocation (by `crius_oci::spawn_monitor`):
 //! `crius-monitor --id ID --bundle DIR --state-dir DIR --runtime BIN --runtime-root DIR
-//!   [--log-path FILE [--log-dir DIR]] [--tty] [--stdin] [--stdin-once] [--oom-file FILE] [--sync-fd N]
+//!   [--log-path FILE [--log-dir DIR]] [--runtime-arg FLAG]... [--tty] [--stdin] [--stdin-once] [--oom-file FILE] [--sync-fd N]
 //!   [--create-timeout-ms N]`
 //!
 //! Protocol (the library side lives in `crius-oci`; keep both in step):
@@ -62,6 +62,8 @@ struct Args {
     stdin_once: bool,
     /// Run the runtime with `--systemd-cgroup` (the systemd cgroup driver).
     systemd_cgroup: bool,
+    /// Global flags for every runtime command (`--runtime-arg`, repeated).
+    runtime_args: Vec<OsString>,
     oom_file: Option<PathBuf>,
     sync_fd: Option<RawFd>,
     create_timeout: Duration,
@@ -83,6 +85,7 @@ fn parse_args(mut it: impl Iterator<Item = OsString>) -> Result<Args, String> {
         log_dir: None,
         tty: false,
         systemd_cgroup: false,
+        runtime_args: Vec::new(),
         stdin: false,
         stdin_once: false,
         oom_file: None,
@@ -100,6 +103,7 @@ fn parse_args(mut it: impl Iterator<Item = OsString>) -> Result<Args, String> {
             "--runtime-root" => runtime_root = Some(PathBuf::from(value()?)),
             "--log-path" => a.log_path = Some(PathBuf::from(value()?)),
             "--log-dir" => a.log_dir = Some(PathBuf::from(value()?)),
+            "--runtime-arg" => a.runtime_args.push(value()?),
             "--oom-file" => a.oom_file = Some(PathBuf::from(value()?)),
             "--sync-fd" => {
                 let v = value()?;
@@ -339,6 +343,7 @@ fn main() {
                     .arg("--root")
                     .arg(&args.runtime_root)
                     .args(args.systemd_cgroup.then_some("--systemd-cgroup"))
+                    .args(&args.runtime_args)
                     .args(["delete", "--force", &args.id])
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())
@@ -495,6 +500,7 @@ impl Monitor {
         cmd.arg("--root")
             .arg(&args.runtime_root)
             .args(args.systemd_cgroup.then_some("--systemd-cgroup"))
+            .args(&args.runtime_args)
             .arg("--log")
             .arg(&runtime_log)
             .args(["--log-format", "json", "create", "--bundle"])

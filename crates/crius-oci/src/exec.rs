@@ -89,6 +89,7 @@ impl Handler {
         cmd.arg("--root")
             .arg(&self.root)
             .args(self.systemd_cgroup.then_some("--systemd-cgroup"))
+            .args(&self.global_args)
             .arg("--log")
             .arg(files.log())
             .args(["--log-format", "json", "exec", "--process"])

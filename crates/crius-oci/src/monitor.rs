@@ -135,6 +135,10 @@ fn monitor_args(handler: &Handler, cfg: &MonitorConfig) -> Vec<OsString> {
         a.push("--log-dir".into());
         a.push(p.clone().into());
     }
+    for g in &handler.global_args {
+        a.push("--runtime-arg".into());
+        a.push(g.into());
+    }
     if let Some(p) = &cfg.oom_file {
         a.push("--oom-file".into());
         a.push(p.clone().into());

@@ -84,6 +84,8 @@ impl Fixture {
             },
             features: None,
             systemd_cgroup: false,
+            global_args: Vec::new(),
+            kind: crius_oci::HandlerKind::Oci,
         };
         Fixture { dir, id, handler }
     }

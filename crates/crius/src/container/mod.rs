@@ -259,6 +259,11 @@ impl Runtime {
             .map_err(crate::image::image_err)?
             .ok_or_else(|| Error::not_found("image", image_name.clone()))?;
         let handler = self.handlers.get(&prec.runtime_handler)?;
+        crate::handler_features::check_container(
+            &prec.runtime_handler,
+            self.handlers.features_of(&prec.runtime_handler)?,
+            &cfg,
+        )?;
 
         let key = format!("{}/{}_{}", pod.id, meta.name, meta.attempt);
         loop {
@@ -1122,6 +1127,9 @@ impl Runtime {
         let _g = ctr.op.lock().await;
         let rec = ctr.record();
         let Some(linux) = linux else { return Ok(()) };
+        if let Some(f) = self.handlers.features.get(&rec.handler) {
+            crate::handler_features::check_update(&rec.handler, f)?;
+        }
         let res = crius_spec::linux_resources(&linux, &self.host).map_err(spec_err)?;
         if rec.state.can_update() {
             let handler = self.handlers.existing(&rec.handler)?;

@@ -262,6 +262,11 @@ impl Runtime {
             handler.to_string()
         };
         self.handlers.get(&handler_name)?;
+        crate::handler_features::check_pod(
+            &handler_name,
+            self.handlers.features_of(&handler_name)?,
+            &cfg,
+        )?;
         if crius_spec::pod_userns(&ns_options(&cfg))
             .map_err(crate::container::spec_err)?
             .is_some()
