@@ -149,10 +149,10 @@ impl HandlerFeatures {
                         "{GVISOR_KERNEL}, which implements System V IPC and POSIX message queues itself"
                     )),
                     pod_pid_namespace: Support::no(
-                        "crius runs each container of a gVisor pod in its own sandbox (sharing the pod's network namespace), so containers cannot share one PID namespace",
+                        "the pod's containers run in one gVisor sandbox, but crius does not yet put them in one PID namespace inside it",
                     ),
                     target_pid_namespace: Support::no(
-                        "each container has its own gVisor sandbox: another container's PID namespace is out of reach",
+                        "crius does not yet join a container to another's PID namespace inside a gVisor sandbox",
                     ),
                     privileged: Support::no(format!(
                         "{GVISOR_KERNEL}: a privileged container gets no host devices or host capabilities"
@@ -166,8 +166,8 @@ impl HandlerFeatures {
                     port_forward: Support::yes(
                         "crius (pod network namespace; the sandbox uses it with --network=host)",
                     ),
-                    stats: Support::yes(
-                        "host cgroup of the sandbox (includes gVisor's own kernel memory)",
+                    stats: Support::no(
+                        "partly: the pod's sandbox runs in its own host cgroup (with gVisor's kernel), but a container's cgroup holds only its gofer, so ContainerStats CPU/memory are not the container's processes'",
                     ),
                 }
             }

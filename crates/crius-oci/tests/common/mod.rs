@@ -113,6 +113,7 @@ impl Fixture {
             oom_file: None,
             create_timeout: Duration::from_secs(30),
             join_cgroups: Vec::new(),
+            start_by_monitor: false,
         }
     }
 

@@ -473,6 +473,9 @@ impl Runtime {
         )?;
         image_volume::harden(&mut spec, &dir);
         crate::cdi::apply(&mut spec, &cdi)?;
+        if handler.kind == crius_oci::HandlerKind::Sandbox {
+            crate::pod::sandbox::annotate(&mut spec, &prec.id);
+        }
         // Mounts the handler cannot make (rro, idmapped binds) are prepared host-side and released
         // once the runtime has its own copies.
         let (spec, prepared) = {
@@ -550,6 +553,7 @@ impl Runtime {
             oom_file,
             create_timeout: CREATE_TIMEOUT,
             join_cgroups: self.monitor_cgroups.clone(),
+            start_by_monitor: handler.kind == crius_oci::HandlerKind::Sandbox,
         };
         let mon = crate::metrics::trace::child(
             "OCI create",
@@ -703,9 +707,17 @@ impl Runtime {
         // Stamped before `runtime start`: the process cannot run earlier, and a process that exits at
         // once must not look as if it finished before it started.
         let started_at = now_ns();
-        crate::metrics::trace::child("OCI start", vec![], handler.start(&ctr.id))
-            .await
-            .map_err(oci_err)?;
+        if handler.kind == crius_oci::HandlerKind::Sandbox {
+            // The monitor runs `runsc start`: that is where runsc takes the container's stdio.
+            let dir = self.container_dir(&ctr.id);
+            crate::metrics::trace::child("OCI start", vec![], crius_oci::start_via_monitor(&dir))
+                .await
+                .map_err(oci_err)?;
+        } else {
+            crate::metrics::trace::child("OCI start", vec![], handler.start(&ctr.id))
+                .await
+                .map_err(oci_err)?;
+        }
         match ctr
             .apply(self, CtrEvent::Started, |r| r.started_at = started_at)
             .await?
@@ -829,13 +841,21 @@ impl Runtime {
                 return Ok(());
             }
         }
-        handler
-            .kill(&ctr.id, libc::SIGKILL, true)
-            .await
-            .map_err(oci_err)?;
-        if rec.state == CtrState::Created {
-            // A created container's init waits on the exec fifo; delete releases it.
+        if rec.state == CtrState::Created && handler.kind == crius_oci::HandlerKind::Sandbox {
+            // Nothing runs yet inside the sandbox: delete it and tell its monitor.
             handler.delete(&ctr.id, true).await.map_err(oci_err)?;
+            if let Err(e) = crius_oci::abandon(&self.container_dir(&ctr.id)).await {
+                tracing::warn!("container {}: monitor: {e}", ctr.id);
+            }
+        } else {
+            handler
+                .kill(&ctr.id, libc::SIGKILL, true)
+                .await
+                .map_err(oci_err)?;
+            if rec.state == CtrState::Created {
+                // A created container's init waits on the exec fifo; delete releases it.
+                handler.delete(&ctr.id, true).await.map_err(oci_err)?;
+            }
         }
         tokio::time::timeout(Duration::from_secs(30), exited.wait_for(|x| *x))
             .await

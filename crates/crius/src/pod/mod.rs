@@ -9,6 +9,7 @@ pub mod inputs;
 pub mod namespaces;
 pub mod pause;
 pub mod resources;
+pub mod sandbox;
 pub mod state;
 
 use std::collections::HashMap;
@@ -537,6 +538,10 @@ impl Runtime {
             r.shm = shm;
         })
         .await?;
+        let handler = self.handlers.get(&pod.record().runtime_handler)?;
+        if handler.kind == crius_oci::HandlerKind::Sandbox {
+            sandbox::start(self, &pod.record(), &handler, &hostname).await?;
+        }
         Ok(())
     }
 
@@ -544,6 +549,12 @@ impl Runtime {
     /// on a half-made pod and more than once.
     async fn teardown_pod(&self, pod: &Pod) {
         let rec = pod.record();
+        // A sandbox runtime's sandbox goes first: it lives in the pod's network namespace.
+        if let Ok(h) = self.handlers.existing(&rec.runtime_handler) {
+            if h.kind == crius_oci::HandlerKind::Sandbox {
+                sandbox::stop(self, &rec.id, &h).await;
+            }
+        }
         if rec.network_up {
             let cfg = rec.config();
             let netns = rec.pins.net.clone().unwrap_or_default();
@@ -892,7 +903,14 @@ pub(crate) async fn recover(rt: &Arc<Runtime>) -> anyhow::Result<()> {
                         Err(_) => true,
                     },
                 };
-                let lost = pause_gone || rec.pins.paths().any(|p| !namespaces::is_pinned(p));
+                let sandbox_gone = rt
+                    .handlers
+                    .existing(&rec.runtime_handler)
+                    .is_ok_and(|h| h.kind == crius_oci::HandlerKind::Sandbox)
+                    && !sandbox::alive(&rt.pod_dir(&rec.id));
+                let lost = pause_gone
+                    || sandbox_gone
+                    || rec.pins.paths().any(|p| !namespaces::is_pinned(p));
                 if lost {
                     tracing::warn!(
                         "pod {}: namespaces are gone (reboot?); marking it NotReady",
