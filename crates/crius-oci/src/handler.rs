@@ -197,8 +197,9 @@ fn is_gone(msg: &str) -> bool {
     m.contains("does not exist") || m.contains("not found") || m.contains("no such file")
 }
 
-/// Failures a runtime reports that are worth one more try: youki 0.7.0's `kill`/`delete` seal a
-/// copy of /proc/self/exe and fail with EBUSY when another youki process holds it at that moment.
+/// Failures a runtime reports that are worth one more try: youki 0.7.0 seals a copy of
+/// /proc/self/exe first thing in `main` (before it touches any container) and fails with EBUSY when
+/// another youki process holds it at that moment, so the command can simply run again.
 pub fn is_transient(msg: &str) -> bool {
     let m = msg.to_ascii_lowercase();
     m.contains("failed to seal /proc/self/exe") || (m.contains("seal") && m.contains("ebusy"))
@@ -320,13 +321,7 @@ impl Handler {
     /// Releases a created container's process (`runc start`).
     pub async fn start(&self, id: &str) -> Result<(), OciError> {
         let out = self
-            .run(
-                "start",
-                id,
-                &["start".into(), id.into()],
-                None,
-                COMMAND_TIMEOUT,
-            )
+            .run_retrying("start", id, &["start".into(), id.into()])
             .await?;
         if out.status.success() {
             Ok(())
@@ -386,13 +381,7 @@ impl Handler {
     /// The runtime's view of the container; None if it does not know it.
     pub async fn state(&self, id: &str) -> Result<Option<ContainerState>, OciError> {
         let out = self
-            .run(
-                "state",
-                id,
-                &["state".into(), id.into()],
-                None,
-                COMMAND_TIMEOUT,
-            )
+            .run_retrying("state", id, &["state".into(), id.into()])
             .await?;
         if !out.status.success() {
             if is_gone(&error_text(&out.stderr)) {
@@ -534,8 +523,8 @@ mod tests {
 
     #[test]
     fn only_the_seal_ebusy_failure_is_retried() {
-        // youki 0.7.0's message, as its kill and delete print it.
-        let youki = b"Error: failed to seal /proc/self/exe: EBUSY: Device or resource busy\n";
+        // youki 0.7.0 (anyhow context around pentacle::ensure_sealed in its main).
+        let youki = b"Error: failed to seal /proc/self/exe\n\nCaused by:\n    Device or resource busy (os error 16)\n";
         assert!(is_transient(&error_text(youki)));
         assert!(!is_transient("container \"x\" does not exist"));
         assert!(!is_transient("container not running"));

@@ -65,6 +65,8 @@ pub struct HandlerFeatures {
     /// Host device nodes (`devices`, CDI devices).
     pub devices: Support,
     pub update_resources: Support,
+    /// Namespaced sysctls of the pod (`linux.sysctls`).
+    pub sysctls: Support,
     pub exec: Support,
     pub attach: Support,
     pub port_forward: Support,
@@ -121,6 +123,7 @@ impl HandlerFeatures {
                     privileged: Support::yes("handler"),
                     devices: Support::yes("handler"),
                     update_resources: Support::yes("<runtime> update"),
+                    sysctls: Support::yes("handler (linux.sysctl)"),
                     exec: Support::yes("<runtime> exec"),
                     attach: Support::yes("crius-monitor"),
                     port_forward: Support::yes("crius (pod network namespace)"),
@@ -161,6 +164,9 @@ impl HandlerFeatures {
                     update_resources: Support::no(
                         "runsc has no `update` command: resources are fixed at create",
                     ),
+                    sysctls: Support::no(format!(
+                        "{GVISOR_KERNEL}, whose /proc/sys is its own: runsc does not apply the spec's linux.sysctl"
+                    )),
                     exec: Support::yes("runsc exec"),
                     attach: Support::yes("crius-monitor"),
                     port_forward: Support::yes(
@@ -189,6 +195,7 @@ impl HandlerFeatures {
             ("privileged", &self.privileged),
             ("devices", &self.devices),
             ("updateResources", &self.update_resources),
+            ("sysctls", &self.sysctls),
             ("exec", &self.exec),
             ("attach", &self.attach),
             ("portForward", &self.port_forward),
@@ -279,6 +286,9 @@ fn check_namespaces(
 /// RunPodSandbox: the pod-level fields its handler must honour.
 #[allow(deprecated)]
 pub fn check_pod(handler: &str, f: &HandlerFeatures, cfg: &cri::PodSandboxConfig) -> Result<()> {
+    if cfg.linux.as_ref().is_some_and(|l| !l.sysctls.is_empty()) {
+        refuse(handler, "config.linux.sysctls", &f.sysctls)?;
+    }
     let Some(sc) = cfg.linux.as_ref().and_then(|l| l.security_context.as_ref()) else {
         return Ok(());
     };
@@ -286,9 +296,8 @@ pub fn check_pod(handler: &str, f: &HandlerFeatures, cfg: &cri::PodSandboxConfig
     if let Some(ns) = &sc.namespace_options {
         check_namespaces(handler, f, P, ns)?;
     }
-    if sc.privileged {
-        refuse(handler, &format!("{P}.privileged"), &f.privileged)?;
-    }
+    // `privileged` on the pod only allows privileged containers in it; each one is refused at
+    // CreateContainer where the handler cannot honour it.
     if wants_seccomp(sc.seccomp.as_ref(), &sc.seccomp_profile_path, sc.privileged) {
         refuse(handler, &format!("{P}.seccomp"), &f.seccomp)?;
     }
@@ -375,6 +384,7 @@ pub fn render(handlers: &serde_json::Map<String, serde_json::Value>) -> String {
         "privileged",
         "devices",
         "updateResources",
+        "sysctls",
         "exec",
         "attach",
         "portForward",

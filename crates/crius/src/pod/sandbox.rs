@@ -17,6 +17,24 @@ use crate::runtime::Runtime;
 pub const CONTAINER_TYPE: &str = "io.kubernetes.cri.container-type";
 pub const SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
 
+/// The container runtimes' default capability set, given to the holder of the sandbox.
+const DEFAULT_CAPS: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
 /// The root container's bundle and monitor state.
 pub fn dir(pod_dir: &Path) -> PathBuf {
     pod_dir.join("sandbox")
@@ -87,12 +105,14 @@ fn bundle(rt: &Runtime, rec: &SandboxRecord, hostname: &str) -> Result<serde_jso
         "ociVersion": "1.0.2",
         "process": {
             "terminal": false,
-            "user": {"uid": 65535, "gid": 65535},
+            // runsc gives the sandbox process the host capabilities of its root container, and
+            // with --network=host binding a port below 1024 happens on the host: the default set.
+            "user": {"uid": 0, "gid": 0},
             "args": ["/bin/sleep", "infinity"],
             "env": ["PATH=/usr/bin:/bin"],
             "cwd": "/",
             "noNewPrivileges": true,
-            "capabilities": {"bounding": [], "effective": [], "permitted": [], "inheritable": [], "ambient": []}
+            "capabilities": {"bounding": DEFAULT_CAPS, "effective": DEFAULT_CAPS, "permitted": DEFAULT_CAPS}
         },
         "root": {"path": "rootfs", "readonly": true},
         "hostname": hostname,
@@ -146,6 +166,20 @@ pub async fn start(
 
 /// Ends the pod's sandbox and everything in it; idempotent.
 pub async fn stop(rt: &Runtime, pod_id: &str, handler: &Handler) {
+    // The pod's containers leave runsc's state first: once the sandbox is gone runsc can no longer
+    // delete them (it cannot reach the sandbox's control server).
+    for c in rt
+        .all_containers()
+        .into_iter()
+        .filter(|c| c.sandbox_id == pod_id)
+    {
+        if let Err(e) = handler.delete(&c.id, true).await {
+            tracing::warn!(
+                "pod {pod_id}: delete container {} before its sandbox: {e}",
+                c.id
+            );
+        }
+    }
     if let Err(e) = handler.kill(pod_id, libc::SIGKILL, true).await {
         tracing::warn!("pod {pod_id}: kill sandbox: {e}");
     }
