@@ -65,6 +65,8 @@ pub struct HandlerFeatures {
     /// Host device nodes (`devices`, CDI devices).
     pub devices: Support,
     pub update_resources: Support,
+    /// A container's own CPU/memory limits (`linux.resources`), enforced on its processes.
+    pub container_limits: Support,
     /// Namespaced sysctls of the pod (`linux.sysctls`).
     pub sysctls: Support,
     pub exec: Support,
@@ -123,6 +125,7 @@ impl HandlerFeatures {
                     privileged: Support::yes("handler"),
                     devices: Support::yes("handler"),
                     update_resources: Support::yes("<runtime> update"),
+                    container_limits: Support::yes("the container's cgroup"),
                     sysctls: Support::yes("handler (linux.sysctl)"),
                     exec: Support::yes("<runtime> exec"),
                     attach: Support::yes("crius-monitor"),
@@ -132,6 +135,13 @@ impl HandlerFeatures {
             }
             HandlerKind::Sandbox => {
                 let host_net = h.global_args.iter().any(|a| a == "--network=host");
+                let seccomp = if seccomp.supported {
+                    Support::yes(
+                        "seccomp trial container passed; runsc 20221219 filters the container's own processes but not those started by exec",
+                    )
+                } else {
+                    seccomp
+                };
                 HandlerFeatures {
                     kind: h.kind,
                     recursive_read_only_mounts: rro,
@@ -151,8 +161,8 @@ impl HandlerFeatures {
                     host_ipc: Support::no(format!(
                         "{GVISOR_KERNEL}, which implements System V IPC and POSIX message queues itself"
                     )),
-                    pod_pid_namespace: Support::no(
-                        "the pod's containers run in one gVisor sandbox, but crius does not yet put them in one PID namespace inside it",
+                    pod_pid_namespace: Support::yes(
+                        "the sandbox's root PID namespace (the pod's holder process is pid 1)",
                     ),
                     target_pid_namespace: Support::no(
                         "crius does not yet join a container to another's PID namespace inside a gVisor sandbox",
@@ -163,6 +173,9 @@ impl HandlerFeatures {
                     devices: Support::no(format!("{GVISOR_KERNEL}: host device nodes are not passed in")),
                     update_resources: Support::no(
                         "runsc has no `update` command: resources are fixed at create",
+                    ),
+                    container_limits: Support::no(
+                        "not enforced per container (accepted, not refused): every container runs inside the pod's one sandbox process, whose host cgroup is the pod's; a container's own cgroup holds only its gofer",
                     ),
                     sysctls: Support::no(format!(
                         "{GVISOR_KERNEL}, whose /proc/sys is its own: runsc does not apply the spec's linux.sysctl"
@@ -195,6 +208,7 @@ impl HandlerFeatures {
             ("privileged", &self.privileged),
             ("devices", &self.devices),
             ("updateResources", &self.update_resources),
+            ("containerLimits", &self.container_limits),
             ("sysctls", &self.sysctls),
             ("exec", &self.exec),
             ("attach", &self.attach),
@@ -384,6 +398,7 @@ pub fn render(handlers: &serde_json::Map<String, serde_json::Value>) -> String {
         "privileged",
         "devices",
         "updateResources",
+        "containerLimits",
         "sysctls",
         "exec",
         "attach",

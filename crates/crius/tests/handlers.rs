@@ -574,3 +574,92 @@ async fn runsc_lifecycle_latency() {
     );
     d.shutdown().await;
 }
+
+/// shareProcessNamespace on gVisor: the pod's containers share the sandbox's root PID namespace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runsc_pod_shares_one_pid_namespace() {
+    require_runsc();
+    let mut d = Daemon::start().await;
+    let _leftovers = RunscLeftovers(d.dir.clone());
+    d.pull(&image("busybox:latest")).await;
+    let pod_cfg = with_ns(pod_config("gvpid", false, &d.dir.join("logs/gvpid")), |n| {
+        n.pid = cri::NamespaceMode::Pod as i32
+    });
+    let pod = run_pod_on(&mut d, "runsc", pod_cfg.clone())
+        .await
+        .unwrap_or_else(|e| panic!("RunPodSandbox with a shared PID namespace: {e}"));
+    let mut ids = Vec::new();
+    for (name, secs) in [("a", "3601"), ("b", "3602")] {
+        let mut c = container_config(name, &image("busybox:latest"), &["sleep", secs]);
+        c.linux = Some(cri::LinuxContainerConfig {
+            security_context: Some(cri::LinuxContainerSecurityContext {
+                namespace_options: Some(cri::NamespaceOption {
+                    pid: cri::NamespaceMode::Pod as i32,
+                    ipc: cri::NamespaceMode::Pod as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let id = d.create(&pod, &pod_cfg, c).await.unwrap();
+        d.start_ctr(&id).await;
+        ids.push(id);
+    }
+    let r = d.exec(&ids[1], &["ps"], 10).await.unwrap();
+    let ps = text(&r);
+    assert!(
+        ps.contains("sleep 3601") && ps.contains("sleep 3602"),
+        "{ps}"
+    );
+
+    // A recursively read-only volume (crius' host-side copy) stays mounted until runsc's `start`,
+    // which is when runsc mounts a joining container's binds.
+    let vol = d.dir.join("rro-vol");
+    std::fs::create_dir_all(vol.join("sub")).unwrap();
+    let st = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "tmpfs"])
+        .arg(vol.join("sub"))
+        .status()
+        .unwrap();
+    assert!(st.success(), "mount a tmpfs under the volume");
+    let mut c = container_config("rro", &image("busybox:latest"), &["sleep", "3603"]);
+    c.mounts.push(cri::Mount {
+        container_path: "/vol".into(),
+        host_path: vol.display().to_string(),
+        readonly: true,
+        recursive_read_only: true,
+        ..Default::default()
+    });
+    let rro = d.create(&pod, &pod_cfg, c).await.unwrap();
+    d.start_ctr(&rro).await;
+    let r = d.exec(&rro, &["touch", "/vol/sub/f"], 10).await.unwrap();
+    assert_ne!(
+        r.exit_code,
+        0,
+        "a recursively read-only volume is read-only below: {}",
+        text(&r)
+    );
+    d.rt.remove_container(cri::RemoveContainerRequest { container_id: rro })
+        .await
+        .unwrap();
+    let _ = std::process::Command::new("umount")
+        .arg(vol.join("sub"))
+        .status();
+    d.rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
+        pod_sandbox_id: pod.clone(),
+    })
+    .await
+    .unwrap();
+    d.rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+        pod_sandbox_id: pod,
+    })
+    .await
+    .unwrap();
+    assert!(
+        runsc_ids(&d).is_empty(),
+        "runsc still knows {:?}",
+        runsc_ids(&d)
+    );
+    d.shutdown().await;
+}

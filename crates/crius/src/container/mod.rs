@@ -475,6 +475,28 @@ impl Runtime {
         crate::cdi::apply(&mut spec, &cdi)?;
         if handler.kind == crius_oci::HandlerKind::Sandbox {
             crate::pod::sandbox::annotate(&mut spec, &prec.id);
+            let pod_pid = cfg
+                .linux
+                .as_ref()
+                .and_then(|l| l.security_context.as_ref())
+                .and_then(|s| s.namespace_options.as_ref())
+                .is_some_and(|n| n.pid == cri::NamespaceMode::Pod as i32);
+            if pod_pid {
+                crate::pod::sandbox::share_pid_namespace(&mut spec);
+            }
+            let all_caps = cfg
+                .linux
+                .as_ref()
+                .and_then(|l| l.security_context.as_ref())
+                .and_then(|s| s.capabilities.as_ref())
+                .is_some_and(|c| {
+                    c.add_capabilities
+                        .iter()
+                        .any(|a| a.eq_ignore_ascii_case("ALL"))
+                });
+            if all_caps {
+                crate::pod::sandbox::drop_unknown_caps(&mut spec);
+            }
         }
         // Mounts the handler cannot make (rro, idmapped binds) are prepared host-side and released
         // once the runtime has its own copies.
@@ -494,7 +516,11 @@ impl Runtime {
                 ctr, handler, cfg, sandbox, prec, image, &dir, spec, log_path, volumes,
             )
             .await;
-        crate::idmap::release(&prepared);
+        // runsc mounts a joining container's binds at `start` (its gofer starts then): the prepared
+        // copies stay until RemoveContainer unmounts the container's state dir.
+        if handler.kind != crius_oci::HandlerKind::Sandbox || res.is_err() {
+            crate::idmap::release(&prepared);
+        }
         res
     }
 
@@ -627,7 +653,14 @@ impl Runtime {
             net_ns: prec.pins.net.clone(),
             ipc_ns: prec.pins.ipc.clone(),
             uts_ns: prec.pins.uts.clone(),
-            pid_ns: crate::pod::pause::pid_ns(&self.pod_dir(&prec.id), &prec.id, prec.pause_pid)?,
+            pid_ns: if handler.kind == crius_oci::HandlerKind::Sandbox {
+                // The pod's PID namespace is its gVisor sandbox's (no host pause): the spec's
+                // pid entry is dropped for runsc (pod::sandbox::share_pid_namespace).
+                (crate::pod::sandbox::pod_shares_pid(sandbox))
+                    .then(|| crate::pod::sandbox::dir(&self.pod_dir(&prec.id)))
+            } else {
+                crate::pod::pause::pid_ns(&self.pod_dir(&prec.id), &prec.id, prec.pause_pid)?
+            },
             host_pid: sandbox
                 .linux
                 .as_ref()

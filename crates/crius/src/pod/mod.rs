@@ -482,7 +482,12 @@ impl Runtime {
         };
         pod.update(self, |r| r.pins = pins.clone()).await?;
 
-        if ns.pid == cri::NamespaceMode::Pod as i32 {
+        // In a sandbox runtime (gVisor) the pod's PID namespace is its sandbox's: no host pause.
+        let sandboxed = self
+            .handlers
+            .get(&pod.record().runtime_handler)
+            .is_ok_and(|h| h.kind == crius_oci::HandlerKind::Sandbox);
+        if ns.pid == cri::NamespaceMode::Pod as i32 && !sandboxed {
             let pid_file = dir.join("pause.pid");
             // In a pod with its own user namespace pause keeps its credentials: it entered that
             // namespace with no mapped uid (host root is never mapped), so it holds no capability in

@@ -53,6 +53,57 @@ pub fn annotate(spec: &mut oci_spec::runtime::Spec, pod_id: &str) {
     spec.set_annotations(Some(a));
 }
 
+/// Whether the pod shares one PID namespace among its containers.
+pub fn pod_shares_pid(cfg: &cri_api::v1::PodSandboxConfig) -> bool {
+    cfg.linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref())
+        .and_then(|s| s.namespace_options.as_ref())
+        .is_some_and(|n| n.pid == cri_api::v1::NamespaceMode::Pod as i32)
+}
+
+/// A container in the pod's PID namespace: inside a gVisor sandbox that is the root container's,
+/// which runsc gives a container whose spec names no PID namespace (the holder is its pid 1).
+pub fn share_pid_namespace(spec: &mut oci_spec::runtime::Spec) {
+    if let Some(linux) = spec.linux_mut() {
+        if let Some(ns) = linux.namespaces_mut() {
+            ns.retain(|n| n.typ() != oci_spec::runtime::LinuxNamespaceType::Pid);
+        }
+    }
+}
+
+/// Capabilities of this host's kernel that runsc 20221219 does not know (its start fails on them).
+const UNKNOWN_TO_GVISOR: &[oci_spec::runtime::Capability] = &[
+    oci_spec::runtime::Capability::Perfmon,
+    oci_spec::runtime::Capability::Bpf,
+    oci_spec::runtime::Capability::CheckpointRestore,
+];
+
+/// `add_capabilities: [ALL]` means every capability the runtime has: the host's list minus what
+/// gVisor does not implement.
+pub fn drop_unknown_caps(spec: &mut oci_spec::runtime::Spec) {
+    let Some(process) = spec.process_mut() else {
+        return;
+    };
+    let Some(mut caps) = process.capabilities().clone() else {
+        return;
+    };
+    let strip = |set: &Option<oci_spec::runtime::Capabilities>| {
+        set.clone().map(|mut s| {
+            for c in UNKNOWN_TO_GVISOR {
+                s.remove(c);
+            }
+            s
+        })
+    };
+    caps.set_bounding(strip(caps.bounding()));
+    caps.set_effective(strip(caps.effective()));
+    caps.set_permitted(strip(caps.permitted()));
+    caps.set_inheritable(strip(caps.inheritable()));
+    caps.set_ambient(strip(caps.ambient()));
+    process.set_capabilities(Some(caps));
+}
+
 fn bundle(rt: &Runtime, rec: &SandboxRecord, hostname: &str) -> Result<serde_json::Value> {
     let d = dir(&rt.pod_dir(&rec.id));
     let rootfs = d.join("rootfs");
