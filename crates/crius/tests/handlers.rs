@@ -252,6 +252,13 @@ impl Drop for RunscLeftovers {
                     .status();
             }
         }
+        // A sandbox runsc could not delete (its control server gone) still has processes: they
+        // name this test's runtime root on their command line.
+        let _ = std::process::Command::new("pkill")
+            .arg("-9")
+            .arg("-f")
+            .arg(format!("--root={}", root.display()))
+            .status();
     }
 }
 
