@@ -48,6 +48,8 @@ const MAX_FRAME: usize = 1 << 20;
 /// How long output may keep flowing after the container's init died (orphans in a shared pid
 /// namespace can hold the pipes open forever).
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
+/// [`DRAIN_GRACE`] for `--start-by-monitor` containers, whose pipes the sandbox holds.
+const SANDBOX_DRAIN_GRACE: Duration = Duration::from_millis(200);
 /// Stop reading attach clients while this much stdin is waiting for the container.
 const STDIN_HIGH_WATER: usize = 64 * 1024;
 
@@ -720,7 +722,14 @@ impl Monitor {
             if let Some((_, _, at)) = self.exit {
                 let outputs_done = self.out.is_none() && self.err.is_none();
                 let waited = Duration::from_nanos((now_ns() - at).max(0) as u64);
-                if outputs_done || waited >= DRAIN_GRACE {
+                // A sandbox runtime (gVisor) keeps the container's pipes open until the container
+                // is deleted, which waits for this exit: its output was written before the exit.
+                let grace = if args.start_by_monitor {
+                    SANDBOX_DRAIN_GRACE
+                } else {
+                    DRAIN_GRACE
+                };
+                if outputs_done || waited >= grace {
                     break;
                 }
             }
