@@ -176,8 +176,31 @@ pub async fn run_trial_bundle(
     }
     .await;
     let deleted = h.delete(&id, true).await;
+    remove_trial_cgroups(&id);
     result?;
     deleted.map_err(|e| e.to_string())
+}
+
+/// Removes the trial's cgroup (`/<id>`, empty by now) from every cgroup hierarchy: a runtime whose
+/// `create` failed half-way (runsc joining a user namespace) leaves it behind, and `delete` then
+/// knows no container to clean up.
+fn remove_trial_cgroups(id: &str) {
+    let Ok(mountinfo) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    for line in mountinfo.lines() {
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
+        let fstype = post.split(' ').next().unwrap_or_default();
+        if fstype != "cgroup" && fstype != "cgroup2" {
+            continue;
+        }
+        if let Some(mnt) = pre.split(' ').nth(4) {
+            // Only an empty cgroup can be removed; ENOENT is the usual case.
+            let _ = std::fs::remove_dir(Path::new(mnt).join(id));
+        }
+    }
 }
 
 fn rand_suffix() -> u64 {
