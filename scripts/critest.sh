@@ -4,7 +4,7 @@
 # tests/critest/expect-<handler>.txt. Fails on any spec that fails or skips without being listed there,
 # and on any listed spec that now passes (the file only ever shrinks).
 #
-# Usage: scripts/critest.sh HANDLER [extra critest args]      HANDLER: runc | crun | youki
+# Usage: scripts/critest.sh HANDLER [extra critest args]      HANDLER: runc | crun | youki | runsc
 # Needs: root, the test registry and images (scripts/start-registries.sh, scripts/build-test-images.py),
 # the debug binaries (cargo build --workspace --bins). Everything it starts or mounts is undone on exit.
 set -euo pipefail

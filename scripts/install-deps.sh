@@ -27,6 +27,8 @@ PACKAGES=(
     gcc libc6-dev xz-utils criu libseccomp-dev pkg-config apparmor
     # debootstrap builds the systemd test node's rootfs (scripts/build-systemd-node.sh).
     debootstrap
+    # gVisor: the runsc runtime handler (a sandbox per pod).
+    runsc
     # libfuzzer-sys compiles libFuzzer (C++) for scripts/fuzz.sh.
     g++
 )

@@ -3,7 +3,7 @@
 //!
 //! Invocation (by `crius_oci::spawn_monitor`):
 //! `crius-monitor --id ID --bundle DIR --state-dir DIR --runtime BIN --runtime-root DIR
-//!   [--log-path FILE [--log-dir DIR]] [--tty] [--stdin] [--stdin-once] [--oom-file FILE] [--sync-fd N]
+//!   [--log-path FILE [--log-dir DIR]] [--runtime-arg FLAG]... [--start-by-monitor] [--tty] [--stdin] [--stdin-once] [--oom-file FILE] [--sync-fd N]
 //!   [--create-timeout-ms N]`
 //!
 //! Protocol (the library side lives in `crius-oci`; keep both in step):
@@ -13,7 +13,10 @@
 //!   `{"ok":true,"monitor_pid":N,"container_pid":N}` or
 //!   `{"ok":false,"monitor_pid":N,"exit_code":N,"error":"…"}` (the runtime's own error text).
 //! - `<state>/ctl` (unix stream): the client writes `reopen\n`; the monitor reopens `--log-path`
-//!   and answers `ok\n` or `error <text>\n`.
+//!   and answers `ok\n` or `error <text>\n`. With `--start-by-monitor` (a container joining a
+//!   gVisor sandbox, whose stdio `runsc start` hands in) also `start\n` (the monitor runs the
+//!   runtime's `start` with the container's pipes, then `<runtime> wait` for its exit status) and
+//!   `abandon\n` (the never-started container was deleted: record exit 137 and finish).
 //! - `<state>/attach.sock` (unix stream), frames both ways: `u8 kind, u32 BE length, payload`.
 //!   Monitor → client: kind 1 stdout, 2 stderr (with a tty everything is kind 1).
 //!   Client → monitor: kind 0 stdin bytes (length 0 = the client's stdin ended), kind 3 resize
@@ -46,6 +49,8 @@ use proto::{next_frame, parse_ctl, Ctl, Frame};
 /// How long output may keep flowing after the container's init died (orphans in a shared pid
 /// namespace can hold the pipes open forever).
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
+/// [`DRAIN_GRACE`] for `--start-by-monitor` containers, whose pipes the sandbox holds.
+const SANDBOX_DRAIN_GRACE: Duration = Duration::from_millis(200);
 /// Stop reading attach clients while this much stdin is waiting for the container.
 const STDIN_HIGH_WATER: usize = 64 * 1024;
 
@@ -63,6 +68,11 @@ struct Args {
     stdin_once: bool,
     /// Run the runtime with `--systemd-cgroup` (the systemd cgroup driver).
     systemd_cgroup: bool,
+    /// Global flags for every runtime command (`--runtime-arg`, repeated).
+    runtime_args: Vec<OsString>,
+    /// The container joins a sandbox (gVisor): its stdio is given to `<runtime> start`, which the
+    /// monitor runs when the ctl socket says `start`, and its exit comes from `<runtime> wait`.
+    start_by_monitor: bool,
     oom_file: Option<PathBuf>,
     sync_fd: Option<RawFd>,
     create_timeout: Duration,
@@ -84,6 +94,8 @@ fn parse_args(mut it: impl Iterator<Item = OsString>) -> Result<Args, String> {
         log_dir: None,
         tty: false,
         systemd_cgroup: false,
+        runtime_args: Vec::new(),
+        start_by_monitor: false,
         stdin: false,
         stdin_once: false,
         oom_file: None,
@@ -101,6 +113,7 @@ fn parse_args(mut it: impl Iterator<Item = OsString>) -> Result<Args, String> {
             "--runtime-root" => runtime_root = Some(PathBuf::from(value()?)),
             "--log-path" => a.log_path = Some(PathBuf::from(value()?)),
             "--log-dir" => a.log_dir = Some(PathBuf::from(value()?)),
+            "--runtime-arg" => a.runtime_args.push(value()?),
             "--oom-file" => a.oom_file = Some(PathBuf::from(value()?)),
             "--sync-fd" => {
                 let v = value()?;
@@ -119,6 +132,7 @@ fn parse_args(mut it: impl Iterator<Item = OsString>) -> Result<Args, String> {
                 a.create_timeout = Duration::from_millis(ms);
             }
             "--tty" => a.tty = true,
+            "--start-by-monitor" => a.start_by_monitor = true,
             "--systemd-cgroup" => a.systemd_cgroup = true,
             "--stdin" => a.stdin = true,
             "--stdin-once" => a.stdin_once = true,
@@ -340,6 +354,7 @@ fn main() {
                     .arg("--root")
                     .arg(&args.runtime_root)
                     .args(args.systemd_cgroup.then_some("--systemd-cgroup"))
+                    .args(&args.runtime_args)
                     .args(["delete", "--force", &args.id])
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())
@@ -405,6 +420,10 @@ struct Monitor {
     start_watch: Option<OwnedFd>,
     started_at: Option<i128>,
     exit: Option<(i32, Option<i32>, i128)>,
+    /// `--start-by-monitor`: the container's ends of its stdin/stdout/stderr pipes, until `start`.
+    held: Option<[Option<OwnedFd>; 3]>,
+    /// `--start-by-monitor`: the running `<runtime> wait`, whose output is the exit status.
+    waiter: Option<std::process::Child>,
 }
 
 fn open_log(args: &Args, path: &Path) -> io::Result<File> {
@@ -451,6 +470,7 @@ impl Monitor {
         cmd.arg("--root")
             .arg(&args.runtime_root)
             .args(args.systemd_cgroup.then_some("--systemd-cgroup"))
+            .args(&args.runtime_args)
             .arg("--log")
             .arg(&runtime_log)
             .args(["--log-format", "json", "create", "--bundle"])
@@ -459,6 +479,7 @@ impl Monitor {
             .arg(&pid_file);
         let mut console = None;
         let (mut out, mut err, mut stdin) = (None, None, None);
+        let mut held: Option<[Option<OwnedFd>; 3]> = None;
         if args.tty {
             let sock = Path::new("console.sock");
             console = Some(
@@ -471,6 +492,23 @@ impl Monitor {
                 sock.to_path_buf()
             };
             cmd.arg("--console-socket").arg(sock_arg);
+            cmd.stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+        } else if args.start_by_monitor {
+            // The runtime's `start` gets the container's end of each pipe (see Monitor::start).
+            let (r, w) = sys::pipe().map_err(|e| CreateFailure::io("pipe", e))?;
+            out = Some(r);
+            let (r2, w2) = sys::pipe().map_err(|e| CreateFailure::io("pipe", e))?;
+            err = Some(r2);
+            let child_in = if args.stdin {
+                let (r, w) = sys::pipe().map_err(|e| CreateFailure::io("pipe", e))?;
+                stdin = Some(w);
+                Some(r)
+            } else {
+                None
+            };
+            held = Some([child_in, Some(w), Some(w2)]);
             cmd.stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null());
@@ -625,6 +663,8 @@ impl Monitor {
             .ok(),
             started_at: None,
             exit: None,
+            held,
+            waiter: None,
         })
     }
 
@@ -634,7 +674,14 @@ impl Monitor {
             if let Some((_, _, at)) = self.exit {
                 let outputs_done = self.out.is_none() && self.err.is_none();
                 let waited = Duration::from_nanos((now_ns() - at).max(0) as u64);
-                if outputs_done || waited >= DRAIN_GRACE {
+                // A sandbox runtime (gVisor) keeps the container's pipes open until the container
+                // is deleted, which waits for this exit: its output was written before the exit.
+                let grace = if args.start_by_monitor {
+                    SANDBOX_DRAIN_GRACE
+                } else {
+                    DRAIN_GRACE
+                };
+                if outputs_done || waited >= grace {
                     break;
                 }
             }
@@ -737,7 +784,12 @@ impl Monitor {
         loop {
             match sys::try_wait(-1) {
                 Ok(Some((pid, status))) => {
-                    if pid == self.container_pid && self.exit.is_none() {
+                    let waiter = self.waiter.as_ref().map(|w| w.id() as i32);
+                    if waiter == Some(pid) && self.exit.is_none() {
+                        let code = self.waited_status();
+                        let sig = (code > 128).then_some(code - 128);
+                        self.exit = Some((code, sig, now_ns()));
+                    } else if pid == self.container_pid && self.exit.is_none() {
                         let (code, sig) = sys::decode_status(status);
                         self.exit = Some((code, sig, now_ns()));
                     }
@@ -925,8 +977,10 @@ impl Monitor {
     }
 
     fn serve_ctl(&mut self, args: &Args) {
-        let Some(l) = &self.ctl else { return };
-        while let Ok(Some(fd)) = sys::accept(l.as_raw_fd()) {
+        let Some(l) = self.ctl.as_ref().map(|l| l.as_raw_fd()) else {
+            return;
+        };
+        while let Ok(Some(fd)) = sys::accept(l) {
             let _ = sys::set_socket_timeouts(fd.as_raw_fd(), 1);
             let mut conn = File::from(fd);
             let mut req = [0u8; 64];
@@ -943,10 +997,86 @@ impl Monitor {
                     None => "ok\n".to_string(),
                 },
                 Ctl::Ping => "ok\n".to_string(),
+                Ctl::Start if !args.start_by_monitor => {
+                    "error start: not --start-by-monitor\n".into()
+                }
+                Ctl::Start => match self.start(args) {
+                    Ok(()) => "ok\n".to_string(),
+                    Err(e) => format!("error {}\n", e.replace('\n', " ")),
+                },
+                Ctl::Abandon => {
+                    if self.waiter.is_none() && self.exit.is_none() {
+                        self.exit = Some((128 + libc::SIGKILL, Some(libc::SIGKILL), now_ns()));
+                        self.held = None;
+                    }
+                    "ok\n".to_string()
+                }
                 Ctl::Unknown(other) => format!("error unknown command {other:?}\n"),
             };
             let _ = conn.write_all(reply.as_bytes());
         }
+    }
+
+    fn runtime_command(args: &Args) -> Command {
+        let mut c = Command::new(&args.runtime);
+        c.arg("--root")
+            .arg(&args.runtime_root)
+            .args(args.systemd_cgroup.then_some("--systemd-cgroup"))
+            .args(&args.runtime_args);
+        c
+    }
+
+    /// `--start-by-monitor`: runs `<runtime> start` with the container's stdio, then
+    /// `<runtime> wait` in the background. Idempotent once started.
+    fn start(&mut self, args: &Args) -> Result<(), String> {
+        if self.started_at.is_some() {
+            return Ok(());
+        }
+        if self.exit.is_some() {
+            return Err("the container has already exited".into());
+        }
+        let log = args.state_dir.join("runtime-start.log");
+        let _ = std::fs::remove_file(&log);
+        let mut cmd = Self::runtime_command(args);
+        cmd.arg("--log")
+            .arg(&log)
+            .args(["--log-format", "json", "start", &args.id]);
+        // With a tty the runtime took the console at create; the pipes are for the other case.
+        let [i, o, e] = self.held.take().unwrap_or([None, None, None]);
+        let stdio = |f: Option<OwnedFd>| f.map_or_else(Stdio::null, Stdio::from);
+        cmd.stdin(stdio(i)).stdout(stdio(o)).stderr(stdio(e));
+        let status = cmd
+            .status()
+            .map_err(|e| format!("run {} start: {e}", args.runtime.display()))?;
+        // Only the runtime (and now the container) hold the pipes' other ends.
+        drop(cmd);
+        if !status.success() {
+            let text =
+                runtime_errors(&std::fs::read_to_string(&log).unwrap_or_default()).join("; ");
+            return Err(format!(
+                "{} start exited with {status}: {text}",
+                args.runtime.display()
+            ));
+        }
+        self.started_at = Some(now_ns());
+        let waiter = Self::runtime_command(args)
+            .args(["wait", &args.id])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("run {} wait: {e}", args.runtime.display()))?;
+        self.waiter = Some(waiter);
+        Ok(())
+    }
+
+    /// The exit status `<runtime> wait` printed (`{"id":…,"exitStatus":N}`).
+    fn waited_status(&mut self) -> i32 {
+        let mut text = String::new();
+        if let Some(out) = self.waiter.as_mut().and_then(|w| w.stdout.as_mut()) {
+            let _ = out.read_to_string(&mut text);
+        }
+        parse_exit_status(&text).unwrap_or(255)
     }
 
     fn finish(&mut self, args: &Args) {
@@ -979,6 +1109,16 @@ impl Monitor {
             note(&args.state_dir, &format!("writing exit.json: {e}"));
         }
     }
+}
+
+/// `exitStatus` out of `runsc wait`'s JSON line (128 + signal for a signalled process).
+fn parse_exit_status(text: &str) -> Option<i32> {
+    let i = text.find("\"exitStatus\"")?;
+    let rest = text[i + 12..].trim_start().strip_prefix(':')?.trim_start();
+    let end = rest
+        .find(|c: char| !(c.is_ascii_digit() || c == '-'))
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
 }
 
 /// The bundle's absolute cgroupfs `linux.cgroupsPath`, if it has one.
@@ -1068,6 +1208,23 @@ fn write_all_fd(fd: RawFd, mut data: &[u8]) -> io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn runsc_wait_output_gives_the_exit_status() {
+        assert_eq!(
+            super::parse_exit_status("{\"id\":\"c1\",\"exitStatus\":7}\n"),
+            Some(7)
+        );
+        assert_eq!(
+            super::parse_exit_status("{\"id\":\"c1\",\"exitStatus\": 137}"),
+            Some(137)
+        );
+        assert_eq!(
+            super::parse_exit_status("waiting on container: not started"),
+            None
+        );
+        assert_eq!(super::parse_exit_status(""), None);
+    }
+
     use super::*;
 
     #[test]
@@ -1186,7 +1343,7 @@ mod proptests {
             prop_assert_eq!(next_frame(&mut evil), Frame::TooBig);
         }
 
-        /// Any request on the control socket is one of the two commands or an error echo; only
+        /// Any request on the control socket is one of the commands or an error echo; only
         /// the exact words (whitespace around them aside) act.
         #[test]
         fn control_requests_are_total(req in prop::collection::vec(any::<u8>(), 0..64)) {
@@ -1194,7 +1351,9 @@ mod proptests {
             match parse_ctl(&req) {
                 Ctl::Reopen => prop_assert_eq!(trimmed, "reopen"),
                 Ctl::Ping => prop_assert_eq!(trimmed, "ping"),
-                Ctl::Unknown(s) => prop_assert!(s != "reopen" && s != "ping"),
+                Ctl::Start => prop_assert_eq!(trimmed, "start"),
+                Ctl::Abandon => prop_assert_eq!(trimmed, "abandon"),
+                Ctl::Unknown(s) => prop_assert!(!["reopen", "ping", "start", "abandon"].contains(&s.as_str())),
             }
         }
     }

@@ -39,6 +39,10 @@ pub fn next_frame(inbuf: &mut Vec<u8>) -> Frame {
 pub enum Ctl {
     Reopen,
     Ping,
+    /// `--start-by-monitor`: run `<runtime> start` with the container's stdio.
+    Start,
+    /// `--start-by-monitor`: the container was deleted before it started; stop waiting.
+    Abandon,
     Unknown(String),
 }
 
@@ -47,6 +51,8 @@ pub fn parse_ctl(req: &[u8]) -> Ctl {
     match cmd.trim() {
         "reopen" => Ctl::Reopen,
         "ping" => Ctl::Ping,
+        "start" => Ctl::Start,
+        "abandon" => Ctl::Abandon,
         other => Ctl::Unknown(other.to_string()),
     }
 }

@@ -67,6 +67,15 @@ impl ExecFiles {
     fn pid_file(&self) -> PathBuf {
         self.dir.path().join("exec.pid")
     }
+    /// A sandbox runtime (gVisor) writes the pid *inside its sandbox*: never a host pid, so it is
+    /// kept apart from [`ExecFiles::pid`], which host-side kills trust.
+    fn sandbox_pid_file(&self) -> PathBuf {
+        self.dir.path().join("sandbox.pid")
+    }
+    /// Whether the runtime started the process (wrote its pid file, host or sandbox).
+    fn started(&self) -> bool {
+        self.pid().is_some() || read_pid(&self.sandbox_pid_file()).is_some()
+    }
     fn log(&self) -> PathBuf {
         self.dir.path().join("runtime.log")
     }
@@ -89,12 +98,23 @@ impl Handler {
         cmd.arg("--root")
             .arg(&self.root)
             .args(self.systemd_cgroup.then_some("--systemd-cgroup"))
+            .args(&self.global_args)
             .arg("--log")
             .arg(files.log())
             .args(["--log-format", "json", "exec", "--process"])
             .arg(files.process())
-            .arg("--pid-file")
-            .arg(files.pid_file());
+            // runsc's --pid-file names its own exec process; the process inside the sandbox is
+            // the --internal-pid-file one, which `runsc kill --pid` takes.
+            .arg(if self.kind == crate::HandlerKind::Sandbox {
+                "--internal-pid-file"
+            } else {
+                "--pid-file"
+            })
+            .arg(if self.kind == crate::HandlerKind::Sandbox {
+                files.sandbox_pid_file()
+            } else {
+                files.pid_file()
+            });
         cmd.arg(id).kill_on_drop(true);
         cmd
     }
@@ -126,6 +146,8 @@ impl Handler {
         let mut guard = ExecGuard {
             files: Some(files),
             runtime_pid: child.id().map(|p| p as i32),
+            sandbox: (self.kind == crate::HandlerKind::Sandbox)
+                .then(|| (self.clone(), id.to_string())),
         };
         let out_buf = Arc::new(Mutex::new(Vec::new()));
         let err_buf = Arc::new(Mutex::new(Vec::new()));
@@ -164,7 +186,7 @@ impl Handler {
             use std::os::unix::process::ExitStatusExt;
             128 + status.signal().unwrap_or(0)
         });
-        if !status.success() && !timed_out && files.pid().is_none() {
+        if !status.success() && !timed_out && !files.started() {
             let errors = files.runtime_errors();
             if !errors.is_empty() {
                 return Err(OciError::Exec {
@@ -242,11 +264,11 @@ impl Handler {
         let started = async {
             // The pid file appears once the process runs; the runtime exiting first means failure.
             loop {
-                if files.pid().is_some() {
+                if files.started() {
                     return Ok(());
                 }
                 if let Ok(Some(st)) = child.try_wait() {
-                    if files.pid().is_some() {
+                    if files.started() {
                         return Ok(());
                     }
                     return Err(exec_err(&files, format!("runtime exited with {st}")));
@@ -288,6 +310,38 @@ const PID_FILE_WAIT: Duration = Duration::from_secs(5);
 struct ExecGuard {
     files: Option<ExecFiles>,
     runtime_pid: Option<i32>,
+    /// For a sandbox runtime: the handler and container, to kill the process inside the sandbox.
+    sandbox: Option<(Handler, String)>,
+}
+
+/// Waits (bounded) for a sandbox runtime's exec pid file.
+fn wait_sandbox_pid(path: &Path) -> Option<i32> {
+    let deadline = Instant::now() + PID_FILE_WAIT;
+    loop {
+        if let Some(p) = read_pid(path) {
+            return Some(p);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+impl Handler {
+    /// `<runtime> kill --pid N <id> KILL`: a process inside a sandbox runtime's sandbox (gVisor),
+    /// whose pid means nothing on the host. Blocking; bounded by the runtime.
+    fn kill_in_sandbox_blocking(&self, id: &str, pid: i32) {
+        let _ = std::process::Command::new(&self.binary)
+            .arg("--root")
+            .arg(&self.root)
+            .args(&self.global_args)
+            .args(["kill", "--pid", &pid.to_string(), id, "9"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
 }
 
 impl ExecGuard {
@@ -305,6 +359,18 @@ impl Drop for ExecGuard {
             return;
         };
         let runtime_pid = self.runtime_pid;
+        if let Some((h, id)) = self.sandbox.take() {
+            std::thread::spawn(move || {
+                if let Some(pid) = wait_sandbox_pid(&files.sandbox_pid_file()) {
+                    h.kill_in_sandbox_blocking(&id, pid);
+                }
+                if let Some(p) = runtime_pid {
+                    // SAFETY: plain kill(2) of the runtime process we spawned.
+                    unsafe { libc::kill(p, libc::SIGKILL) };
+                }
+            });
+            return;
+        }
         // Dropping happens on an async worker; the kill sleeps between rounds.
         std::thread::spawn(move || {
             let deadline = Instant::now() + PID_FILE_WAIT;
@@ -341,6 +407,24 @@ impl Handler {
         after: Duration,
     ) -> Result<io::Result<std::process::ExitStatus>, OciError> {
         let runtime_pid = guard.runtime_pid;
+        if self.kind == crate::HandlerKind::Sandbox {
+            let path = guard.files.as_ref().map(|f| f.sandbox_pid_file());
+            let h = self.clone();
+            let id2 = id.to_string();
+            let _ = tokio::task::spawn_blocking(move || {
+                if let Some(pid) = path.as_deref().and_then(wait_sandbox_pid) {
+                    h.kill_in_sandbox_blocking(&id2, pid);
+                }
+            })
+            .await;
+            return match tokio::time::timeout(Duration::from_secs(10), child.wait()).await {
+                Ok(s) => Ok(s),
+                Err(_) => {
+                    let _ = child.start_kill();
+                    Ok(child.wait().await)
+                }
+            };
+        }
         let files_dir = guard.files.as_ref().map(|f| f.dir.path().to_path_buf());
         let pid_file = files_dir.map(|d| d.join("exec.pid"));
         let pid = {

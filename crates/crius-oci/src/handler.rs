@@ -26,6 +26,32 @@ pub struct Handler {
     pub features: Option<RuntimeFeatures>,
     /// Pass `--systemd-cgroup` (the systemd cgroup driver: cgroupsPath is `slice:prefix:name`).
     pub systemd_cgroup: bool,
+    /// Global flags given before every subcommand (config `runtimes.<name>.args`, e.g. runsc's
+    /// `--network=host`).
+    pub global_args: Vec<String>,
+    pub kind: HandlerKind,
+}
+
+/// What sort of back-end a handler is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HandlerKind {
+    /// An OCI runtime that runs containers as host processes in host namespaces (runc, crun, youki).
+    #[default]
+    Oci,
+    /// A sandbox runtime: containers run under their own kernel (gVisor's runsc), so host-kernel
+    /// features (idmapped mounts, host namespaces, host devices, cgroup updates) are not theirs.
+    Sandbox,
+}
+
+impl HandlerKind {
+    /// The kind a binary implies when the config does not say: `runsc` is gVisor.
+    pub fn of_binary(binary: &Path) -> HandlerKind {
+        match binary.file_name().and_then(|n| n.to_str()) {
+            Some("runsc") => HandlerKind::Sandbox,
+            _ => HandlerKind::Oci,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,6 +197,18 @@ fn is_gone(msg: &str) -> bool {
     m.contains("does not exist") || m.contains("not found") || m.contains("no such file")
 }
 
+/// Failures a runtime reports that are worth one more try: youki 0.7.0 seals a copy of
+/// /proc/self/exe first thing in `main` (before it touches any container) and fails with EBUSY when
+/// another youki process holds it at that moment, so the command can simply run again.
+pub fn is_transient(msg: &str) -> bool {
+    let m = msg.to_ascii_lowercase();
+    m.contains("failed to seal /proc/self/exe") || (m.contains("seal") && m.contains("ebusy"))
+}
+
+/// How often a transiently failing command is tried in all, and the pause between tries.
+const TRANSIENT_TRIES: u32 = 5;
+const TRANSIENT_PAUSE: Duration = Duration::from_millis(50);
+
 fn is_not_running(msg: &str) -> bool {
     let m = msg.to_ascii_lowercase();
     m.contains("not running")
@@ -210,6 +248,7 @@ impl Handler {
         cmd.arg("--root")
             .arg(&self.root)
             .args(self.systemd_cgroup.then_some("--systemd-cgroup"))
+            .args(&self.global_args)
             .args(args)
             .stdin(if stdin.is_some() {
                 Stdio::piped()
@@ -247,6 +286,28 @@ impl Handler {
         }
     }
 
+    /// [`Handler::run`], tried again (bounded) while the runtime fails with a transient error
+    /// ([`is_transient`]).
+    async fn run_retrying(
+        &self,
+        op: &'static str,
+        id: &str,
+        args: &[OsString],
+    ) -> Result<RunOutput, OciError> {
+        let mut tries = 1;
+        loop {
+            let out = self.run(op, id, args, None, COMMAND_TIMEOUT).await?;
+            if out.status.success()
+                || tries >= TRANSIENT_TRIES
+                || !is_transient(&error_text(&out.stderr))
+            {
+                return Ok(out);
+            }
+            tries += 1;
+            tokio::time::sleep(TRANSIENT_PAUSE * tries).await;
+        }
+    }
+
     fn failure(&self, op: &'static str, id: &str, out: &RunOutput) -> OciError {
         OciError::Runtime {
             op,
@@ -260,13 +321,7 @@ impl Handler {
     /// Releases a created container's process (`runc start`).
     pub async fn start(&self, id: &str) -> Result<(), OciError> {
         let out = self
-            .run(
-                "start",
-                id,
-                &["start".into(), id.into()],
-                None,
-                COMMAND_TIMEOUT,
-            )
+            .run_retrying("start", id, &["start".into(), id.into()])
             .await?;
         if out.status.success() {
             Ok(())
@@ -294,7 +349,7 @@ impl Handler {
         }
         args.push(id.into());
         args.push(signal.to_string().into());
-        let out = self.run("kill", id, &args, None, COMMAND_TIMEOUT).await?;
+        let out = self.run_retrying("kill", id, &args).await?;
         if out.status.success() {
             return Ok(KillOutcome::Signalled);
         }
@@ -315,7 +370,7 @@ impl Handler {
             args.push("--force".into());
         }
         args.push(id.into());
-        let out = self.run("delete", id, &args, None, COMMAND_TIMEOUT).await?;
+        let out = self.run_retrying("delete", id, &args).await?;
         if out.status.success() || is_gone(&error_text(&out.stderr)) {
             Ok(())
         } else {
@@ -326,13 +381,7 @@ impl Handler {
     /// The runtime's view of the container; None if it does not know it.
     pub async fn state(&self, id: &str) -> Result<Option<ContainerState>, OciError> {
         let out = self
-            .run(
-                "state",
-                id,
-                &["state".into(), id.into()],
-                None,
-                COMMAND_TIMEOUT,
-            )
+            .run_retrying("state", id, &["state".into(), id.into()])
             .await?;
         if !out.status.success() {
             if is_gone(&error_text(&out.stderr)) {
@@ -374,6 +423,24 @@ impl Handler {
     /// returned as [`HandlerStatus::Unavailable`] with the reason. `features` failing is not
     /// fatal (older runtimes lack the command): `features` is then None.
     pub async fn probe(name: &str, binary: &Path, root: &Path) -> Handler {
+        Self::probe_with(
+            name,
+            binary,
+            root,
+            Vec::new(),
+            HandlerKind::of_binary(binary),
+        )
+        .await
+    }
+
+    /// [`Handler::probe`] with global flags and an explicit kind.
+    pub async fn probe_with(
+        name: &str,
+        binary: &Path,
+        root: &Path,
+        global_args: Vec<String>,
+        kind: HandlerKind,
+    ) -> Handler {
         let mut h = Handler {
             name: name.to_string(),
             binary: binary.to_path_buf(),
@@ -383,6 +450,8 @@ impl Handler {
             },
             features: None,
             systemd_cgroup: false,
+            global_args,
+            kind,
         };
         let unavailable = |reason: String| HandlerStatus::Unavailable { reason };
         if !binary.is_file() {
@@ -450,6 +519,34 @@ mod tests {
         assert_eq!(error_text(s), "container \"x\" does not exist");
         assert_eq!(error_text(b"  plain failure\n"), "plain failure");
         assert!(is_gone(&error_text(s)));
+    }
+
+    #[test]
+    fn only_the_seal_ebusy_failure_is_retried() {
+        // youki 0.7.0 (anyhow context around pentacle::ensure_sealed in its main).
+        let youki = b"Error: failed to seal /proc/self/exe\n\nCaused by:\n    Device or resource busy (os error 16)\n";
+        assert!(is_transient(&error_text(youki)));
+        assert!(!is_transient("container \"x\" does not exist"));
+        assert!(!is_transient("container not running"));
+        assert!(!is_transient("permission denied"));
+        assert!(!is_transient(""));
+    }
+
+    #[test]
+    fn runsc_is_a_sandbox_runtime() {
+        assert_eq!(
+            HandlerKind::of_binary(Path::new("/usr/bin/runsc")),
+            HandlerKind::Sandbox
+        );
+        assert_eq!(
+            HandlerKind::of_binary(Path::new("runsc")),
+            HandlerKind::Sandbox
+        );
+        assert_eq!(
+            HandlerKind::of_binary(Path::new("/usr/sbin/runc")),
+            HandlerKind::Oci
+        );
+        assert_eq!(HandlerKind::of_binary(Path::new("youki")), HandlerKind::Oci);
     }
 
     #[test]

@@ -16,12 +16,15 @@ pub use attach::{
 };
 pub use error::OciError;
 pub use exec::{ExecOutput, ExecProcess, Pty};
-pub use handler::{ContainerState, Handler, HandlerStatus, KillOutcome, RuntimeFeatures};
-pub use monitor::{
-    cgroup_procs_files, join_cgroups_in_child, monitor_alive, pid_alive, read_exit, reopen_log,
-    spawn_monitor, wait_pid_exit, ExitInfo, MonitorConfig, MonitorHandle,
+pub use handler::{
+    is_transient, ContainerState, Handler, HandlerKind, HandlerStatus, KillOutcome, RuntimeFeatures,
 };
-pub use probe::{run_trial_bundle, trial_id};
+pub use monitor::{
+    abandon, cgroup_procs_files, join_cgroups_in_child, monitor_alive, pid_alive, read_exit,
+    reopen_log, spawn_monitor, start as start_via_monitor, wait_pid_exit, ExitInfo, MonitorConfig,
+    MonitorHandle,
+};
+pub use probe::{run_trial_bundle, trial_id, trial_seccomp};
 pub use tree::{descendants, kill_tree};
 
 /// Test-only crash points: the daemon installs a hook (`crius::crash`) that kills it with SIGKILL at

@@ -40,6 +40,9 @@ pub struct MonitorConfig {
     /// Cgroup directories the monitor joins before it execs, so that it and the container it creates
     /// do not live in the daemon's cgroup (a service restart must not kill them).
     pub join_cgroups: Vec<PathBuf>,
+    /// The container joins a sandbox (gVisor): the monitor runs its `start` (see [`start`]), which is
+    /// where such a runtime takes the container's stdio, and learns its exit from `<runtime> wait`.
+    pub start_by_monitor: bool,
 }
 
 /// `<dir>/cgroup.procs` of each dir, ready for [`join_cgroups_in_child`].
@@ -135,6 +138,10 @@ fn monitor_args(handler: &Handler, cfg: &MonitorConfig) -> Vec<OsString> {
         a.push("--log-dir".into());
         a.push(p.clone().into());
     }
+    for g in &handler.global_args {
+        a.push("--runtime-arg".into());
+        a.push(g.into());
+    }
     if let Some(p) = &cfg.oom_file {
         a.push("--oom-file".into());
         a.push(p.clone().into());
@@ -142,6 +149,7 @@ fn monitor_args(handler: &Handler, cfg: &MonitorConfig) -> Vec<OsString> {
     for (on, flag) in [
         (handler.systemd_cgroup, "--systemd-cgroup"),
         (cfg.tty, "--tty"),
+        (cfg.start_by_monitor, "--start-by-monitor"),
         (cfg.stdin, "--stdin"),
         (cfg.stdin_once, "--stdin-once"),
     ] {
@@ -377,6 +385,22 @@ pub(crate) async fn connect(path: &Path) -> std::io::Result<UnixStream> {
 
 /// Asks the monitor to reopen its log file (after the kubelet rotated it); returns once it has.
 pub async fn reopen_log(state_dir: &Path) -> Result<(), OciError> {
+    ctl(state_dir, "reopen").await
+}
+
+/// Starts a container created with [`MonitorConfig::start_by_monitor`]: the monitor runs the
+/// runtime's `start` with the container's stdio; returns once it has.
+pub async fn start(state_dir: &Path) -> Result<(), OciError> {
+    ctl(state_dir, "start").await
+}
+
+/// Tells the monitor of a never-started [`MonitorConfig::start_by_monitor`] container that it was
+/// deleted: it records the exit (137) and finishes.
+pub async fn abandon(state_dir: &Path) -> Result<(), OciError> {
+    ctl(state_dir, "abandon").await
+}
+
+async fn ctl(state_dir: &Path, cmd: &str) -> Result<(), OciError> {
     let path = state_dir.join("ctl");
     let id = state_dir
         .file_name()
@@ -384,20 +408,26 @@ pub async fn reopen_log(state_dir: &Path) -> Result<(), OciError> {
         .unwrap_or_default();
     let talk = async {
         let mut s = connect(&path).await?;
-        s.write_all(b"reopen\n").await?;
+        s.write_all(format!("{cmd}\n").as_bytes()).await?;
         let mut reply = String::new();
         s.read_to_string(&mut reply).await?;
         Ok::<_, std::io::Error>(reply)
     };
     let reply = tokio::time::timeout(Duration::from_secs(10), talk)
         .await
-        .map_err(|_| OciError::io("reopen log via", &path, std::io::ErrorKind::TimedOut.into()))?
-        .map_err(|e| OciError::io("reopen log via", &path, e))?;
+        .map_err(|_| {
+            OciError::io(
+                format!("{cmd} via"),
+                &path,
+                std::io::ErrorKind::TimedOut.into(),
+            )
+        })?
+        .map_err(|e| OciError::io(format!("{cmd} via"), &path, e))?;
     match reply.trim() {
         "ok" => Ok(()),
         other => Err(OciError::Protocol {
             id,
-            what: format!("monitor refused to reopen the log: {other}"),
+            what: format!("monitor refused `{cmd}`: {other}"),
         }),
     }
 }

@@ -18,9 +18,58 @@ pub(crate) async fn trial_container(h: &Handler, step_timeout: Duration) -> Resu
         .tempdir()
         .map_err(|e| format!("temp dir: {e}"))?;
     let id = trial_id();
-    build_bundle(dir.path(), &id)
+    build_bundle(dir.path(), &id, &["/bin/true"], None)
         .map_err(|e| format!("bundle in {}: {e}", dir.path().display()))?;
     run_trial_bundle(h, dir.path(), &id, step_timeout).await
+}
+
+/// Whether the handler applies a spec's seccomp filter: a trial container whose filter makes
+/// `chdir` fail runs `cd /` and writes whether that failed into a bound directory. A
+/// runtime that ignores `linux.seccomp` (gVisor's runsc without `--oci-seccomp`) fails this.
+pub async fn trial_seccomp(h: &Handler, step_timeout: Duration) -> Result<(), String> {
+    let dir = tempfile::Builder::new()
+        .prefix("crius-probe-")
+        .tempdir()
+        .map_err(|e| format!("temp dir: {e}"))?;
+    let id = trial_id();
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let filter = serde_json::json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["chdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+    });
+    build_bundle(
+        dir.path(),
+        &id,
+        &[
+            "/bin/sh",
+            "-c",
+            "if cd / 2>/dev/null; then echo ran; else echo filtered; fi > /out/result",
+        ],
+        Some((filter, out.as_path())),
+    )
+    .map_err(|e| format!("bundle in {}: {e}", dir.path().display()))?;
+    run_trial_bundle(h, dir.path(), &id, step_timeout).await?;
+    // runsc reports the container stopped before its gofer has written the file: wait for it.
+    let result = out.join("result");
+    let deadline = Instant::now() + step_timeout;
+    let text = loop {
+        match std::fs::read_to_string(&result) {
+            Ok(t) if t.ends_with('\n') => break t,
+            _ if Instant::now() >= deadline => {
+                return Err(format!(
+                    "the seccomp trial container wrote no result in {step_timeout:?}"
+                ))
+            }
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    };
+    match text.trim() {
+        "filtered" => Ok(()),
+        other => Err(format!(
+            "the runtime ran the trial container without its seccomp filter ({other})"
+        )),
+    }
 }
 
 /// A fresh id for a trial container; its cgroup must be `/<id>` so that `delete` removes it.
@@ -73,6 +122,7 @@ pub async fn run_trial_bundle(
         let mut child = tokio::process::Command::new(&h.binary)
             .arg("--root")
             .arg(&h.root)
+            .args(&h.global_args)
             .args(global(&["create", "--bundle", &bundle, &id]))
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
@@ -126,8 +176,31 @@ pub async fn run_trial_bundle(
     }
     .await;
     let deleted = h.delete(&id, true).await;
+    remove_trial_cgroups(&id);
     result?;
     deleted.map_err(|e| e.to_string())
+}
+
+/// Removes the trial's cgroup (`/<id>`, empty by now) from every cgroup hierarchy: a runtime whose
+/// `create` failed half-way (runsc joining a user namespace) leaves it behind, and `delete` then
+/// knows no container to clean up.
+fn remove_trial_cgroups(id: &str) {
+    let Ok(mountinfo) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    for line in mountinfo.lines() {
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
+        let fstype = post.split(' ').next().unwrap_or_default();
+        if fstype != "cgroup" && fstype != "cgroup2" {
+            continue;
+        }
+        if let Some(mnt) = pre.split(' ').nth(4) {
+            // Only an empty cgroup can be removed; ENOENT is the usual case.
+            let _ = std::fs::remove_dir(Path::new(mnt).join(id));
+        }
+    }
 }
 
 fn rand_suffix() -> u64 {
@@ -137,7 +210,12 @@ fn rand_suffix() -> u64 {
         .unwrap_or(0)
 }
 
-fn build_bundle(dir: &Path, id: &str) -> std::io::Result<()> {
+fn build_bundle(
+    dir: &Path,
+    id: &str,
+    args: &[&str],
+    seccomp: Option<(serde_json::Value, &Path)>,
+) -> std::io::Result<()> {
     let rootfs = dir.join("rootfs");
     std::fs::create_dir_all(&rootfs)?;
     let mut mounts = vec![
@@ -163,12 +241,12 @@ fn build_bundle(dir: &Path, id: &str) -> std::io::Result<()> {
             );
         }
     }
-    let config = serde_json::json!({
+    let mut config = serde_json::json!({
         "ociVersion": "1.0.2",
         "process": {
             "terminal": false,
             "user": {"uid": 0, "gid": 0},
-            "args": ["/bin/true"],
+            "args": args,
             "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
             "cwd": "/",
             "noNewPrivileges": true
@@ -182,6 +260,17 @@ fn build_bundle(dir: &Path, id: &str) -> std::io::Result<()> {
             "namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "ipc"}, {"type": "uts"}]
         }
     });
+    if let Some((f, out)) = seccomp {
+        config["linux"]["seccomp"] = f;
+        // Written by the trial's process: the root is read-only.
+        std::fs::create_dir_all(rootfs.join("out"))?;
+        if let Some(m) = config["mounts"].as_array_mut() {
+            m.push(
+                serde_json::json!({"destination": "/out", "type": "bind", "source": out,
+                                      "options": ["rbind", "rw"]}),
+            )
+        }
+    }
     std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&config)?)?;
     Ok(())
 }

@@ -114,3 +114,52 @@ async fn missing_binary_is_unavailable() {
         matches!(h.status, HandlerStatus::Unavailable { ref reason } if reason.contains("not found"))
     );
 }
+
+const RUNSC: &str = "/usr/bin/runsc";
+
+fn runsc_present() {
+    assert!(
+        Path::new(RUNSC).is_file(),
+        "{RUNSC} is missing: install the Debian package runsc (scripts/install-deps.sh does)"
+    );
+}
+
+/// The seccomp trial tells a runtime that applies `linux.seccomp` from one that ignores it: runc
+/// applies it; gVisor's runsc applies it only with `--oci-seccomp`.
+#[tokio::test]
+async fn seccomp_trial_tells_applied_from_ignored() {
+    runsc_present();
+    let root = tempfile::tempdir().expect("tempdir");
+    let runc = Handler::probe(
+        "runc",
+        Path::new("/usr/sbin/runc"),
+        &root.path().join("runc"),
+    )
+    .await;
+    crius_oci::trial_seccomp(&runc, std::time::Duration::from_secs(15))
+        .await
+        .expect("runc applies seccomp filters");
+    for (args, applied) in [
+        (
+            vec!["--network=host".to_string(), "--oci-seccomp".to_string()],
+            true,
+        ),
+        (vec!["--network=host".to_string()], false),
+    ] {
+        let h = Handler::probe_with(
+            "runsc",
+            Path::new(RUNSC),
+            &root.path().join("runsc"),
+            args.clone(),
+            crius_oci::HandlerKind::Sandbox,
+        )
+        .await;
+        assert!(
+            h.ensure_available().is_ok(),
+            "runsc {args:?}: {:?}",
+            h.status
+        );
+        let r = crius_oci::trial_seccomp(&h, std::time::Duration::from_secs(15)).await;
+        assert_eq!(r.is_ok(), applied, "runsc {args:?}: {r:?}");
+    }
+}

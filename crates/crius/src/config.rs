@@ -26,7 +26,28 @@ pub struct RuntimeEntry {
     /// The runtime's `--root` (its own state dir). Default: `<state>/runtime/<name>`.
     #[serde(default)]
     pub root: Option<PathBuf>,
+    /// `oci` (runc, crun, youki: containers are host processes) or `sandbox` (gVisor's runsc:
+    /// containers run under their own kernel). Default: `sandbox` for a binary named runsc.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<crius_oci::HandlerKind>,
+    /// Global flags given to the runtime before every subcommand (e.g. `["--network=host"]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
 }
+
+impl RuntimeEntry {
+    /// The configured kind, else the one the binary's name implies.
+    pub fn kind(&self) -> crius_oci::HandlerKind {
+        self.kind
+            .unwrap_or_else(|| crius_oci::HandlerKind::of_binary(&self.path))
+    }
+}
+
+/// gVisor's flags for a pod on this kind of node: the sandbox uses the host kernel's network stack
+/// inside the pod's network namespace (runsc's own netstack refuses to start in a namespace it did
+/// not create), and applies the spec's seccomp filter inside the sandbox (without the flag runsc
+/// ignores `linux.seccomp`).
+pub const RUNSC_DEFAULT_ARGS: &[&str] = &["--network=host", "--oci-seccomp"];
 
 /// The whole daemon configuration.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -150,12 +171,23 @@ impl NativeNetwork {
 impl Default for Config {
     fn default() -> Self {
         let mut runtimes = BTreeMap::new();
-        for (name, bin) in [("runc", "runc"), ("crun", "crun"), ("youki", "youki")] {
+        for (name, bin) in [
+            ("runc", "runc"),
+            ("crun", "crun"),
+            ("youki", "youki"),
+            ("runsc", "runsc"),
+        ] {
             runtimes.insert(
                 name.to_string(),
                 RuntimeEntry {
                     path: PathBuf::from(bin),
                     root: None,
+                    kind: None,
+                    args: if name == "runsc" {
+                        RUNSC_DEFAULT_ARGS.iter().map(|a| a.to_string()).collect()
+                    } else {
+                        Vec::new()
+                    },
                 },
             );
         }
@@ -629,6 +661,30 @@ mod tests {
             let err = cfg.validate().unwrap_err().to_string();
             assert!(err.contains(key), "{err}");
         }
+    }
+
+    #[test]
+    fn runtime_entries_carry_kind_and_args() {
+        let cfg = Config::parse(
+            "[runtimes.gvisor]\npath = \"/usr/bin/runsc\"\nargs = [\"--network=host\", \"--platform=kvm\"]\n\
+             [runtimes.other]\npath = \"/usr/bin/runsc\"\nkind = \"oci\"\n",
+        )
+        .unwrap();
+        let g = &cfg.runtimes["gvisor"];
+        assert_eq!(g.kind(), crius_oci::HandlerKind::Sandbox);
+        assert_eq!(g.args, vec!["--network=host", "--platform=kvm"]);
+        assert_eq!(cfg.runtimes["other"].kind(), crius_oci::HandlerKind::Oci);
+        assert_eq!(cfg.runtimes["runc"].kind(), crius_oci::HandlerKind::Oci);
+        assert_eq!(
+            cfg.runtimes["runsc"].kind(),
+            crius_oci::HandlerKind::Sandbox
+        );
+        assert!(cfg.runtimes["runsc"]
+            .args
+            .iter()
+            .any(|a| a == "--oci-seccomp"));
+        let err = Config::parse("[runtimes.x]\npath = \"/x\"\nkind = \"vm\"\n").unwrap_err();
+        assert!(err.contains("kind") || err.contains("vm"), "{err}");
     }
 
     #[test]

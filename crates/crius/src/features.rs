@@ -51,14 +51,14 @@ pub const FEATURES: &[Feature] = &[
         kep: 135,
         cri: &["SecurityProfile", "LinuxSandboxSecurityContext.seccomp", "LinuxContainerSecurityContext.seccomp"],
         maturity: Maturity::Ga,
-        note: "RuntimeDefault is a built-in allow-list profile; Localhost profiles are read from absolute paths",
+        note: "RuntimeDefault is a built-in allow-list profile; Localhost profiles are read from absolute paths; per handler a seccomp trial container at start checks that the filter is applied (gVisor's runsc applies it only with --oci-seccomp, which crius' default runsc args carry); a profile on a handler whose trial failed is refused with FailedPrecondition naming the handler (`crius features --handlers`)",
     },
     Feature {
         name: "UserNamespacesSupport",
         kep: 127,
         cri: &["NamespaceOption.userns_options", "Mount.uidMappings", "Mount.gidMappings", "RuntimeHandlerFeatures.user_namespaces"],
         maturity: Maturity::Beta,
-        note: "userns_options POD (one uid and one gid range, container id 0 mapped); the pod's user namespace is pinned with (and owns) its net/ipc/uts namespaces and every container joins it. Idmapped mounts are made by crius host-side (open_tree + mount_setattr MOUNT_ATTR_IDMAP + move_mount) for runc 1.1 and crun 1.8, which cannot: rootfs = overlay over idmapped layer copies + upper dir owned by the pod's root, volumes with uidMappings/gidMappings bound from idmapped copies; a handler whose features report idmap gets the volume mappings itself. RuntimeHandlerFeatures.user_namespaces is true only where the start-up userns trial container passed (verbose Status: handlers.*.userNamespaces)",
+        note: "userns_options POD (one uid and one gid range, container id 0 mapped); the pod's user namespace is pinned with (and owns) its net/ipc/uts namespaces and every container joins it. Idmapped mounts are made by crius host-side (open_tree + mount_setattr MOUNT_ATTR_IDMAP + move_mount) for runc 1.1 and crun 1.8, which cannot: rootfs = overlay over idmapped layer copies + upper dir owned by the pod's root, volumes with uidMappings/gidMappings bound from idmapped copies; a handler whose features report idmap gets the volume mappings itself. RuntimeHandlerFeatures.user_namespaces is true only where the start-up userns trial container passed (verbose Status: handlers.*.userNamespaces); a pod with userns_options on any other handler (gVisor's runsc 20221219 cannot join a user namespace by path) is refused with FailedPrecondition naming the handler",
     },
     Feature {
         name: "PodOverhead",
@@ -86,7 +86,7 @@ pub const FEATURES: &[Feature] = &[
         kep: 2371,
         cri: &["RuntimeService.ContainerStats", "RuntimeService.ListContainerStats", "RuntimeService.PodSandboxStats", "RuntimeService.ListPodSandboxStats", "RuntimeService.ListMetricDescriptors", "RuntimeService.ListPodSandboxMetrics", "RuntimeService.StreamPodSandboxMetrics", "IoUsage"],
         maturity: Maturity::Beta,
-        note: "cgroup v1/v2 CPU (rate from the previous sample), memory, swap, process count, writable layer (overlay upper dir, walk capped at 200k entries), pod eth0 counters from its netns; IoUsage present with its PSI on v2 only; ListMetricDescriptors/ListPodSandboxMetrics serve CRI-O's cAdvisor-style series (cpu, memory, network per interface, fs, block I/O per device, OOM events, processes/threads/fds/sockets, limits, PSI on v2; no hugetlb, no ulimits); StreamPodSandboxMetrics needs CRIListStreaming; v1 block I/O comes from the blkio throttle counters, which the kernel moves only for devices with a throttle rule",
+        note: "cgroup v1/v2 CPU (rate from the previous sample), memory, swap, process count, writable layer (overlay upper dir, walk capped at 200k entries), pod eth0 counters from its netns; IoUsage present with its PSI on v2 only; ListMetricDescriptors/ListPodSandboxMetrics serve CRI-O's cAdvisor-style series (cpu, memory, network per interface, fs, block I/O per device, OOM events, processes/threads/fds/sockets, limits, PSI on v2; no hugetlb, no ulimits); StreamPodSandboxMetrics needs CRIListStreaming; v1 block I/O comes from the blkio throttle counters, which the kernel moves only for devices with a throttle rule; on gVisor's runsc a container's cgroup holds only its gofer (the pod's one sandbox process runs every container), so its CPU/memory are not the container's own",
     },
     Feature {
         name: "NodeSwap",
@@ -212,7 +212,7 @@ pub const FEATURES: &[Feature] = &[
         kep: 1287,
         cri: &["RuntimeService.UpdateContainerResources", "ContainerStatus.resources"],
         maturity: Maturity::Beta,
-        note: "container resources are updated through `<runtime> update` and reported in ContainerStatus",
+        note: "container resources are updated through `<runtime> update` and reported in ContainerStatus; gVisor's runsc has no update command: refused with FailedPrecondition naming the handler",
     },
     Feature {
         name: "UserNamespacesHostNetworkSupport",

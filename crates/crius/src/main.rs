@@ -29,6 +29,12 @@ enum Cmd {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Print the per-handler feature matrix the running daemon probed (asks its Status).
+        #[arg(long)]
+        handlers: bool,
+        /// The daemon's socket (with --handlers).
+        #[arg(long, default_value = "/run/crius/crius.sock")]
+        socket: PathBuf,
     },
     /// Print the version.
     Version,
@@ -180,7 +186,13 @@ fn main() -> ExitCode {
     let result = match cli.cmd {
         Cmd::Daemon(args) => run_daemon(args),
         Cmd::Portability(args) => crius_portability::cli::run(args).map_err(Into::into),
-        Cmd::Features { config, json } => (|| {
+        Cmd::Features {
+            json,
+            handlers: true,
+            socket,
+            ..
+        } => handler_features(socket, json),
+        Cmd::Features { config, json, .. } => (|| {
             let explicit = config.as_path() != std::path::Path::new(DEFAULT_CONFIG_PATH);
             let c = Config::load(&config, explicit)?;
             c.validate()?;
@@ -255,6 +267,35 @@ fn run_daemon(args: DaemonArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(crius::daemon::run_with(cfg, Some(reloader)))
+}
+
+/// `crius features --handlers`: the daemon's per-handler feature matrix (verbose Status).
+fn handler_features(socket: PathBuf, json: bool) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let channel = crius::client::connect(&socket).await?;
+        let mut client = cri_api::v1::runtime_service_client::RuntimeServiceClient::new(channel);
+        let resp = client
+            .status(cri_api::v1::StatusRequest { verbose: true })
+            .await
+            .map_err(|s| anyhow::anyhow!("Status from {}: {}", socket.display(), s.message()))?
+            .into_inner();
+        let text = resp.info.get("runtimeHandlers").ok_or_else(|| {
+            anyhow::anyhow!(
+                "{} sent no runtimeHandlers in its verbose Status",
+                socket.display()
+            )
+        })?;
+        let handlers: serde_json::Map<String, serde_json::Value> = serde_json::from_str(text)?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&handlers)?);
+        } else {
+            print!("{}", crius::handler_features::render(&handlers));
+        }
+        Ok(())
+    })
 }
 
 fn import(file: PathBuf, socket: PathBuf) -> anyhow::Result<()> {

@@ -8,6 +8,7 @@ use crius_oci::{Handler, HandlerStatus};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::handler_features::{HandlerFeatures, Probes};
 
 pub struct Handlers {
     /// The handler for pods that name none (for `default_runtime = "auto"`: the one chosen at start).
@@ -19,6 +20,10 @@ pub struct Handlers {
     pub host_rro: std::result::Result<(), String>,
     /// Per available handler: whether the user-namespace trial container passed.
     pub userns: BTreeMap<String, std::result::Result<(), String>>,
+    /// Per available handler: whether the seccomp trial container passed.
+    pub seccomp: BTreeMap<String, std::result::Result<(), String>>,
+    /// Per configured handler: what it can honour (see crate::handler_features).
+    pub features: BTreeMap<String, HandlerFeatures>,
 }
 
 /// Resolves a bare binary name like the shell would, plus the sbin dirs a root daemon expects.
@@ -51,8 +56,9 @@ impl Handlers {
             let root = cfg.runtime_root(name);
             let systemd = crate::cgroups::systemd::detect(cfg.cgroup_driver)
                 == crate::cgroups::systemd::Driver::Systemd;
+            let (args, kind) = (entry.args.clone(), entry.kind());
             async move {
-                let mut h = Handler::probe(name, &bin, &root).await;
+                let mut h = Handler::probe_with(name, &bin, &root, args, kind).await;
                 h.systemd_cgroup = systemd;
                 (name.clone(), h)
             }
@@ -87,10 +93,20 @@ impl Handlers {
             .filter(|(_, h)| matches!(h.status, HandlerStatus::Available { .. }))
             .map(|(name, h)| async move {
                 let native = native_of(h);
-                (name.clone(), native, crate::userns::trial(h, native).await)
+                let (u, s) = futures::future::join(
+                    crate::userns::trial(h, native),
+                    crius_oci::trial_seccomp(h, std::time::Duration::from_secs(15)),
+                )
+                .await;
+                (name.clone(), native, u, s)
             });
         let mut userns = BTreeMap::new();
-        for (name, native, res) in futures::future::join_all(trials).await {
+        let mut seccomp = BTreeMap::new();
+        for (name, native, res, sec) in futures::future::join_all(trials).await {
+            if let Err(e) = &sec {
+                tracing::warn!("runtime handler {name}: seccomp filters not applied: {e}");
+            }
+            seccomp.insert(name.clone(), sec);
             match &res {
                 Ok(()) => tracing::info!(
                     "runtime handler {name}: user namespaces work (idmapped mounts by {})",
@@ -106,12 +122,28 @@ impl Handlers {
             default_choice.chosen,
             default_choice.why
         );
+        let features = by_name
+            .iter()
+            .map(|(name, h)| {
+                let f = HandlerFeatures::compute(
+                    h,
+                    &Probes {
+                        host_rro: Some(&host_rro),
+                        userns: userns.get(name),
+                        seccomp: seccomp.get(name),
+                    },
+                );
+                (name.clone(), f)
+            })
+            .collect();
         Handlers {
             default: default_choice.chosen.clone(),
             default_choice,
             by_name,
             host_rro,
             userns,
+            seccomp,
+            features,
         }
     }
 
@@ -128,6 +160,18 @@ impl Handlers {
             name
         };
         matches!(self.userns.get(name), Some(Ok(())))
+    }
+
+    /// The feature set of the handler named `name` (empty = the default).
+    pub fn features_of(&self, name: &str) -> Result<&HandlerFeatures> {
+        let name = if name.is_empty() {
+            self.default.as_str()
+        } else {
+            name
+        };
+        self.features.get(name).ok_or_else(|| {
+            Error::Internal(format!("runtime handler {name:?} has no feature record"))
+        })
     }
 
     /// Why pods with a user namespace cannot run on the handler named `name`.
@@ -270,6 +314,8 @@ mod tests {
                     status,
                     features: None,
                     systemd_cgroup: false,
+                    global_args: Vec::new(),
+                    kind: crius_oci::HandlerKind::Oci,
                 };
                 (name.to_string(), Arc::new(h))
             })

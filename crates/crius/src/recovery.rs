@@ -16,6 +16,10 @@ pub trait Machine {
     fn pins_intact(&self, rec: &SandboxRecord) -> bool;
     /// Whether the container's monitor still runs.
     fn monitor_alive(&self, container_dir: &Path) -> bool;
+    /// Whether the pod runs on a sandbox handler (gVisor) whose sandbox is gone.
+    fn sandbox_gone(&self, _rec: &SandboxRecord) -> bool {
+        false
+    }
 }
 
 /// The machine as it is.
@@ -38,6 +42,14 @@ impl Machine for Host<'_> {
 
     fn monitor_alive(&self, container_dir: &Path) -> bool {
         crius_oci::monitor_alive(container_dir).is_some()
+    }
+
+    fn sandbox_gone(&self, rec: &SandboxRecord) -> bool {
+        self.rt
+            .handlers
+            .existing(&rec.runtime_handler)
+            .is_ok_and(|h| h.kind == crius_oci::HandlerKind::Sandbox)
+            && !crate::pod::sandbox::alive(&self.rt.pod_dir(&rec.id))
     }
 }
 
@@ -63,7 +75,7 @@ pub fn plan_pod(rec: &SandboxRecord, m: &dyn Machine) -> PodPlan {
         PodState::Creating => PodPlan::Undo,
         PodState::Ready => {
             let pause_gone = rec.pause_pid.is_some() && !m.pause_alive(rec);
-            if pause_gone || !m.pins_intact(rec) {
+            if pause_gone || m.sandbox_gone(rec) || !m.pins_intact(rec) {
                 PodPlan::Lost
             } else {
                 PodPlan::Keep {

@@ -55,12 +55,16 @@ impl Runtime {
         };
 
         let mut runtime_handlers = Vec::new();
-        let features_of = |h: &crius_oci::Handler| cri::RuntimeHandlerFeatures {
-            // By the handler (`rro`) or host-side by crius (see crate::idmap).
-            recursive_read_only_mounts: self.handlers.rro(h),
-            // Only where the user-namespace trial container passed (see crate::userns).
-            user_namespaces: self.gates.enabled("UserNamespacesSupport")
-                && self.handlers.userns_ok(&h.name),
+        // From the handler's feature record (crate::handler_features): by the handler or by crius,
+        // and for user namespaces only where the trial container passed.
+        let features_of = |h: &crius_oci::Handler| {
+            let f = self.handlers.features.get(&h.name);
+            cri::RuntimeHandlerFeatures {
+                recursive_read_only_mounts: f
+                    .is_some_and(|f| f.recursive_read_only_mounts.supported),
+                user_namespaces: self.gates.enabled("UserNamespacesSupport")
+                    && f.is_some_and(|f| f.user_namespaces.supported),
+            }
         };
         if let Some(h) = default.filter(|h| matches!(h.status, HandlerStatus::Available { .. })) {
             runtime_handlers.push(cri::RuntimeHandler {
@@ -93,6 +97,9 @@ impl Runtime {
                                 (false, Ok(())) => "crius (host-side mount_setattr)".to_string(),
                                 (false, Err(e)) => format!("unavailable: {e}"),
                             },
+                            "type": h.kind,
+                            "args": h.global_args,
+                            "handlerFeatures": self.handlers.features.get(name),
                             "userNamespaces": match self.handlers.userns.get(name) {
                                 Some(Ok(())) if crate::oci::native_of(h).idmap => "handler (idmapped mounts)".to_string(),
                                 Some(Ok(())) => "crius (host-side idmapped mounts)".to_string(),
@@ -102,6 +109,7 @@ impl Runtime {
                         }),
                         HandlerStatus::Unavailable { reason } => serde_json::json!({
                             "binary": h.binary, "root": h.root, "available": false, "reason": reason,
+                            "type": h.kind,
                         }),
                     };
                     (name.clone(), v)

@@ -84,6 +84,8 @@ impl Fixture {
             },
             features: None,
             systemd_cgroup: false,
+            global_args: Vec::new(),
+            kind: crius_oci::HandlerKind::Oci,
         };
         Fixture { dir, id, handler }
     }
@@ -111,6 +113,7 @@ impl Fixture {
             oom_file: None,
             create_timeout: Duration::from_secs(30),
             join_cgroups: Vec::new(),
+            start_by_monitor: false,
         }
     }
 

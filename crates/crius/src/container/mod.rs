@@ -263,6 +263,11 @@ impl Runtime {
             .map_err(crate::image::image_err)?
             .ok_or_else(|| Error::not_found("image", image_name.clone()))?;
         let handler = self.handlers.get(&prec.runtime_handler)?;
+        crate::handler_features::check_container(
+            &prec.runtime_handler,
+            self.handlers.features_of(&prec.runtime_handler)?,
+            &cfg,
+        )?;
 
         let key = format!("{}/{}_{}", pod.id, meta.name, meta.attempt);
         loop {
@@ -481,6 +486,31 @@ impl Runtime {
         }
         image_volume::harden(&mut spec, &dir);
         crate::cdi::apply(&mut spec, &cdi)?;
+        if handler.kind == crius_oci::HandlerKind::Sandbox {
+            crate::pod::sandbox::annotate(&mut spec, &prec.id);
+            let pod_pid = cfg
+                .linux
+                .as_ref()
+                .and_then(|l| l.security_context.as_ref())
+                .and_then(|s| s.namespace_options.as_ref())
+                .is_some_and(|n| n.pid == cri::NamespaceMode::Pod as i32);
+            if pod_pid {
+                crate::pod::sandbox::share_pid_namespace(&mut spec);
+            }
+            let all_caps = cfg
+                .linux
+                .as_ref()
+                .and_then(|l| l.security_context.as_ref())
+                .and_then(|s| s.capabilities.as_ref())
+                .is_some_and(|c| {
+                    c.add_capabilities
+                        .iter()
+                        .any(|a| a.eq_ignore_ascii_case("ALL"))
+                });
+            if all_caps {
+                crate::pod::sandbox::drop_unknown_caps(&mut spec);
+            }
+        }
         // Mounts the handler cannot make (rro, idmapped binds) are prepared host-side and released
         // once the runtime has its own copies.
         let (spec, prepared) = {
@@ -499,7 +529,11 @@ impl Runtime {
                 ctr, handler, cfg, sandbox, prec, image, &dir, spec, log_path, volumes,
             )
             .await;
-        crate::idmap::release(&prepared);
+        // runsc mounts a joining container's binds at `start` (its gofer starts then): the prepared
+        // copies stay until RemoveContainer unmounts the container's state dir.
+        if handler.kind != crius_oci::HandlerKind::Sandbox || res.is_err() {
+            crate::idmap::release(&prepared);
+        }
         res
     }
 
@@ -559,6 +593,7 @@ impl Runtime {
             oom_file,
             create_timeout: CREATE_TIMEOUT,
             join_cgroups: self.monitor_cgroups.clone(),
+            start_by_monitor: handler.kind == crius_oci::HandlerKind::Sandbox,
         };
         let mon = crate::metrics::trace::child(
             "OCI create",
@@ -639,7 +674,14 @@ impl Runtime {
             net_ns: prec.pins.net.clone(),
             ipc_ns: prec.pins.ipc.clone(),
             uts_ns: prec.pins.uts.clone(),
-            pid_ns: crate::pod::pause::pid_ns(&self.pod_dir(&prec.id), &prec.id, prec.pause_pid)?,
+            pid_ns: if handler.kind == crius_oci::HandlerKind::Sandbox {
+                // The pod's PID namespace is its gVisor sandbox's (no host pause): the spec's
+                // pid entry is dropped for runsc (pod::sandbox::share_pid_namespace).
+                (crate::pod::sandbox::pod_shares_pid(sandbox))
+                    .then(|| crate::pod::sandbox::dir(&self.pod_dir(&prec.id)))
+            } else {
+                crate::pod::pause::pid_ns(&self.pod_dir(&prec.id), &prec.id, prec.pause_pid)?
+            },
             host_pid: sandbox
                 .linux
                 .as_ref()
@@ -799,9 +841,17 @@ impl Runtime {
         {
             self.keep_in_scope(&ctr.id, rec.pid)?;
         }
-        crate::metrics::trace::child("OCI start", vec![], handler.start(&ctr.id))
-            .await
-            .map_err(oci_err)?;
+        if handler.kind == crius_oci::HandlerKind::Sandbox {
+            // The monitor runs `runsc start`: that is where runsc takes the container's stdio.
+            let dir = self.container_dir(&ctr.id);
+            crate::metrics::trace::child("OCI start", vec![], crius_oci::start_via_monitor(&dir))
+                .await
+                .map_err(oci_err)?;
+        } else {
+            crate::metrics::trace::child("OCI start", vec![], handler.start(&ctr.id))
+                .await
+                .map_err(oci_err)?;
+        }
         crate::crash::point("container.start.runtime_started");
         match ctr
             .apply(self, CtrEvent::Started, |r| r.started_at = started_at)
@@ -931,14 +981,22 @@ impl Runtime {
                 return Ok(());
             }
         }
-        handler
-            .kill(&ctr.id, libc::SIGKILL, true)
-            .await
-            .map_err(oci_err)?;
-        crate::crash::point("container.stop.signalled");
-        if rec.state == CtrState::Created {
-            // A created container's init waits on the exec fifo; delete releases it.
+        if rec.state == CtrState::Created && handler.kind == crius_oci::HandlerKind::Sandbox {
+            // Nothing runs yet inside the sandbox: delete it and tell its monitor.
             handler.delete(&ctr.id, true).await.map_err(oci_err)?;
+            if let Err(e) = crius_oci::abandon(&self.container_dir(&ctr.id)).await {
+                tracing::warn!("container {}: monitor: {e}", ctr.id);
+            }
+        } else {
+            handler
+                .kill(&ctr.id, libc::SIGKILL, true)
+                .await
+                .map_err(oci_err)?;
+            crate::crash::point("container.stop.signalled");
+            if rec.state == CtrState::Created {
+                // A created container's init waits on the exec fifo; delete releases it.
+                handler.delete(&ctr.id, true).await.map_err(oci_err)?;
+            }
         }
         tokio::time::timeout(Duration::from_secs(30), exited.wait_for(|x| *x))
             .await
@@ -1239,6 +1297,9 @@ impl Runtime {
         let _g = ctr.op.lock().await;
         let rec = ctr.record();
         let Some(linux) = linux else { return Ok(()) };
+        if let Some(f) = self.handlers.features.get(&rec.handler) {
+            crate::handler_features::check_update(&rec.handler, f)?;
+        }
         let res = crius_spec::linux_resources(&linux, &self.host).map_err(spec_err)?;
         if rec.state.can_update() {
             let handler = self.handlers.existing(&rec.handler)?;

@@ -9,6 +9,7 @@ pub mod inputs;
 pub mod namespaces;
 pub mod pause;
 pub mod resources;
+pub mod sandbox;
 pub mod state;
 
 use std::collections::HashMap;
@@ -262,6 +263,11 @@ impl Runtime {
             handler.to_string()
         };
         self.handlers.get(&handler_name)?;
+        crate::handler_features::check_pod(
+            &handler_name,
+            self.handlers.features_of(&handler_name)?,
+            &cfg,
+        )?;
         if crius_spec::pod_userns(&ns_options(&cfg))
             .map_err(crate::container::spec_err)?
             .is_some()
@@ -485,7 +491,12 @@ impl Runtime {
         crate::crash::point("pod.run.namespaces_pinned");
         pod.update(self, |r| r.pins = pins.clone()).await?;
 
-        if ns.pid == cri::NamespaceMode::Pod as i32 {
+        // In a sandbox runtime (gVisor) the pod's PID namespace is its sandbox's: no host pause.
+        let sandboxed = self
+            .handlers
+            .get(&pod.record().runtime_handler)
+            .is_ok_and(|h| h.kind == crius_oci::HandlerKind::Sandbox);
+        if ns.pid == cri::NamespaceMode::Pod as i32 && !sandboxed {
             let pid_file = dir.join("pause.pid");
             // In a pod with its own user namespace pause keeps its credentials: it entered that
             // namespace with no mapped uid (host root is never mapped), so it holds no capability in
@@ -555,6 +566,10 @@ impl Runtime {
             r.shm = shm;
         })
         .await?;
+        let handler = self.handlers.get(&pod.record().runtime_handler)?;
+        if handler.kind == crius_oci::HandlerKind::Sandbox {
+            sandbox::start(self, &pod.record(), &handler, &hostname).await?;
+        }
         Ok(())
     }
 
@@ -562,6 +577,12 @@ impl Runtime {
     /// on a half-made pod and more than once.
     async fn teardown_pod(&self, pod: &Pod) {
         let rec = pod.record();
+        // A sandbox runtime's sandbox goes first: it lives in the pod's network namespace.
+        if let Ok(h) = self.handlers.existing(&rec.runtime_handler) {
+            if h.kind == crius_oci::HandlerKind::Sandbox {
+                sandbox::stop(self, &rec.id, &h).await;
+            }
+        }
         if rec.network_up {
             let cfg = rec.config();
             let netns = rec.pins.net.clone().unwrap_or_default();
