@@ -253,5 +253,7 @@ put("cni_result", "broken", '{"ips": [{"address": "999.1.1.1/8", "interface": 18
 # -- monitor_control ----------------------------------------------------------------------------
 put("monitor_control", "reopen", b"reopen\n")
 put("monitor_control", "ping", b" ping ")
+put("monitor_control", "start", b"start\n")
+put("monitor_control", "abandon", b"abandon\n")
 put("monitor_control", "attach", b"\x00\x00\x00\x00\x03ls\n\x01\x00\x00\x00\x0b{\"w\":80,\"h\":24}")
 put("monitor_control", "too_big", b"\x00\x00\x10\x00\x01abc")

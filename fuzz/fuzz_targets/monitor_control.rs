@@ -14,7 +14,12 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     match parse_ctl(data) {
         Ctl::Reopen => assert_eq!(trimmed, "reopen"),
         Ctl::Ping => assert_eq!(trimmed, "ping"),
-        Ctl::Unknown(s) => assert!(s != "reopen" && s != "ping", "{s:?}"),
+        Ctl::Start => assert_eq!(trimmed, "start"),
+        Ctl::Abandon => assert_eq!(trimmed, "abandon"),
+        Ctl::Unknown(s) => assert!(
+            !["reopen", "ping", "start", "abandon"].contains(&s.as_str()),
+            "{s:?}"
+        ),
     }
 
     // The same bytes as an attach stream: all at once versus in chunks of 1..=16 bytes.
