@@ -64,6 +64,21 @@ cleanup() {
             sleep 0.1
         done
         umount "$hugetlb_mnt" && rmdir "$hugetlb_mnt"
+        # A v1 hierarchy that still had a cgroup when its last mount went (a namespace of a killed
+        # container held a copy of the mount) stays alive unmounted, and hugetlb stays out of cgroup2.
+        # Mount it again, remove what is left, unmount: until hugetlb is back in cgroup2.
+        for _ in 1 2 3 4 5; do
+            for _ in $(seq 30); do grep -qw hugetlb "$unified/cgroup.controllers" && break; sleep 0.1; done
+            grep -qw hugetlb "$unified/cgroup.controllers" && break
+            again="$(mktemp -d /tmp/crius-hugetlb.XXXXXX)"
+            if mount -t cgroup -o hugetlb cgroup "$again"; then
+                find "$again" -mindepth 1 -depth -type d -exec rmdir {} \; 2>/dev/null
+                umount "$again"
+            fi
+            rmdir "$again"
+        done
+        grep -qw hugetlb "$unified/cgroup.controllers" \
+            || log "WARNING: hugetlb did not return to cgroup2 ($unified/cgroup.controllers)"
     fi
     # Mounts under the work dir (overlay rootfs, namespace pins, shm), deepest first.
     awk -v w="$work/" 'index($2, w) == 1 {print $2}' /proc/self/mounts | sort -r | while read -r m; do

@@ -127,12 +127,15 @@ fn leaks(d: &Daemon, bridge: &str, ipam: &Path) -> [usize; 9] {
                 .unwrap_or(false)
         })
         .count();
-    let runc = std::process::Command::new("runc")
-        .arg("--root")
-        .arg(state.join("runtime/runc"))
-        .args(["list", "-q"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).lines().count())
+    // The OCI runtime's own state (runc or crun, whichever `auto` chose): a dir per container.
+    let runtime = std::fs::read_dir(state.join("runtime"))
+        .map(|handlers| {
+            handlers
+                .flatten()
+                .filter_map(|h| std::fs::read_dir(h.path()).ok())
+                .map(|cs| cs.flatten().filter(|c| c.path().is_dir()).count())
+                .sum()
+        })
         .unwrap_or(0);
     let entries = |p: PathBuf| std::fs::read_dir(p).map(|r| r.count()).unwrap_or(0);
     [
@@ -142,7 +145,7 @@ fn leaks(d: &Daemon, bridge: &str, ipam: &Path) -> [usize; 9] {
         crius_network::leakcheck::count_ipam(&ipam.join(bridge)).unwrap_or(0),
         crius_network::leakcheck::count_masq_rules_matching(bridge).unwrap_or(0),
         procs,
-        runc,
+        runtime,
         entries(state.join("pods")),
         entries(state.join("containers")),
     ]

@@ -1041,3 +1041,113 @@ async fn pause_runs_in_the_pods_cgroup_without_privilege() {
     }
     d.shutdown().await;
 }
+
+/// A pod in a cgroup the kubelet made (cgroupfs `cgroup_parent`): its pause runs in a child cgroup
+/// crius makes below it, `<parent>/crius-pause-<id>`, in every v1 resource hierarchy, so the pod's
+/// limits and accounting cover it; the child goes with the pod and the parent is left as it was.
+#[tokio::test(flavor = "multi_thread")]
+async fn pause_runs_below_the_kubelets_pod_cgroup() {
+    use cri_api::v1 as cri;
+    let hierarchies: Vec<(Vec<String>, PathBuf)> = v1_hierarchies()
+        .into_iter()
+        .filter(|(o, _)| {
+            o.iter()
+                .any(|x| ["memory", "cpu", "pids", "cpuset"].contains(&x.as_str()))
+        })
+        .collect();
+    if hierarchies.is_empty() {
+        eprintln!("no cgroup v1 resource hierarchy: crius makes no pause cgroup here");
+        return;
+    }
+    // What the kubelet does before RunPodSandbox: the pod's cgroup in every hierarchy.
+    let parent = format!("/crius-e2e-kubelet-{}", std::process::id());
+    let mut made = Vec::new();
+    for (opts, mp) in &hierarchies {
+        let dir = mp.join(parent.trim_start_matches('/'));
+        std::fs::create_dir(&dir).unwrap();
+        if opts.iter().any(|o| o == "cpuset") {
+            for f in ["cpuset.cpus", "cpuset.mems"] {
+                let v = std::fs::read_to_string(mp.join(f)).unwrap();
+                std::fs::write(dir.join(f), v.trim()).unwrap();
+            }
+        }
+        made.push(dir);
+    }
+    struct Rm(Vec<PathBuf>);
+    impl Drop for Rm {
+        fn drop(&mut self) {
+            for d in &self.0 {
+                let _ = std::fs::remove_dir(d);
+            }
+        }
+    }
+    let _rm = Rm(made.clone());
+
+    let mut d = Daemon::start().await;
+    let mut cfg = pod_config("pausekube", true, &d.dir.join("logs/pausekube"));
+    {
+        let l = cfg.linux.as_mut().unwrap();
+        l.cgroup_parent = parent.clone();
+        let sc = l.security_context.as_mut().unwrap();
+        sc.namespace_options.as_mut().unwrap().pid = cri::NamespaceMode::Pod as i32;
+    }
+    let pod =
+        d.rt.run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(cfg.clone()),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("RunPodSandbox: {e}\n{}", d.log()))
+        .into_inner()
+        .pod_sandbox_id;
+    let info =
+        d.rt.pod_sandbox_status(cri::PodSandboxStatusRequest {
+            pod_sandbox_id: pod.clone(),
+            verbose: true,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .info;
+    let info: serde_json::Value = serde_json::from_str(&info["info"]).unwrap();
+    let pause = info["pid"].as_i64().expect("pause pid in verbose info");
+    let want = format!("{parent}/crius-pause-{pod}");
+    let cg = std::fs::read_to_string(format!("/proc/{pause}/cgroup")).unwrap();
+    let mut checked = 0;
+    for l in cg.lines() {
+        let mut f = l.splitn(3, ':');
+        let (_, ctrls, path) = (f.next(), f.next().unwrap_or(""), f.next().unwrap_or(""));
+        if ctrls
+            .split(',')
+            .any(|c| ["memory", "cpu", "pids", "cpuset"].contains(&c))
+        {
+            assert_eq!(path, want, "{l}\n{cg}");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, hierarchies.len(), "{cg}");
+    for (_, mp) in &hierarchies {
+        let procs =
+            std::fs::read_to_string(mp.join(want.trim_start_matches('/')).join("cgroup.procs"))
+                .unwrap();
+        assert!(procs.lines().any(|p| p == pause.to_string()), "{procs}");
+    }
+
+    d.rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
+        pod_sandbox_id: pod.clone(),
+    })
+    .await
+    .unwrap();
+    d.rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+        pod_sandbox_id: pod.clone(),
+    })
+    .await
+    .unwrap();
+    for (_, mp) in &hierarchies {
+        let child = mp.join(want.trim_start_matches('/'));
+        assert!(!child.exists(), "{} outlived the pod", child.display());
+        let p = mp.join(parent.trim_start_matches('/'));
+        assert!(p.is_dir(), "the kubelet's cgroup {} must stay", p.display());
+    }
+    d.shutdown().await;
+}

@@ -235,10 +235,11 @@ const RESOURCE_CONTROLLERS: &[&str] = &[
 /// cgroup `/crius/pod-<id>` in every v1 resource hierarchy, made here where missing (crius owns every
 /// level it makes; it never writes into a cgroup it did not create), so the pause is accounted and
 /// limited with its pod. A new cpuset level takes its parent's cpus and mems (an empty cpuset accepts
-/// no task). Empty for pods in a cgroup the kubelet made, and on cgroup v2 hosts. Blocking.
+/// no task). Below a `cgroup_parent` the kubelet made: a child of it, see [`pause_child_cgroups`].
+/// Empty on cgroup v2 hosts and with the systemd driver (crius' own scope there). Blocking.
 pub(super) fn pause_cgroups(rec: &SandboxRecord) -> Result<Vec<PathBuf>> {
     if !owns(rec) {
-        return Ok(Vec::new());
+        return pause_child_cgroups(rec);
     }
     let mut out = Vec::new();
     for (opts, mp) in v1_hierarchies() {
@@ -303,10 +304,68 @@ fn prefix_fields(e: Error, p: &str) -> Error {
     }
 }
 
-/// RemovePodSandbox (and undoing a failed run): removes the pod cgroup crius made.
+/// The cgroup crius makes for a pod's pause below a `cgroup_parent` it did not make (the kubelet's
+/// pod cgroup, cgroupfs style), as the runtime does for each container: `<parent>/crius-pause-<id>`.
+fn pause_child(cgroup_parent: &str, pod_id: &str) -> Option<String> {
+    let parent = cgroup_parent.trim_end_matches('/');
+    // Slice names (systemd driver) are no paths: the pause stays in crius' own scope there.
+    if !parent.starts_with('/') || parent.split('/').any(|c| c == "..") {
+        return None;
+    }
+    Some(format!("{parent}/crius-pause-{pod_id}"))
+}
+
+/// A pause below a `cgroup_parent` the kubelet made (cgroup v1): joins `<parent>/crius-pause-<id>`,
+/// made here, in every v1 resource hierarchy where the parent exists. Nothing is written into the
+/// parent itself; the child (a new cpuset level takes the parent's cpus and mems) is crius' own and
+/// goes with the pod ([`release`]). Blocking.
+fn pause_child_cgroups(rec: &SandboxRecord) -> Result<Vec<PathBuf>> {
+    let Some(child) = pause_child(&rec.cgroup_parent, &rec.id) else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for (opts, mp) in v1_hierarchies() {
+        if !opts
+            .iter()
+            .any(|o| RESOURCE_CONTROLLERS.contains(&o.as_str()))
+        {
+            continue;
+        }
+        let parent = mp.join(rec.cgroup_parent.trim_start_matches('/'));
+        if !parent.is_dir() {
+            continue;
+        }
+        let dir = mp.join(child.trim_start_matches('/'));
+        match std::fs::create_dir(&dir) {
+            Ok(()) if opts.iter().any(|o| o == "cpuset") => {
+                for f in ["cpuset.cpus", "cpuset.mems"] {
+                    let v = read(&parent, f).unwrap_or_default();
+                    write(&dir, f, &v)?;
+                }
+            }
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(crate::error::io_err("create pause cgroup", &dir, e)),
+        }
+        out.push(dir);
+    }
+    Ok(out)
+}
+
+/// RemovePodSandbox (and undoing a failed run): removes the pod cgroup crius made, or the pause's
+/// cgroup crius made below the kubelet's.
 pub(super) fn release(rec: &SandboxRecord) {
     if owns(rec) {
         remove(&rec.cgroup_parent);
+    } else if let Some(child) = pause_child(&rec.cgroup_parent, &rec.id) {
+        for mp in all_hierarchies() {
+            let dir = mp.join(child.trim_start_matches('/'));
+            if dir.is_dir() {
+                if let Err(e) = std::fs::remove_dir(&dir) {
+                    tracing::warn!("removing pause cgroup {}: {e}", dir.display());
+                }
+            }
+        }
     }
 }
 
@@ -422,6 +481,18 @@ mod tests {
     fn only_the_pods_own_parent_is_owned() {
         assert_eq!(default_parent("abc", true), "/crius");
         assert_eq!(default_parent("abc", false), "/crius/pod-abc");
+    }
+
+    #[test]
+    fn a_pause_below_the_kubelets_parent_gets_its_own_child() {
+        assert_eq!(
+            pause_child("/kubepods/burstable/pod12/", "abc").as_deref(),
+            Some("/kubepods/burstable/pod12/crius-pause-abc")
+        );
+        // systemd slices and anything climbing out are not paths crius makes a child in.
+        assert_eq!(pause_child("kubepods-burstable-pod12.slice", "abc"), None);
+        assert_eq!(pause_child("/kubepods/../etc", "abc"), None);
+        assert_eq!(pause_child("", "abc"), None);
     }
 
     #[test]
