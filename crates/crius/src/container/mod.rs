@@ -103,6 +103,10 @@ pub struct Ctr {
     /// The runtime's state of the exited container is gone (deleted after the exit was collected):
     /// RemoveContainer need not run the runtime again. In memory only: after a restart it deletes.
     pub runtime_deleted: std::sync::atomic::AtomicBool,
+    /// Held by StartContainer from `runtime start` until its STARTED event is out, and by the exit
+    /// collector around its STOPPED event: a container that exits at once is never reported stopped
+    /// before started. (Not the op lock: StopContainer holds that while it waits for the exit.)
+    pub event_order: tokio::sync::Mutex<()>,
 }
 
 impl Ctr {
@@ -316,6 +320,7 @@ impl Runtime {
                 exited: tx,
                 commit: tokio::sync::Mutex::new(()),
                 runtime_deleted: Default::default(),
+                event_order: Default::default(),
             });
             // In the table and locked before the name is reserved: a concurrent retry that finds the
             // reservation finds the container and waits for this attempt.
@@ -832,6 +837,7 @@ impl Runtime {
             )));
         }
         let handler = self.handlers.existing(&rec.handler)?;
+        let _events = ctr.event_order.lock().await;
         // Stamped before `runtime start`: the process cannot run earlier, and a process that exits at
         // once must not look as if it finished before it started.
         let started_at = now_ns();
@@ -926,8 +932,12 @@ impl Runtime {
         let rec = ctr.record();
         crate::metrics::get().container_exited(&rec.reason);
         // The event goes out before waiters (StopContainer, StopPodSandbox) are released, so a pod's
-        // STOPPED event always follows its containers'.
-        self.emit_event(ctr, cri::ContainerEventType::ContainerStoppedEvent);
+        // STOPPED event always follows its containers'; and after a StartContainer still returning
+        // has sent its STARTED event.
+        {
+            let _events = ctr.event_order.lock().await;
+            self.emit_event(ctr, cri::ContainerEventType::ContainerStoppedEvent);
+        }
         // Waiters (StopContainer, which holds the op lock) learn of the exit next ...
         let _ = ctr.exited.send(true);
         // ... then the runtime's state goes, serialized with the container's operations so that it
@@ -1440,6 +1450,7 @@ pub(crate) async fn recover(rt: &Arc<Runtime>) -> anyhow::Result<()> {
             exited: tx,
             commit: tokio::sync::Mutex::new(()),
             runtime_deleted: Default::default(),
+            event_order: Default::default(),
         });
         let _ = rt.reserve(&key, &rec.id);
         if let Ok(mut m) = rt.containers.write() {
