@@ -133,7 +133,10 @@ async fn crictl_info_shows_json_objects() {
     for (k, v) in info.as_object().unwrap() {
         assert!(v.is_object(), "crictl info key {k} is not an object: {v}");
     }
-    assert_eq!(info["cni"]["config"]["plugins"][0], "bridge", "{info}");
+    // An empty CNI conf dir: crius' native network (network_backend = auto).
+    assert_eq!(info["cni"]["config"]["source"], "Native", "{info}");
+    assert_eq!(info["cni"]["config"]["plugins"][0], "crius-native", "{info}");
+    assert_eq!(info["cni"]["native"]["bridge"], "crius0", "{info}");
     assert!(
         info["criusFeatures"]["CRIListStreaming"].is_object(),
         "{info}"
