@@ -38,7 +38,7 @@ fi
 
 # Coverage-guided fuzzing, bounded (CRIUS_FUZZ_SECS per target, 10 targets); CRIUS_FUZZ=0 skips it.
 if [ "${CRIUS_FUZZ:-1}" != 0 ]; then
-    bash scripts/fuzz.sh || failed+=("fuzz")
+    CRIUS_FUZZ_SECS="${CRIUS_FUZZ_SECS:-10}" bash scripts/fuzz.sh || failed+=("fuzz")
 fi
 
 df -h . /tmp | sed 's/^/test.sh: disk: /'

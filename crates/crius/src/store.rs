@@ -123,7 +123,8 @@ impl Store {
             }
             Err(e) => return Err(err(&e)),
         };
-        std::fs::write(&boot_file, &boot).map_err(|e| err(&e))?;
+        // 0600 like every file under root (SECURITY.md: nothing world-readable there).
+        crate::perms::write_private(&boot_file, boot.as_bytes()).map_err(|e| err(&e))?;
         let store = Store {
             db: Arc::new(db),
             path: path.to_path_buf(),
