@@ -135,7 +135,10 @@ async fn crictl_info_shows_json_objects() {
     }
     // An empty CNI conf dir: crius' native network (network_backend = auto).
     assert_eq!(info["cni"]["config"]["source"], "Native", "{info}");
-    assert_eq!(info["cni"]["config"]["plugins"][0], "crius-native", "{info}");
+    assert_eq!(
+        info["cni"]["config"]["plugins"][0], "crius-native",
+        "{info}"
+    );
     assert_eq!(info["cni"]["native"]["bridge"], "crius0", "{info}");
     assert!(
         info["criusFeatures"]["CRIListStreaming"].is_object(),
