@@ -1,4 +1,6 @@
-//! Container events for GetContainerEvents (the kubelet's Evented PLEG).
+//! Container events for GetContainerEvents (the kubelet's Evented PLEG). The events are built by the
+//! container service (`container::events`, which sees pods and containers) and the pod service (a pod
+//! with no containers); this module streams them.
 //!
 //! Every event carries the whole pod as it is after the change: its PodSandboxStatus and the status of
 //! every container in it, because the kubelet caches each event as the pod's complete status (as
@@ -13,65 +15,6 @@
 
 use cri_api::v1 as cri;
 use tonic::Status;
-
-use crate::container::CtrState;
-use crate::runtime::{now_ns, Runtime};
-
-/// A pod's statuses at one moment, to be sent with an event.
-pub(crate) struct PodSnapshot {
-    status: Option<cri::PodSandboxStatus>,
-    containers: Vec<cri::ContainerStatus>,
-}
-
-impl Runtime {
-    /// The pod's status and the statuses of all its containers (those past Creating), oldest first.
-    pub(crate) fn pod_snapshot(&self, pod_id: &str) -> PodSnapshot {
-        let status = self
-            .pod(pod_id)
-            .ok()
-            .map(|p| self.pod_status_of(&p.record()));
-        let mut recs: Vec<_> = self
-            .all_containers()
-            .into_iter()
-            .filter(|c| c.sandbox_id == pod_id)
-            .map(|c| c.record())
-            .filter(|r| r.state != CtrState::Creating)
-            .collect();
-        recs.sort_by_key(|r| r.created_at);
-        PodSnapshot {
-            status,
-            containers: recs.iter().map(|r| self.container_status_of(r)).collect(),
-        }
-    }
-
-    /// An event about container `container_id` of pod `pod_id`, with the pod as it is now.
-    pub(crate) fn container_event(
-        &self,
-        container_id: &str,
-        pod_id: &str,
-        kind: cri::ContainerEventType,
-    ) {
-        let snap = self.pod_snapshot(pod_id);
-        self.send_event(container_id, kind, snap);
-    }
-
-    /// A lifecycle event of the pod itself.
-    pub(crate) fn sandbox_event(&self, pod_id: &str, kind: cri::ContainerEventType) {
-        let snap = self.pod_snapshot(pod_id);
-        self.send_event(pod_id, kind, snap);
-    }
-
-    /// Sends an event built from an earlier snapshot (a removed pod's last status).
-    pub(crate) fn send_event(&self, id: &str, kind: cri::ContainerEventType, snap: PodSnapshot) {
-        self.emit(cri::ContainerEventResponse {
-            container_id: id.to_string(),
-            container_event_type: kind as i32,
-            created_at: now_ns(),
-            pod_sandbox_status: snap.status,
-            containers_statuses: snap.containers,
-        });
-    }
-}
 
 /// The GetContainerEvents stream of one client: every event from its subscription on, in order, until
 /// it falls behind the buffer; then one DataLoss error and the end of the stream.

@@ -30,6 +30,7 @@ pub mod runtime;
 pub mod selinux;
 pub mod selinux_labels;
 pub mod server;
+pub mod shared;
 pub mod stats;
 pub mod status;
 pub mod store;

@@ -12,7 +12,7 @@ use cri_api::v1 as cri;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{io_err, Error, Result};
-use crate::runtime::Runtime;
+use crate::shared::Shared;
 
 /// One image mounted into a container, kept in its record for ContainerStatus.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,7 +35,7 @@ fn field(i: usize, f: &str) -> String {
 }
 
 /// Checks what can be checked without mounting: names, paths, the image being present. Fail fast.
-pub fn validate(rt: &Runtime, cfg: &cri::ContainerConfig) -> Result<()> {
+pub fn validate(rt: &Shared, cfg: &cri::ContainerConfig) -> Result<()> {
     for (i, m) in cfg.mounts.iter().enumerate() {
         let Some(img) = &m.image else {
             if !m.image_sub_path.is_empty() {
@@ -79,7 +79,7 @@ pub fn validate(rt: &Runtime, cfg: &cri::ContainerConfig) -> Result<()> {
                 e @ (crius_image::ImageError::InvalidReference { .. }
                 | crius_image::ImageError::Ambiguous { .. }),
             ) => return Err(Error::invalid(field(i, "image.image"), e.to_string())),
-            Err(e) => return Err(crate::image::image_err(e)),
+            Err(e) => return Err(Error::from(e)),
         }
     }
     Ok(())
@@ -88,7 +88,7 @@ pub fn validate(rt: &Runtime, cfg: &cri::ContainerConfig) -> Result<()> {
 /// Mounts the container's image volumes and returns the config to generate the OCI spec from (image
 /// mounts turned into read-only binds) with what was mounted. Blocking (mounts, stats).
 pub fn mount_all(
-    rt: &Runtime,
+    rt: &Shared,
     container_id: &str,
     container_dir: &Path,
     cfg: &cri::ContainerConfig,
@@ -106,7 +106,7 @@ pub fn mount_all(
                 crius_image::ImageError::NotFound { .. } => {
                     Error::not_found("image", img.image.clone())
                 }
-                other => crate::image::image_err(other),
+                other => Error::from(other),
             })?;
         let source = if m.image_sub_path.is_empty() {
             target.clone()
@@ -175,7 +175,7 @@ pub fn report(mut mounts: Vec<cri::Mount>, mounted: &[MountedImage]) -> Vec<cri:
 }
 
 /// Unmounts a container's image volumes and releases their layers. Idempotent.
-pub fn release(rt: &Runtime, container_id: &str, container_dir: &Path) {
+pub fn release(rt: &Shared, container_id: &str, container_dir: &Path) {
     if let Err(e) = rt
         .images
         .remove_image_volumes(container_id, &volumes_dir(container_dir))
@@ -185,7 +185,7 @@ pub fn release(rt: &Runtime, container_id: &str, container_dir: &Path) {
 }
 
 /// Drops volume records of containers that no longer exist (a crash between mount and record).
-pub fn recover(rt: &Runtime, known: &[String]) {
+pub fn recover(rt: &Shared, known: &[String]) {
     match rt.images.list_image_volume_owners() {
         Ok(owners) => {
             for id in owners.into_iter().filter(|id| !known.contains(id)) {

@@ -5,7 +5,7 @@ pub mod image_volume;
 
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
-use std::sync::{Arc, Mutex as SyncMutex};
+use std::sync::{Arc, Mutex as SyncMutex, RwLock};
 use std::time::Duration;
 
 use cri_api::v1 as cri;
@@ -15,9 +15,12 @@ use tokio::sync::watch;
 
 use crate::error::{io_err, Error, Result};
 use crate::pod::Attempt;
-use crate::runtime::{info_map, labels_match, new_id, now_ns, remove_state_dir, Runtime};
+use crate::pod::Pods;
+use crate::shared::{info_map, labels_match, new_id, now_ns, remove_state_dir, Shared};
 use crate::store::CONTAINERS;
 
+pub(crate) mod events;
+pub mod recovery;
 pub mod state;
 mod target_ns;
 pub use state::{CtrEvent, Transition};
@@ -116,7 +119,7 @@ impl Ctr {
     /// Changes the record and commits it: the record mutex is held only for the change; the commit
     /// runs on a blocking thread under the container's commit lock, which keeps commits in the order
     /// of the changes. A container no longer in the table (forgotten) is not written back.
-    async fn update(&self, rt: &Runtime, f: impl FnOnce(&mut ContainerRecord)) -> Result<()> {
+    async fn update(&self, rt: &Containers, f: impl FnOnce(&mut ContainerRecord)) -> Result<()> {
         let _c = self.commit.lock().await;
         let snapshot = {
             let mut r = self.rec.lock().unwrap_or_else(|p| p.into_inner());
@@ -126,7 +129,7 @@ impl Ctr {
         self.commit_locked(rt, snapshot).await
     }
 
-    async fn commit_locked(&self, rt: &Runtime, snapshot: ContainerRecord) -> Result<()> {
+    async fn commit_locked(&self, rt: &Containers, snapshot: ContainerRecord) -> Result<()> {
         if rt.container(&self.id).is_err() {
             return Ok(());
         }
@@ -141,7 +144,7 @@ impl Ctr {
     /// error naming the container, its state and the event.
     async fn apply(
         &self,
-        rt: &Runtime,
+        rt: &Containers,
         ev: CtrEvent,
         f: impl FnOnce(&mut ContainerRecord),
     ) -> Result<Transition> {
@@ -214,7 +217,55 @@ fn reason_for(exit: &crius_oci::ExitInfo) -> &'static str {
     }
 }
 
-impl Runtime {
+/// The container table and the container operations. Containers read pods (`pods`: the sandbox a
+/// container joins, its namespaces and files); pods never call containers.
+pub struct Containers {
+    shared: Arc<Shared>,
+    /// The pod table, read only: the pod a container is created in.
+    pub pods: Arc<Pods>,
+    table: RwLock<HashMap<String, Arc<Ctr>>>,
+}
+
+impl std::ops::Deref for Containers {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.shared
+    }
+}
+
+impl Containers {
+    pub fn new(pods: Arc<Pods>) -> Containers {
+        Containers {
+            shared: pods.shared().clone(),
+            pods,
+            table: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// Finds a container by full id or unique prefix.
+    pub fn container(&self, id: &str) -> Result<Arc<Ctr>> {
+        let ctrs = self
+            .table
+            .read()
+            .map_err(|_| Error::Internal("container table lock poisoned".into()))?;
+        crate::shared::lookup(&ctrs, id, "container")
+    }
+
+    pub fn all_containers(&self) -> Vec<Arc<Ctr>> {
+        self.table
+            .read()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The containers of pod `pod_id`.
+    pub fn of_pod(&self, pod_id: &str) -> Vec<Arc<Ctr>> {
+        self.all_containers()
+            .into_iter()
+            .filter(|c| c.sandbox_id == pod_id)
+            .collect()
+    }
+
     /// CreateContainer.
     pub async fn create_container(
         self: &Arc<Self>,
@@ -222,7 +273,7 @@ impl Runtime {
         cfg: cri::ContainerConfig,
         sandbox_cfg: Option<cri::PodSandboxConfig>,
     ) -> Result<String> {
-        let pod = self.pod(pod_id)?;
+        let pod = self.pods.pod(pod_id)?;
         let prec = pod.record();
         if !prec.state.can_create_container() {
             return Err(Error::FailedPrecondition(format!(
@@ -264,7 +315,7 @@ impl Runtime {
         let image = self
             .images
             .get(&image_name)
-            .map_err(crate::image::image_err)?
+            .map_err(Error::from)?
             .ok_or_else(|| Error::not_found("image", image_name.clone()))?;
         let handler = self.handlers.get(&prec.runtime_handler)?;
         crate::handler_features::check_container(
@@ -325,12 +376,12 @@ impl Runtime {
             // In the table and locked before the name is reserved: a concurrent retry that finds the
             // reservation finds the container and waits for this attempt.
             let guard = ctr.op.lock().await;
-            self.containers
+            self.table
                 .write()
                 .map_err(|_| Error::Internal("container table lock poisoned".into()))?
                 .insert(id.clone(), ctr.clone());
             if let Err(owner) = self.reserve(&key, &id) {
-                if let Ok(mut m) = self.containers.write() {
+                if let Ok(mut m) = self.table.write() {
                     m.remove(&id);
                 }
                 drop(guard);
@@ -458,7 +509,7 @@ impl Runtime {
             })
             .await
             .map_err(|e| Error::internal("rootfs task", e))?
-            .map_err(crate::image::image_err)?;
+            .map_err(Error::from)?;
         }
         crate::crash::point("container.create.rootfs_prepared");
         create_missing_mount_sources(cfg)?;
@@ -1054,7 +1105,7 @@ impl Runtime {
         tokio::task::spawn_blocking(move || images.remove_rootfs(&cid, &rootfs))
             .await
             .map_err(|e| Error::internal("rootfs task", e))?
-            .map_err(crate::image::image_err)?;
+            .map_err(Error::from)?;
         crate::crash::point("container.remove.rootfs_removed");
         self.forget_container(ctr).await;
         self.emit_event(ctr, cri::ContainerEventType::ContainerDeletedEvent);
@@ -1064,7 +1115,7 @@ impl Runtime {
     /// Removes the container's state dir, record and name. Out of the table first, so that no later
     /// update writes the record back.
     async fn forget_container(&self, ctr: &Ctr) {
-        if let Ok(mut m) = self.containers.write() {
+        if let Ok(mut m) = self.table.write() {
             m.remove(&ctr.id);
         }
         let dir = self.container_dir(&ctr.id);
@@ -1334,7 +1385,7 @@ impl Runtime {
     }
 
     fn emit_event(&self, ctr: &Ctr, kind: cri::ContainerEventType) {
-        // The whole pod goes with the event (crate::events).
+        // The whole pod goes with the event (see `events`).
         self.container_event(&ctr.id, &ctr.sandbox_id, kind);
     }
 }
@@ -1393,7 +1444,7 @@ pub fn image_defaults(image: &crius_image::Image) -> crius_spec::ImageDefaults {
 /// A monitor that outlived the daemon may still be running the runtime's `create`; deleting before
 /// the runtime knows the container would miss the init process that `create` is about to leave
 /// behind. Waits (bounded by the create timeout) until the runtime knows it or the monitor is gone.
-async fn settle_create(rt: &Arc<Runtime>, ctr: &Arc<Ctr>) {
+async fn settle_create(rt: &Arc<Containers>, ctr: &Arc<Ctr>) {
     let dir = rt.container_dir(&ctr.id);
     let Ok(h) = rt.handlers.existing(&ctr.record().handler) else {
         return;
@@ -1410,7 +1461,7 @@ async fn settle_create(rt: &Arc<Runtime>, ctr: &Arc<Ctr>) {
 /// A container recorded Created whose runtime says it runs: the daemon died between `runtime start`
 /// and recording it. It is Running now (the start time is when crius learnt of it), so that a
 /// retried StartContainer is refused as for any running container instead of failing in the runtime.
-async fn started_while_down(rt: &Arc<Runtime>, ctr: &Arc<Ctr>) {
+async fn started_while_down(rt: &Arc<Containers>, ctr: &Arc<Ctr>) {
     let Ok(h) = rt.handlers.existing(&ctr.record().handler) else {
         return;
     };
@@ -1434,7 +1485,7 @@ async fn started_while_down(rt: &Arc<Runtime>, ctr: &Arc<Ctr>) {
 /// Loads containers and reconciles them with their monitors: running containers are watched again,
 /// exits that happened while the daemon was down are read from the monitors' exit files, half-made
 /// containers are removed.
-pub(crate) async fn recover(rt: &Arc<Runtime>) -> anyhow::Result<()> {
+pub(crate) async fn recover(rt: &Arc<Containers>, m: &dyn recovery::Machine) -> anyhow::Result<()> {
     let records: Vec<ContainerRecord> = rt.store.list(CONTAINERS)?;
     for rec in records {
         let cfg = rec.try_config()?;
@@ -1453,18 +1504,13 @@ pub(crate) async fn recover(rt: &Arc<Runtime>) -> anyhow::Result<()> {
             event_order: Default::default(),
         });
         let _ = rt.reserve(&key, &rec.id);
-        if let Ok(mut m) = rt.containers.write() {
+        if let Ok(mut m) = rt.table.write() {
             m.insert(rec.id.clone(), ctr.clone());
         }
-        use crate::recovery::CtrPlan;
-        let pod_known = rt.pod(&rec.sandbox_id).is_ok();
+        use recovery::CtrPlan;
+        let pod_known = rt.pods.pod(&rec.sandbox_id).is_ok();
         let dir = rt.container_dir(&rec.id);
-        match crate::recovery::plan_container(
-            rec.state,
-            pod_known,
-            &dir,
-            &crate::recovery::Host { rt },
-        ) {
+        match recovery::plan_container(rec.state, pod_known, &dir, m) {
             CtrPlan::RemoveOrphan => {
                 tracing::warn!(
                     "container {}: its pod {} is gone; removing it",

@@ -8,13 +8,14 @@ pub mod files;
 pub mod inputs;
 pub mod namespaces;
 pub mod pause;
+pub mod recovery;
 pub mod resources;
 pub mod sandbox;
 pub mod state;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex as SyncMutex};
+use std::sync::{Arc, Mutex as SyncMutex, RwLock};
 use std::time::Duration;
 
 use cri_api::v1 as cri;
@@ -22,7 +23,7 @@ use prost::Message;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{io_err, Error, Result};
-use crate::runtime::{info_map, labels_match, new_id, now_ns, remove_state_dir, Runtime};
+use crate::shared::{info_map, labels_match, new_id, now_ns, remove_state_dir, Shared};
 use crate::store::SANDBOXES;
 use namespaces::Pins;
 pub use state::{PodEvent, PodTransition};
@@ -109,7 +110,7 @@ impl Pod {
     /// Changes the record and commits it. The record mutex is held only for the change; the commit
     /// runs on a blocking thread under the pod's commit lock, which keeps commits in the order of the
     /// changes. A pod no longer in the table (forgotten) is not written back.
-    async fn update(&self, rt: &Runtime, f: impl FnOnce(&mut SandboxRecord)) -> Result<()> {
+    async fn update(&self, rt: &Pods, f: impl FnOnce(&mut SandboxRecord)) -> Result<()> {
         let _c = self.commit.lock().await;
         let snapshot = {
             let mut r = self.rec.lock().unwrap_or_else(|p| p.into_inner());
@@ -119,7 +120,7 @@ impl Pod {
         self.commit_locked(rt, snapshot).await
     }
 
-    async fn commit_locked(&self, rt: &Runtime, snapshot: SandboxRecord) -> Result<()> {
+    async fn commit_locked(&self, rt: &Pods, snapshot: SandboxRecord) -> Result<()> {
         if rt.pod(&self.id).is_err() {
             return Ok(());
         }
@@ -130,7 +131,7 @@ impl Pod {
     }
 
     /// Applies a state-machine event (see `state`); an invalid one is an error naming the pod.
-    async fn apply(&self, rt: &Runtime, ev: PodEvent) -> Result<PodTransition> {
+    async fn apply(&self, rt: &Pods, ev: PodEvent) -> Result<PodTransition> {
         let _c = self.commit.lock().await;
         let (t, snapshot) = {
             let mut r = self.rec.lock().unwrap_or_else(|p| p.into_inner());
@@ -151,6 +152,38 @@ impl Pod {
             self.commit_locked(rt, snapshot).await?;
         }
         Ok(t)
+    }
+}
+
+/// The pod table and the pod operations. It reads the shared context and never the containers: work
+/// that spans both (StopPodSandbox and RemovePodSandbox stop and remove a pod's containers first;
+/// PodSandboxStatus lists them; start-up recovery orders pods before containers) is the facade's,
+/// `runtime::Runtime`.
+pub struct Pods {
+    shared: Arc<Shared>,
+    table: RwLock<HashMap<String, Arc<Pod>>>,
+}
+
+impl std::ops::Deref for Pods {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.shared
+    }
+}
+
+/// What one RunPodSandbox did.
+pub enum Ran {
+    /// Made the pod now: the caller announces it (CREATED, STARTED).
+    Created(String),
+    /// A retry of a request that made this pod earlier.
+    Existing(String),
+}
+
+impl Ran {
+    pub fn id(&self) -> &str {
+        match self {
+            Ran::Created(id) | Ran::Existing(id) => id,
+        }
     }
 }
 
@@ -191,7 +224,7 @@ pub fn userns_of(rec: &SandboxRecord) -> Result<Option<crate::idmap::PodUserns>>
         return Ok(None);
     };
     let map = crius_spec::pod_userns(&ns_options(&rec.config()))
-        .map_err(crate::container::spec_err)?
+        .map_err(Error::from)?
         .ok_or_else(|| {
             Error::Internal(format!(
                 "pod {} has a user namespace pin but no userns_options",
@@ -210,7 +243,7 @@ fn host_network(cfg: &cri::PodSandboxConfig) -> bool {
 }
 
 /// Fields of a PodSandboxConfig crius refuses rather than ignores.
-fn validate(rt: &Runtime, cfg: &cri::PodSandboxConfig) -> Result<()> {
+fn validate(rt: &Shared, cfg: &cri::PodSandboxConfig) -> Result<()> {
     if cfg.windows.is_some() {
         return Err(Error::unimplemented(
             "config.windows",
@@ -244,17 +277,45 @@ fn validate(rt: &Runtime, cfg: &cri::PodSandboxConfig) -> Result<()> {
             ));
         }
     }
-    crius_spec::validate_sandbox_config(cfg, &rt.host).map_err(crate::container::spec_err)?;
+    crius_spec::validate_sandbox_config(cfg, &rt.host).map_err(Error::from)?;
     Ok(())
 }
 
-impl Runtime {
-    /// RunPodSandbox.
+impl Pods {
+    pub fn new(shared: Arc<Shared>) -> Pods {
+        Pods {
+            shared,
+            table: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// The shared context.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Finds a pod by full id or unique prefix.
+    pub fn pod(&self, id: &str) -> Result<Arc<Pod>> {
+        let pods = self
+            .table
+            .read()
+            .map_err(|_| Error::Internal("pod table lock poisoned".into()))?;
+        crate::shared::lookup(&pods, id, "pod sandbox")
+    }
+
+    pub fn all_pods(&self) -> Vec<Arc<Pod>> {
+        self.table
+            .read()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// RunPodSandbox. The pod's CREATED and STARTED events are the caller's to send (`Ran::Created`).
     pub async fn run_pod(
         self: &Arc<Self>,
         cfg: cri::PodSandboxConfig,
         handler: &str,
-    ) -> Result<String> {
+    ) -> Result<Ran> {
         let key = name_key(&cfg)?;
         validate(self, &cfg)?;
         let handler_name = if handler.is_empty() {
@@ -269,7 +330,7 @@ impl Runtime {
             &cfg,
         )?;
         if crius_spec::pod_userns(&ns_options(&cfg))
-            .map_err(crate::container::spec_err)?
+            .map_err(Error::from)?
             .is_some()
             && !self.handlers.userns_ok(&handler_name)
         {
@@ -296,20 +357,21 @@ impl Runtime {
 
         loop {
             match self.try_run_pod(&key, &cfg, &handler_name).await? {
-                Attempt::Done(id) => return Ok(id),
+                (Attempt::Done(id), true) => return Ok(Ran::Created(id)),
+                (Attempt::Done(id), false) => return Ok(Ran::Existing(id)),
                 // The earlier attempt is being undone; its name is released once that is done.
-                Attempt::Again => tokio::time::sleep(Duration::from_millis(5)).await,
+                (Attempt::Again, _) => tokio::time::sleep(Duration::from_millis(5)).await,
             }
         }
     }
 
-    /// One attempt at RunPodSandbox: creates the pod, or finds the attempt that holds its name.
+    /// One attempt at RunPodSandbox: creates the pod (true), or finds the attempt that holds its name.
     async fn try_run_pod(
         self: &Arc<Self>,
         key: &str,
         cfg: &cri::PodSandboxConfig,
         handler_name: &str,
-    ) -> Result<Attempt> {
+    ) -> Result<(Attempt, bool)> {
         let id = new_id();
         let cgroup_parent = cfg
             .linux
@@ -354,16 +416,16 @@ impl Runtime {
         // The pod is in the table, locked, before its name is reserved: a concurrent retry that finds
         // the reservation always finds the pod and waits on its lock.
         let guard = pod.op.lock().await;
-        self.pods
+        self.table
             .write()
             .map_err(|_| Error::Internal("pod table lock poisoned".into()))?
             .insert(id.clone(), pod.clone());
         if let Err(owner) = self.reserve(key, &id) {
-            if let Ok(mut pods) = self.pods.write() {
+            if let Ok(mut pods) = self.table.write() {
                 pods.remove(&id);
             }
             drop(guard);
-            return self.existing_pod_for_retry(key, &owner, cfg).await;
+            return Ok((self.existing_pod_for_retry(key, &owner, cfg).await?, false));
         }
         if let Err(e) = self.store.put_async(SANDBOXES, id.clone(), rec).await {
             self.forget_pod(&pod).await;
@@ -376,13 +438,11 @@ impl Runtime {
                 pod.apply(self, PodEvent::SetUp).await?;
                 crate::crash::point("pod.run.ready");
                 drop(guard);
-                self.sandbox_event(&id, cri::ContainerEventType::ContainerCreatedEvent);
-                self.sandbox_event(&id, cri::ContainerEventType::ContainerStartedEvent);
-                Ok(Attempt::Done(id))
+                Ok((Attempt::Done(id), true))
             }
             Err(e) => {
                 tracing::warn!("pod {id}: RunPodSandbox failed, undoing: {e}");
-                self.teardown_pod(&pod).await;
+                self.teardown_pod(&pod, &[]).await;
                 self.forget_pod(&pod).await;
                 drop(guard);
                 Err(e)
@@ -452,7 +512,7 @@ impl Runtime {
         } else {
             cfg.hostname.clone()
         };
-        let userns = crius_spec::pod_userns(&ns).map_err(crate::container::spec_err)?;
+        let userns = crius_spec::pod_userns(&ns).map_err(Error::from)?;
         if userns.is_some() {
             crate::userns::ensure_traversable(&self.cfg.state, &dir)?;
         }
@@ -574,13 +634,14 @@ impl Runtime {
     }
 
     /// Releases everything a pod holds except its record: network, pause, namespaces, mounts. Safe to call
-    /// on a half-made pod and more than once.
-    async fn teardown_pod(&self, pod: &Pod) {
+    /// on a half-made pod and more than once. `containers`: the ids of the pod's containers still known
+    /// (a sandbox runtime deletes them before its sandbox).
+    pub(crate) async fn teardown_pod(&self, pod: &Pod, containers: &[String]) {
         let rec = pod.record();
         // A sandbox runtime's sandbox goes first: it lives in the pod's network namespace.
         if let Ok(h) = self.handlers.existing(&rec.runtime_handler) {
             if h.kind == crius_oci::HandlerKind::Sandbox {
-                sandbox::stop(self, &rec.id, &h).await;
+                sandbox::stop(self, &rec.id, &h, containers).await;
             }
         }
         if rec.network_up {
@@ -621,9 +682,9 @@ impl Runtime {
 
     /// Removes the pod's state dir (unmounting what is below), its record and its name. Out of the
     /// table first, so that no later update writes the record back.
-    async fn forget_pod(&self, pod: &Pod) {
+    pub(crate) async fn forget_pod(&self, pod: &Pod) {
         resources::release(&pod.record());
-        if let Ok(mut pods) = self.pods.write() {
+        if let Ok(mut pods) = self.table.write() {
             pods.remove(&pod.id);
         }
         let dir = self.pod_dir(&pod.id);
@@ -640,28 +701,11 @@ impl Runtime {
         self.release(&pod.name_key, &pod.id);
     }
 
-    /// StopPodSandbox: stops every container, then releases the network and the pod's processes.
-    /// Idempotent; an unknown id is success, as the CRI asks.
-    pub async fn stop_pod(self: &Arc<Self>, id: &str) -> Result<()> {
-        let pod = match self.pod(id) {
-            Ok(p) => p,
-            Err(Error::NotFound { .. }) => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        let _g = pod.op.lock().await;
-        if self.pod(&pod.id).is_err() {
-            // Its creation was undone, or a concurrent RemovePodSandbox finished first.
-            return Ok(());
-        }
-        for c in self
-            .all_containers()
-            .into_iter()
-            .filter(|c| c.sandbox_id == pod.id)
-        {
-            self.stop_container_inner(&c, 0).await?;
-        }
-        crate::crash::point("pod.stop.containers_stopped");
-        self.teardown_pod(&pod).await;
+    /// StopPodSandbox's part after the pod's containers are stopped (by the facade, under the pod's
+    /// operation lock, which the caller holds): releases the network and the pod's processes and
+    /// records it NotReady. Returns whether it was Ready (the caller then sends STOPPED).
+    pub async fn stop_locked(&self, pod: &Arc<Pod>, containers: &[String]) -> Result<bool> {
+        self.teardown_pod(pod, containers).await;
         if pod.record().network_up {
             return Err(Error::Unavailable(format!(
                 "pod {}: releasing the network failed; it is retried on the next stop/remove",
@@ -671,33 +715,14 @@ impl Runtime {
         let was_ready = pod.record().state == PodState::Ready;
         pod.apply(self, PodEvent::Stopped).await?;
         crate::crash::point("pod.stop.recorded");
-        if was_ready {
-            self.sandbox_event(&pod.id, cri::ContainerEventType::ContainerStoppedEvent);
-        }
-        Ok(())
+        Ok(was_ready)
     }
 
-    /// RemovePodSandbox: removes containers, the pod's resources and its record. Idempotent.
-    pub async fn remove_pod(self: &Arc<Self>, id: &str) -> Result<()> {
-        let pod = match self.pod(id) {
-            Ok(p) => p,
-            Err(Error::NotFound { .. }) => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        let _g = pod.op.lock().await;
-        if self.pod(&pod.id).is_err() {
-            // Its creation was undone, or a concurrent RemovePodSandbox finished first.
-            return Ok(());
-        }
-        for c in self
-            .all_containers()
-            .into_iter()
-            .filter(|c| c.sandbox_id == pod.id)
-        {
-            self.remove_container_inner(&c).await?;
-        }
-        crate::crash::point("pod.remove.containers_removed");
-        self.teardown_pod(&pod).await;
+    /// RemovePodSandbox's part after the pod's containers are removed (by the facade, under the pod's
+    /// operation lock, which the caller holds): releases the pod's resources and forgets its record
+    /// and name, sending STOPPED (if it was still Ready) and DELETED.
+    pub async fn remove_locked(&self, pod: &Arc<Pod>, containers: &[String]) -> Result<()> {
+        self.teardown_pod(pod, containers).await;
         if pod.record().network_up {
             return Err(Error::Unavailable(format!(
                 "pod {}: CNI DEL failed; RemovePodSandbox must be retried",
@@ -707,19 +732,31 @@ impl Runtime {
         if pod.record().state == PodState::Ready {
             // Removed without a stop first: it stopped all the same.
             pod.apply(self, PodEvent::Stopped).await?;
-            self.sandbox_event(&pod.id, cri::ContainerEventType::ContainerStoppedEvent);
+            self.pod_event(&pod.id, cri::ContainerEventType::ContainerStoppedEvent);
         }
-        let last = self.pod_snapshot(&pod.id);
+        let last = self.pod_status_of(&pod.record());
         if let Some(l) = &self.selinux_labels {
             l.release(&self.pod_dir(&pod.id));
         }
-        self.forget_pod(&pod).await;
-        self.send_event(
+        self.forget_pod(pod).await;
+        // Its containers are gone (removed first): the pod's last status alone.
+        self.emit(crate::shared::event(
             &pod.id,
             cri::ContainerEventType::ContainerDeletedEvent,
-            last,
-        );
+            Some(last),
+            vec![],
+        ));
         Ok(())
+    }
+
+    /// A lifecycle event of a pod that has no containers (just made, or its containers removed):
+    /// its status alone.
+    pub(crate) fn pod_event(&self, pod_id: &str, kind: cri::ContainerEventType) {
+        let status = self
+            .pod(pod_id)
+            .ok()
+            .map(|p| self.pod_status_of(&p.record()));
+        self.emit(crate::shared::event(pod_id, kind, status, vec![]));
     }
 
     pub(crate) fn pod_status_of(&self, rec: &SandboxRecord) -> cri::PodSandboxStatus {
@@ -748,7 +785,7 @@ impl Runtime {
         }
     }
 
-    /// PodSandboxStatus.
+    /// PodSandboxStatus without `containers_statuses` (the facade adds them).
     pub fn pod_status(&self, id: &str, verbose: bool) -> Result<cri::PodSandboxStatusResponse> {
         let pod = self.pod(id)?;
         let rec = pod.record();
@@ -765,16 +802,10 @@ impl Runtime {
         } else {
             HashMap::new()
         };
-        let containers_statuses = self
-            .all_containers()
-            .into_iter()
-            .filter(|c| c.sandbox_id == rec.id)
-            .map(|c| self.container_status_of(&c.record()))
-            .collect();
         Ok(cri::PodSandboxStatusResponse {
             status: Some(status),
             info,
-            containers_statuses,
+            containers_statuses: vec![],
             timestamp: now_ns(),
         })
     }
@@ -909,7 +940,7 @@ async fn kill_pause(pid: i32, pod_dir: &std::path::Path) {
 
 /// Loads pods from the store and reconciles them: half-made pods are undone and removed; Ready pods whose
 /// namespaces vanished (a reboot) become NotReady; pods whose CNI DEL failed get it retried.
-pub(crate) async fn recover(rt: &Arc<Runtime>) -> anyhow::Result<()> {
+pub(crate) async fn recover(rt: &Arc<Pods>, m: &dyn recovery::Machine) -> anyhow::Result<()> {
     let records: Vec<SandboxRecord> = rt.store.list(SANDBOXES)?;
     for rec in records {
         let cfg = rec.try_config()?;
@@ -925,17 +956,17 @@ pub(crate) async fn recover(rt: &Arc<Runtime>) -> anyhow::Result<()> {
         if let Some(l) = &rt.selinux_labels {
             l.recover(&rt.pod_dir(&rec.id));
         }
-        if let Ok(mut pods) = rt.pods.write() {
+        if let Ok(mut pods) = rt.table.write() {
             pods.insert(rec.id.clone(), pod.clone());
         }
-        use crate::recovery::PodPlan;
-        match crate::recovery::plan_pod(&rec, &crate::recovery::Host { rt }) {
+        use recovery::PodPlan;
+        match recovery::plan_pod(&rec, m) {
             PodPlan::Undo => {
                 tracing::info!(
                     "pod {}: was being created when crius stopped; undoing it",
                     rec.id
                 );
-                rt.teardown_pod(&pod).await;
+                rt.teardown_pod(&pod, &[]).await;
                 rt.forget_pod(&pod).await;
             }
             PodPlan::Keep { watch_pause } => {
@@ -951,10 +982,10 @@ pub(crate) async fn recover(rt: &Arc<Runtime>) -> anyhow::Result<()> {
                     "pod {}: namespaces are gone (reboot?); marking it NotReady",
                     rec.id
                 );
-                rt.teardown_pod(&pod).await;
+                rt.teardown_pod(&pod, &[]).await;
                 pod.apply(rt, PodEvent::Lost).await?;
             }
-            PodPlan::ReleaseNetwork => rt.teardown_pod(&pod).await,
+            PodPlan::ReleaseNetwork => rt.teardown_pod(&pod, &[]).await,
             PodPlan::Nothing => {}
         }
     }

@@ -18,7 +18,7 @@ use cri_api::v1 as cri;
 
 use super::{Pod, PodState};
 use crate::error::{Error, Result};
-use crate::runtime::{now_ns, Runtime};
+use crate::shared::now_ns;
 
 /// A pause process known by its pidfd.
 pub struct Pause {
@@ -111,7 +111,7 @@ pub fn open(pid: i32, pid_file: &Path) -> Result<Pause> {
 }
 
 /// Holds `pause` for `pod` and watches it: its exit makes the pod NotReady at once.
-pub fn watch(rt: &Arc<Runtime>, pod: &Arc<Pod>, pause: Pause) {
+pub fn watch(rt: &Arc<super::Pods>, pod: &Arc<Pod>, pause: Pause) {
     let pause = Arc::new(pause);
     if let Ok(mut t) = table().lock() {
         t.insert(pod.id.clone(), pause.clone());

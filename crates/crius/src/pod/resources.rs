@@ -18,7 +18,6 @@ use cri_api::v1 as cri;
 use prost::Message;
 
 use crate::error::{Error, Result};
-use crate::runtime::Runtime;
 
 use super::{Pod, PodState, SandboxRecord};
 
@@ -423,7 +422,7 @@ fn decode(b: &[u8]) -> Option<cri::LinuxContainerResources> {
     cri::LinuxContainerResources::decode(b).ok()
 }
 
-impl Runtime {
+impl super::Pods {
     /// UpdatePodSandboxResources: validates, applies to the pod cgroup if crius owns it, records.
     pub async fn update_pod_resources(
         &self,

@@ -12,7 +12,7 @@ use crius_oci::Handler;
 
 use crate::error::{io_err, Error, Result};
 use crate::pod::SandboxRecord;
-use crate::runtime::Runtime;
+use crate::shared::Shared;
 
 pub const CONTAINER_TYPE: &str = "io.kubernetes.cri.container-type";
 pub const SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
@@ -104,7 +104,7 @@ pub fn drop_unknown_caps(spec: &mut oci_spec::runtime::Spec) {
     process.set_capabilities(Some(caps));
 }
 
-fn bundle(rt: &Runtime, rec: &SandboxRecord, hostname: &str) -> Result<serde_json::Value> {
+fn bundle(rt: &Shared, rec: &SandboxRecord, hostname: &str) -> Result<serde_json::Value> {
     let d = dir(&rt.pod_dir(&rec.id));
     let rootfs = d.join("rootfs");
     let mk = |p: &Path| std::fs::create_dir_all(p).map_err(|e| io_err("create", p, e));
@@ -175,7 +175,7 @@ fn bundle(rt: &Runtime, rec: &SandboxRecord, hostname: &str) -> Result<serde_jso
 
 /// Starts the pod's sandbox (its root container). On error the caller's teardown runs [`stop`].
 pub async fn start(
-    rt: &Runtime,
+    rt: &Shared,
     rec: &SandboxRecord,
     handler: &Handler,
     hostname: &str,
@@ -216,19 +216,14 @@ pub async fn start(
 }
 
 /// Ends the pod's sandbox and everything in it; idempotent.
-pub async fn stop(rt: &Runtime, pod_id: &str, handler: &Handler) {
+/// `containers`: the ids of the pod's containers crius still knows (the caller's, from the container
+/// table, which the pod service does not read).
+pub async fn stop(rt: &Shared, pod_id: &str, handler: &Handler, containers: &[String]) {
     // The pod's containers leave runsc's state first: once the sandbox is gone runsc can no longer
     // delete them (it cannot reach the sandbox's control server).
-    for c in rt
-        .all_containers()
-        .into_iter()
-        .filter(|c| c.sandbox_id == pod_id)
-    {
-        if let Err(e) = handler.delete(&c.id, true).await {
-            tracing::warn!(
-                "pod {pod_id}: delete container {} before its sandbox: {e}",
-                c.id
-            );
+    for c in containers {
+        if let Err(e) = handler.delete(c, true).await {
+            tracing::warn!("pod {pod_id}: delete container {c} before its sandbox: {e}");
         }
     }
     if let Err(e) = handler.kill(pod_id, libc::SIGKILL, true).await {
