@@ -18,6 +18,8 @@ pub mod handler_features;
 pub mod hexbytes;
 pub mod idmap;
 pub mod image;
+#[cfg(test)]
+mod lifecycle_tests;
 pub mod logging;
 pub mod memory;
 pub mod metrics;
@@ -27,6 +29,7 @@ pub mod pod;
 pub mod recovery;
 pub mod reload;
 pub mod runtime;
+pub mod seams;
 pub mod selinux;
 pub mod selinux_labels;
 pub mod server;

@@ -264,8 +264,16 @@ impl Runtime {
         let host = crate::recovery::Host {
             shared: &self.shared,
         };
-        crate::pod::recover(&self.pods, &host).await?;
-        crate::container::recover(&self.containers, &host).await?;
+        self.recover_with(&host).await
+    }
+
+    /// Recovery with the machine seen through `m` (the real one in `recover`, a double in unit tests).
+    pub(crate) async fn recover_with<M>(&self, m: &M) -> anyhow::Result<()>
+    where
+        M: crate::pod::recovery::Machine + crate::container::recovery::Machine,
+    {
+        crate::pod::recover(&self.pods, m).await?;
+        crate::container::recover(&self.containers, m).await?;
         self.remove_orphan_dirs();
         Ok(())
     }

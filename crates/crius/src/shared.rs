@@ -24,6 +24,11 @@ pub struct Shared {
     pub handlers: Handlers,
     pub images: crius_image::ImageStore,
     pub cni: crius_network::Cni,
+    /// Seams (`crate::seams`): the OCI runtime and monitor, the pod network and the image store as
+    /// the pod and container lifecycles use them. Real ones in the daemon, doubles in unit tests.
+    pub oci: std::sync::Arc<dyn crate::seams::Oci>,
+    pub net: std::sync::Arc<dyn crate::seams::PodNet>,
+    pub rootfs: std::sync::Arc<dyn crate::seams::Images>,
     pub host: crius_spec::HostInfo,
     /// AppArmor: the default profile and the check of the profiles containers name.
     pub apparmor: crate::apparmor::AppArmor,
@@ -132,6 +137,9 @@ impl Shared {
             cfg,
             store,
             handlers,
+            oci: std::sync::Arc::new(crate::seams::RealOci),
+            net: std::sync::Arc::new(crate::seams::RealNet(cni.clone())),
+            rootfs: std::sync::Arc::new(crate::seams::RealImages(images.clone())),
             images,
             cni,
             names: SyncMutex::new(HashMap::new()),

@@ -313,7 +313,7 @@ impl Containers {
         }
         let log_path = log_path(&sandbox, &cfg)?;
         let image = self
-            .images
+            .rootfs
             .get(&image_name)
             .map_err(Error::from)?
             .ok_or_else(|| Error::not_found("image", image_name.clone()))?;
@@ -417,9 +417,9 @@ impl Containers {
                 }
                 Err(e) => {
                     tracing::warn!("container {id}: CreateContainer failed, undoing: {e}");
-                    let _ = handler.delete(&id, true).await;
+                    let _ = self.oci.delete(&handler, &id, true).await;
                     let rootfs = self.container_dir(&id).join("rootfs");
-                    let images = self.images.clone();
+                    let images = self.rootfs.clone();
                     let cid = id.clone();
                     // The rootfs snapshot may already be mounted.
                     let _ =
@@ -486,12 +486,12 @@ impl Containers {
             crate::userns::ensure_traversable(&self.cfg.state, &dir)?;
         }
         {
-            let images = self.images.clone();
+            let images = self.rootfs.clone();
             let (image_id, cid, rootfs) = (image.id.clone(), ctr.id.clone(), rootfs.clone());
             let scratch = self.cfg.root.join("idmap").join(&ctr.id);
             let userns = userns.clone();
             tokio::task::spawn_blocking(move || match userns {
-                None => images.prepare_rootfs(&image_id, &cid, &rootfs),
+                None => images.prepare_rootfs(&image_id, &cid, &rootfs, None),
                 Some(u) => {
                     let layers = crate::idmap::LayerMapper {
                         userns: u.pin.clone(),
@@ -504,7 +504,7 @@ impl Containers {
                         map: &map,
                         release: &release,
                     };
-                    images.prepare_rootfs_mapped(&image_id, &cid, &rootfs, Some(&mapper))
+                    images.prepare_rootfs(&image_id, &cid, &rootfs, Some(&mapper))
                 }
             })
             .await
@@ -651,13 +651,10 @@ impl Containers {
             join_cgroups: self.monitor_cgroups.clone(),
             start_by_monitor: handler.kind == crius_oci::HandlerKind::Sandbox,
         };
-        let mon = crate::metrics::trace::child(
-            "OCI create",
-            vec![],
-            crius_oci::spawn_monitor(handler, &mcfg),
-        )
-        .await
-        .map_err(oci_err)?;
+        let mon =
+            crate::metrics::trace::child("OCI create", vec![], self.oci.create(handler, &mcfg))
+                .await
+                .map_err(oci_err)?;
         crate::crash::point("container.create.monitor_spawned");
         // The pause must have outlived the join, or the path may have named another namespace.
         crate::pod::pause::still_alive(&prec.id, prec.pause_pid)?;
@@ -901,11 +898,11 @@ impl Containers {
         if handler.kind == crius_oci::HandlerKind::Sandbox {
             // The monitor runs `runsc start`: that is where runsc takes the container's stdio.
             let dir = self.container_dir(&ctr.id);
-            crate::metrics::trace::child("OCI start", vec![], crius_oci::start_via_monitor(&dir))
+            crate::metrics::trace::child("OCI start", vec![], self.oci.start_via_monitor(&dir))
                 .await
                 .map_err(oci_err)?;
         } else {
-            crate::metrics::trace::child("OCI start", vec![], handler.start(&ctr.id))
+            crate::metrics::trace::child("OCI start", vec![], self.oci.start(&handler, &ctr.id))
                 .await
                 .map_err(oci_err)?;
         }
@@ -936,7 +933,7 @@ impl Containers {
         let rt = self.clone();
         tokio::spawn(async move {
             let pid = ctr.record().monitor_pid;
-            if let Err(e) = crius_oci::wait_pid_exit(pid).await {
+            if let Err(e) = rt.oci.wait_monitor(pid).await {
                 tracing::warn!("container {}: waiting for monitor {pid}: {e}", ctr.id);
             }
             rt.collect_exit(&ctr).await;
@@ -944,7 +941,7 @@ impl Containers {
     }
 
     async fn collect_exit(self: &Arc<Self>, ctr: &Arc<Ctr>) {
-        let exit = crius_oci::read_exit(&self.container_dir(&ctr.id));
+        let exit = self.oci.read_exit(&self.container_dir(&ctr.id));
         let update = |r: &mut ContainerRecord| match &exit {
             Ok(Some(x)) => {
                 r.exit_code = x.exit_code;
@@ -1000,7 +997,7 @@ impl Containers {
         }
         if let Ok(h) = self.handlers.existing(&rec.handler) {
             // Frees the runtime's state and the cgroup; the rootfs stays until RemoveContainer.
-            match h.delete(&ctr.id, true).await {
+            match self.oci.delete(&h, &ctr.id, true).await {
                 Ok(()) => ctr
                     .runtime_deleted
                     .store(true, std::sync::atomic::Ordering::SeqCst),
@@ -1032,7 +1029,11 @@ impl Containers {
         let handler = self.handlers.existing(&rec.handler)?;
         let mut exited = ctr.exited.subscribe();
         if rec.state == CtrState::Running && timeout > 0 {
-            if let Err(e) = handler.kill(&ctr.id, rec.stop_signal, false).await {
+            if let Err(e) = self
+                .oci
+                .kill(&handler, &ctr.id, rec.stop_signal, false)
+                .await
+            {
                 tracing::warn!("container {}: stop signal {}: {e}", ctr.id, rec.stop_signal);
             }
             let wait =
@@ -1044,19 +1045,25 @@ impl Containers {
         }
         if rec.state == CtrState::Created && handler.kind == crius_oci::HandlerKind::Sandbox {
             // Nothing runs yet inside the sandbox: delete it and tell its monitor.
-            handler.delete(&ctr.id, true).await.map_err(oci_err)?;
-            if let Err(e) = crius_oci::abandon(&self.container_dir(&ctr.id)).await {
+            self.oci
+                .delete(&handler, &ctr.id, true)
+                .await
+                .map_err(oci_err)?;
+            if let Err(e) = self.oci.abandon(&self.container_dir(&ctr.id)).await {
                 tracing::warn!("container {}: monitor: {e}", ctr.id);
             }
         } else {
-            handler
-                .kill(&ctr.id, libc::SIGKILL, true)
+            self.oci
+                .kill(&handler, &ctr.id, libc::SIGKILL, true)
                 .await
                 .map_err(oci_err)?;
             crate::crash::point("container.stop.signalled");
             if rec.state == CtrState::Created {
                 // A created container's init waits on the exec fifo; delete releases it.
-                handler.delete(&ctr.id, true).await.map_err(oci_err)?;
+                self.oci
+                    .delete(&handler, &ctr.id, true)
+                    .await
+                    .map_err(oci_err)?;
             }
         }
         tokio::time::timeout(Duration::from_secs(30), exited.wait_for(|x| *x))
@@ -1095,12 +1102,12 @@ impl Containers {
             .load(std::sync::atomic::Ordering::SeqCst)
         {
             if let Ok(h) = self.handlers.existing(&rec.handler) {
-                h.delete(&ctr.id, true).await.map_err(oci_err)?;
+                self.oci.delete(&h, &ctr.id, true).await.map_err(oci_err)?;
             }
         }
         crate::crash::point("container.remove.runtime_deleted");
         let rootfs = self.container_dir(&ctr.id).join("rootfs");
-        let images = self.images.clone();
+        let images = self.rootfs.clone();
         let cid = ctr.id.clone();
         tokio::task::spawn_blocking(move || images.remove_rootfs(&cid, &rootfs))
             .await
@@ -1450,8 +1457,8 @@ async fn settle_create(rt: &Arc<Containers>, ctr: &Arc<Ctr>) {
         return;
     };
     let deadline = std::time::Instant::now() + CREATE_TIMEOUT;
-    while crius_oci::monitor_alive(&dir).is_some() && std::time::Instant::now() < deadline {
-        if let Ok(Some(_)) = h.state(&ctr.id).await {
+    while rt.oci.monitor_alive(&dir).is_some() && std::time::Instant::now() < deadline {
+        if let Ok(Some(_)) = rt.oci.state(&h, &ctr.id).await {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -1465,7 +1472,7 @@ async fn started_while_down(rt: &Arc<Containers>, ctr: &Arc<Ctr>) {
     let Ok(h) = rt.handlers.existing(&ctr.record().handler) else {
         return;
     };
-    if let Ok(Some(s)) = h.state(&ctr.id).await {
+    if let Ok(Some(s)) = rt.oci.state(&h, &ctr.id).await {
         if s.status == "running" {
             tracing::info!(
                 "container {}: started while crius was down; recording it Running",
@@ -1539,10 +1546,10 @@ pub(crate) async fn recover(rt: &Arc<Containers>, m: &dyn recovery::Machine) -> 
     }
     // Rootfs mounts whose container record is gone (a crash between mount and the first record write).
     let known: Vec<String> = rt.all_containers().iter().map(|c| c.id.clone()).collect();
-    if let Ok(ids) = rt.images.list_rootfs() {
+    if let Ok(ids) = rt.rootfs.list_rootfs() {
         for id in ids.into_iter().filter(|id| !known.contains(id)) {
             let rootfs = rt.container_dir(&id).join("rootfs");
-            if let Err(e) = rt.images.remove_rootfs(&id, &rootfs) {
+            if let Err(e) = rt.rootfs.remove_rootfs(&id, &rootfs) {
                 tracing::warn!("container {id}: removing orphaned rootfs: {e}");
             }
         }

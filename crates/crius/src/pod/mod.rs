@@ -344,8 +344,8 @@ impl Pods {
         }
         if !host_network(&cfg) {
             // Off the workers: it scans the conf dir and may run the plugins' VERSION probe.
-            let cni = self.cni.clone();
-            let status = tokio::task::spawn_blocking(move || cni.status())
+            let net = self.net.clone();
+            let status = tokio::task::spawn_blocking(move || net.status())
                 .await
                 .map_err(|e| Error::internal("CNI status task", e))?;
             if let Err(e) = status {
@@ -597,7 +597,7 @@ impl Pods {
             pod.update(self, |r| r.network_up = true).await?;
             crate::crash::point("pod.run.network_marked");
             let net = pod_network(&pod.id, cfg, netns.clone())?;
-            let status = crate::metrics::cni("ADD", self.cni.setup(&net))
+            let status = crate::metrics::cni("ADD", self.net.setup(&net))
                 .await
                 .map_err(|e| Error::network(pod.id.clone(), e))?;
             ips = status.ips.iter().map(|ip| ip.to_string()).collect();
@@ -648,7 +648,7 @@ impl Pods {
             let cfg = rec.config();
             let netns = rec.pins.net.clone().unwrap_or_default();
             match pod_network(&rec.id, &cfg, netns) {
-                Ok(net) => match crate::metrics::cni("DEL", self.cni.teardown(&net)).await {
+                Ok(net) => match crate::metrics::cni("DEL", self.net.teardown(&net)).await {
                     Ok(()) => {
                         crate::crash::point("pod.stop.network_released");
                         let _ = pod.update(self, |r| r.network_up = false).await;
@@ -998,7 +998,7 @@ pub(crate) async fn recover(rt: &Arc<Pods>, m: &dyn recovery::Machine) -> anyhow
         .map(|p| p.id.clone())
         .collect();
     for orphan in rt
-        .cni
+        .net
         .cached_pods()
         .into_iter()
         .filter(|id| !known.contains(id))
@@ -1015,7 +1015,7 @@ pub(crate) async fn recover(rt: &Arc<Pods>, m: &dyn recovery::Machine) -> anyhow
             dns: None,
             annotations: Default::default(),
         };
-        if let Err(e) = rt.cni.teardown(&net).await {
+        if let Err(e) = rt.net.teardown(&net).await {
             tracing::warn!("pod {orphan}: CNI DEL of orphan failed: {e}");
         }
     }
