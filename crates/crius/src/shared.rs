@@ -70,20 +70,28 @@ pub fn new_id() -> String {
 impl Shared {
     pub async fn new(cfg: Config) -> anyhow::Result<Shared> {
         crate::perms::harden(&cfg)?;
-        let store = Store::open(&cfg.root.join("crius.redb"))?;
-        crate::perms::tighten(
-            &cfg.root.join("crius.redb"),
-            crate::perms::PRIVATE_FILE_MODE,
-        )?;
-        let images = crius_image::ImageStore::open(crius_image::StoreOptions {
-            root: cfg.root.join("images"),
-            hosts_dir: cfg.registry_config_dir.clone(),
-            stall_timeout: std::time::Duration::from_secs(cfg.pull_stall_timeout_secs),
-            limits: crius_image::UnpackLimits {
-                max_layer_unpacked_bytes: cfg.max_layer_unpacked_bytes,
-                max_layer_entries: cfg.max_layer_entries,
-            },
-        })?;
+        // Opening the stores reads (and may repair) their files: on the blocking pool, not a worker.
+        let store = {
+            let path = cfg.root.join("crius.redb");
+            tokio::task::spawn_blocking(move || -> anyhow::Result<Store> {
+                let store = Store::open(&path)?;
+                crate::perms::tighten(&path, crate::perms::PRIVATE_FILE_MODE)?;
+                Ok(store)
+            })
+            .await??
+        };
+        let images = {
+            let opts = crius_image::StoreOptions {
+                root: cfg.root.join("images"),
+                hosts_dir: cfg.registry_config_dir.clone(),
+                stall_timeout: std::time::Duration::from_secs(cfg.pull_stall_timeout_secs),
+                limits: crius_image::UnpackLimits {
+                    max_layer_unpacked_bytes: cfg.max_layer_unpacked_bytes,
+                    max_layer_entries: cfg.max_layer_entries,
+                },
+            };
+            tokio::task::spawn_blocking(move || crius_image::ImageStore::open(opts)).await??
+        };
         let cni = crius_network::Cni::with_backend(
             crius_network::CniConfig {
                 conf_dir: cfg.cni_conf_dir.clone(),
