@@ -4,9 +4,11 @@
 //! runtime whose "containers" are entries in a table, a pod network that can be told to fail, and an
 //! image store that hands out one image and makes plain directories as root filesystems.
 //!
-//! What stays root-only (and is covered by the e2e tests instead): RunPodSandbox's namespaces, pod
-//! cgroup, pause process and /dev/shm mount, which are not behind a seam; pods here are brought in
-//! through start-up recovery of a stored record, and use the node's namespaces.
+//! RunPodSandbox runs for real too, with its namespaces and /dev/shm from a double of
+//! `pod::platform::PodPlatform` (paths under the test's dir). What stays root-only and is covered by
+//! the e2e tests instead: the pause process (pods that share a PID namespace; the tests' pods do not)
+//! and the pod cgroup (made only under crius' own default parent; the tests' pods name a kubelet-style
+//! parent), and everything the real seams do.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -335,8 +337,59 @@ impl Images for FakeImages {
     }
 }
 
+/// The platform double: "pins" are files under the pod dir, /dev/shm a directory.
+#[derive(Default)]
+struct FakePlatform {
+    /// Pins and shm dirs in place.
+    held: Mutex<Vec<PathBuf>>,
+}
+
+impl crate::pod::platform::PodPlatform for FakePlatform {
+    fn pin_namespaces(
+        &self,
+        dir: &Path,
+        own_net: bool,
+        own_ipc: bool,
+        _hostname: &str,
+        userns: Option<&crius_spec::PodUserns>,
+    ) -> crate::error::Result<crate::pod::namespaces::Pins> {
+        assert!(userns.is_none());
+        let pin = |kind: &str, want: bool| {
+            want.then(|| {
+                let p = dir.join("ns").join(kind);
+                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                std::fs::write(&p, b"").unwrap();
+                self.held.lock().unwrap().push(p.clone());
+                p
+            })
+        };
+        Ok(crate::pod::namespaces::Pins {
+            net: pin("net", own_net),
+            ipc: pin("ipc", own_ipc),
+            uts: pin("uts", own_net),
+            user: None,
+        })
+    }
+    fn unpin(&self, pins: &crate::pod::namespaces::Pins) {
+        let mut held = self.held.lock().unwrap();
+        for p in pins.paths() {
+            held.retain(|h| h != p);
+        }
+    }
+    fn mount_shm(&self, dir: &Path) -> crate::error::Result<PathBuf> {
+        let p = dir.join("shm");
+        std::fs::create_dir_all(&p).unwrap();
+        self.held.lock().unwrap().push(p.clone());
+        Ok(p)
+    }
+    fn unmount_shm(&self, shm: &Path) {
+        self.held.lock().unwrap().retain(|h| h != shm);
+    }
+}
+
 /// A runtime over temporary dirs with the doubles in place.
 struct World {
+    platform: Arc<FakePlatform>,
     rt: Arc<Runtime>,
     oci: Arc<FakeOci>,
     net: Arc<FakeNet>,
@@ -449,10 +502,15 @@ impl World {
                 .put(crate::store::SANDBOXES, &rec.id, &rec)
                 .unwrap();
         }
-        let rt = Arc::new(Runtime::with_shared(shared));
+        let platform = Arc::new(FakePlatform::default());
+        let rt = Arc::new(Runtime::with_pods(crate::pod::Pods::with_platform(
+            shared,
+            platform.clone(),
+        )));
         let events = rt.subscribe();
         rt.recover_with(&Machine).await.unwrap();
         World {
+            platform,
             rt,
             oci,
             net,
@@ -768,4 +826,91 @@ async fn stopping_and_removing_a_pod_stops_and_removes_its_containers_first() {
     assert!(w.rt.all_containers().is_empty());
     assert!(w.images.rootfs.lock().unwrap().is_empty());
     assert!(w.net.calls.lock().unwrap().is_empty(), "host-network pods");
+}
+
+/// A pod config RunPodSandbox can make without root here: its own network and IPC namespaces (from
+/// the platform double), no shared PID namespace (no pause), a kubelet-style cgroup parent.
+fn run_config(name: &str) -> cri::PodSandboxConfig {
+    cri::PodSandboxConfig {
+        hostname: name.into(),
+        linux: Some(cri::LinuxPodSandboxConfig {
+            cgroup_parent: format!("/kubepods/besteffort/pod-{name}"),
+            security_context: Some(cri::LinuxSandboxSecurityContext {
+                namespace_options: Some(cri::NamespaceOption {
+                    pid: cri::NamespaceMode::Container as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..pod_config(name)
+    }
+}
+
+#[tokio::test]
+async fn run_pod_sandbox_sets_up_network_and_files_and_a_retry_finds_the_pod() {
+    let mut w = World::with_pods(&[]).await;
+    let id = w.rt.run_pod(run_config("web"), "").await.unwrap();
+    let rec = w.rt.pod(&id).unwrap().record();
+    assert_eq!(rec.state, PodState::Ready);
+    assert_eq!(rec.ips, ["10.88.0.7"]);
+    assert!(rec.network_up);
+    assert!(rec.pins.net.is_some() && rec.pins.ipc.is_some());
+    let hosts = std::fs::read_to_string(rec.hosts_file.as_ref().unwrap()).unwrap();
+    assert!(hosts.contains("10.88.0.7\tweb"), "{hosts}");
+    assert_eq!(*w.net.calls.lock().unwrap(), [format!("ADD {id}")]);
+    // The same request again (a kubelet retry) is the same pod, made once.
+    assert_eq!(w.rt.run_pod(run_config("web"), "").await.unwrap(), id);
+    assert_eq!(w.net.calls.lock().unwrap().len(), 1);
+    let kinds: Vec<i32> = w.drain_events().into_iter().map(|e| e.1).collect();
+    assert_eq!(kinds, [CREATED, STARTED]);
+
+    w.rt.stop_pod(&id).await.unwrap();
+    let rec = w.rt.pod(&id).unwrap().record();
+    assert_eq!(rec.state, PodState::NotReady);
+    assert!(!rec.network_up);
+    assert!(
+        w.platform.held.lock().unwrap().is_empty(),
+        "pins and shm released"
+    );
+    w.rt.remove_pod(&id).await.unwrap();
+    assert!(w.rt.all_pods().is_empty());
+    assert!(!w.rt.pod_dir(&id).exists());
+    assert_eq!(
+        *w.net.calls.lock().unwrap(),
+        [format!("ADD {id}"), format!("DEL {id}")]
+    );
+}
+
+#[tokio::test]
+async fn a_cni_failure_at_run_pod_sandbox_rolls_back_and_a_retry_makes_a_fresh_pod() {
+    let mut w = World::with_pods(&[]).await;
+    w.net
+        .fail_setup
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let e = w.rt.run_pod(run_config("web"), "").await.unwrap_err();
+    assert!(e.to_string().contains("no addresses left"), "{e}");
+    // Undone: no pod in memory or in the store, its namespaces and dir gone, the network released
+    // (DEL after the failed ADD), no event, the name free.
+    assert!(w.rt.all_pods().is_empty());
+    assert!(w
+        .rt
+        .store
+        .list::<SandboxRecord>(crate::store::SANDBOXES)
+        .unwrap()
+        .is_empty());
+    assert!(w.platform.held.lock().unwrap().is_empty());
+    let calls = w.net.calls.lock().unwrap().clone();
+    let failed = calls[0].strip_prefix("ADD ").unwrap().to_string();
+    assert_eq!(calls, [format!("ADD {failed}"), format!("DEL {failed}")]);
+    assert!(!w.rt.pod_dir(&failed).exists());
+    assert!(w.drain_events().is_empty());
+
+    w.net
+        .fail_setup
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let id = w.rt.run_pod(run_config("web"), "").await.unwrap();
+    assert_ne!(id, failed, "the retry is a fresh pod");
+    assert_eq!(w.rt.pod(&id).unwrap().record().state, PodState::Ready);
 }

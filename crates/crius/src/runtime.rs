@@ -47,10 +47,15 @@ impl Runtime {
 
     /// The services over a shared context (no recovery).
     pub fn with_shared(shared: Arc<Shared>) -> Runtime {
-        let pods = Arc::new(Pods::new(shared.clone()));
+        Runtime::with_pods(Pods::new(shared))
+    }
+
+    /// The services over a pod service (one with a test double of its platform in unit tests).
+    pub fn with_pods(pods: Pods) -> Runtime {
+        let pods = Arc::new(pods);
         let containers = Arc::new(Containers::new(pods.clone()));
         Runtime {
-            shared,
+            shared: pods.shared().clone(),
             pods,
             containers,
         }

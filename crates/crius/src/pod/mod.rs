@@ -8,6 +8,7 @@ pub mod files;
 pub mod inputs;
 pub mod namespaces;
 pub mod pause;
+pub mod platform;
 pub mod recovery;
 pub mod resources;
 pub mod sandbox;
@@ -162,6 +163,8 @@ impl Pod {
 pub struct Pods {
     shared: Arc<Shared>,
     table: RwLock<HashMap<String, Arc<Pod>>>,
+    /// Namespaces and /dev/shm (a seam: the real ones need root).
+    platform: Arc<dyn platform::PodPlatform>,
 }
 
 impl std::ops::Deref for Pods {
@@ -283,9 +286,15 @@ fn validate(rt: &Shared, cfg: &cri::PodSandboxConfig) -> Result<()> {
 
 impl Pods {
     pub fn new(shared: Arc<Shared>) -> Pods {
+        Pods::with_platform(shared, Arc::new(platform::RealPlatform))
+    }
+
+    /// The pod service over `platform` (a double in unit tests).
+    pub fn with_platform(shared: Arc<Shared>, platform: Arc<dyn platform::PodPlatform>) -> Pods {
         Pods {
             shared,
             table: RwLock::new(HashMap::new()),
+            platform,
         }
     }
 
@@ -517,33 +526,10 @@ impl Pods {
             crate::userns::ensure_traversable(&self.cfg.state, &dir)?;
         }
         let pins = {
-            let dir = dir.clone();
-            let hostname = hostname.clone();
-            let userns = userns.clone();
-            tokio::task::spawn_blocking(move || match &userns {
-                None => namespaces::pin(&dir, !host_net, !host_ipc, !host_net, &hostname),
-                Some(u) => {
-                    let mut want = Vec::new();
-                    if !host_net {
-                        want.extend(["net", "uts"]);
-                    }
-                    if !host_ipc {
-                        want.push("ipc");
-                    }
-                    let pinned = crate::userns::pin_pod(&dir, u, &want, &hostname)?;
-                    let get = |k: &str| {
-                        pinned
-                            .iter()
-                            .find(|(kind, _)| kind == k)
-                            .map(|(_, p)| p.clone())
-                    };
-                    Ok(namespaces::Pins {
-                        net: get("net"),
-                        ipc: get("ipc"),
-                        uts: get("uts"),
-                        user: get("user"),
-                    })
-                }
+            let (platform, dir) = (self.platform.clone(), dir.clone());
+            let (hostname, userns) = (hostname.clone(), userns.clone());
+            tokio::task::spawn_blocking(move || {
+                platform.pin_namespaces(&dir, !host_net, !host_ipc, &hostname, userns.as_ref())
             })
             .await
             .map_err(|e| Error::internal("namespace task", e))??
@@ -611,7 +597,7 @@ impl Pods {
         let shm = if host_ipc {
             None
         } else {
-            Some(files::mount_shm(&dir)?)
+            Some(self.platform.mount_shm(&dir)?)
         };
         if let Some(u) = &userns {
             let mut own: Vec<&std::path::Path> = vec![&hostname_file, &hosts_file, &resolv_file];
@@ -672,11 +658,11 @@ impl Pods {
             let _ = pod.update(self, |r| r.pause_pid = None).await;
         }
         if let Some(shm) = &rec.shm {
-            files::unmount(shm);
+            self.platform.unmount_shm(shm);
         }
         // Pins go last: CNI DEL needs the netns while it still exists.
         if !pod.record().network_up {
-            namespaces::unpin(&rec.pins);
+            self.platform.unpin(&rec.pins);
         }
     }
 
