@@ -471,7 +471,6 @@ fn shared(dir: &Path, oci: Arc<FakeOci>, net: Arc<FakeNet>, images: Arc<FakeImag
         selinux: crate::selinux::Mode::Ignored,
         host_selinux: false,
         selinux_labels: None,
-        names: Default::default(),
         events,
         streaming: std::sync::OnceLock::new(),
         criu: crate::criu::Criu::Missing {

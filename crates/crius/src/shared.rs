@@ -42,9 +42,6 @@ pub struct Shared {
     pub host_selinux: bool,
     /// The labeller when `selinux = true` (and the host has SELinux).
     pub selinux_labels: Option<crate::selinux_labels::Labeller>,
-    /// Name reservations: reservation key → owner id. A key is held from the first step of a create until
-    /// the object is removed, so a retried create finds the first attempt instead of racing it.
-    pub(crate) names: SyncMutex<HashMap<String, String>>,
     pub(crate) events: broadcast::Sender<cri::ContainerEventResponse>,
     pub streaming: std::sync::OnceLock<crius_streaming::Server>,
     /// CRIU as probed at start (why CheckpointContainer is unavailable).
@@ -150,7 +147,6 @@ impl Shared {
             rootfs: std::sync::Arc::new(crate::seams::RealImages(images.clone())),
             images,
             cni,
-            names: SyncMutex::new(HashMap::new()),
             events,
             streaming: std::sync::OnceLock::new(),
         })
@@ -164,9 +160,26 @@ impl Shared {
         self.cfg.state.join("containers").join(id)
     }
 
+    pub(crate) fn emit(&self, ev: cri::ContainerEventResponse) {
+        // No receivers is the normal case when no kubelet listens for events.
+        let _ = self.events.send(ev);
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<cri::ContainerEventResponse> {
+        self.events.subscribe()
+    }
+}
+
+/// Name reservations of one service: reservation key → owner id. A key is held from the first step of
+/// a create until the object is removed, so a retried create finds the first attempt instead of racing
+/// it. Pods and containers each own theirs.
+#[derive(Default)]
+pub struct Names(SyncMutex<HashMap<String, String>>);
+
+impl Names {
     /// Reserves `key` for `id`; if it is held by another id, returns that id.
     pub(crate) fn reserve(&self, key: &str, id: &str) -> std::result::Result<(), String> {
-        let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
+        let mut names = self.0.lock().unwrap_or_else(|p| p.into_inner());
         match names.get(key) {
             Some(owner) if owner != id => Err(owner.clone()),
             _ => {
@@ -177,19 +190,10 @@ impl Shared {
     }
 
     pub(crate) fn release(&self, key: &str, id: &str) {
-        let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
+        let mut names = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if names.get(key).map(|o| o == id).unwrap_or(false) {
             names.remove(key);
         }
-    }
-
-    pub(crate) fn emit(&self, ev: cri::ContainerEventResponse) {
-        // No receivers is the normal case when no kubelet listens for events.
-        let _ = self.events.send(ev);
-    }
-
-    pub fn subscribe(&self) -> broadcast::Receiver<cri::ContainerEventResponse> {
-        self.events.subscribe()
     }
 }
 

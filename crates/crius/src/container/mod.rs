@@ -224,6 +224,8 @@ pub struct Containers {
     /// The pod table, read only: the pod a container is created in.
     pub pods: Arc<Pods>,
     table: RwLock<HashMap<String, Arc<Ctr>>>,
+    /// Reserved container names (`<pod id>/<name>_<attempt>`).
+    names: crate::shared::Names,
 }
 
 impl std::ops::Deref for Containers {
@@ -239,6 +241,7 @@ impl Containers {
             shared: pods.shared().clone(),
             pods,
             table: RwLock::new(HashMap::new()),
+            names: Default::default(),
         }
     }
 
@@ -380,7 +383,7 @@ impl Containers {
                 .write()
                 .map_err(|_| Error::Internal("container table lock poisoned".into()))?
                 .insert(id.clone(), ctr.clone());
-            if let Err(owner) = self.reserve(&key, &id) {
+            if let Err(owner) = self.names.reserve(&key, &id) {
                 if let Ok(mut m) = self.table.write() {
                     m.remove(&id);
                 }
@@ -1137,7 +1140,7 @@ impl Containers {
         if let Err(e) = self.store.delete_async(CONTAINERS, ctr.id.clone()).await {
             tracing::warn!("container {}: {e}", ctr.id);
         }
-        self.release(&ctr.name_key, &ctr.id);
+        self.names.release(&ctr.name_key, &ctr.id);
     }
 
     pub(crate) fn container_status_of(&self, rec: &ContainerRecord) -> cri::ContainerStatus {
@@ -1510,7 +1513,7 @@ pub(crate) async fn recover(rt: &Arc<Containers>, m: &dyn recovery::Machine) -> 
             runtime_deleted: Default::default(),
             event_order: Default::default(),
         });
-        let _ = rt.reserve(&key, &rec.id);
+        let _ = rt.names.reserve(&key, &rec.id);
         if let Ok(mut m) = rt.table.write() {
             m.insert(rec.id.clone(), ctr.clone());
         }

@@ -165,6 +165,8 @@ pub struct Pods {
     table: RwLock<HashMap<String, Arc<Pod>>>,
     /// Namespaces and /dev/shm (a seam: the real ones need root).
     platform: Arc<dyn platform::PodPlatform>,
+    /// Reserved pod names.
+    names: crate::shared::Names,
 }
 
 impl std::ops::Deref for Pods {
@@ -295,6 +297,7 @@ impl Pods {
             shared,
             table: RwLock::new(HashMap::new()),
             platform,
+            names: Default::default(),
         }
     }
 
@@ -429,7 +432,7 @@ impl Pods {
             .write()
             .map_err(|_| Error::Internal("pod table lock poisoned".into()))?
             .insert(id.clone(), pod.clone());
-        if let Err(owner) = self.reserve(key, &id) {
+        if let Err(owner) = self.names.reserve(key, &id) {
             if let Ok(mut pods) = self.table.write() {
                 pods.remove(&id);
             }
@@ -684,7 +687,7 @@ impl Pods {
         if let Err(e) = self.store.delete_async(SANDBOXES, pod.id.clone()).await {
             tracing::warn!("pod {}: {e}", pod.id);
         }
-        self.release(&pod.name_key, &pod.id);
+        self.names.release(&pod.name_key, &pod.id);
     }
 
     /// StopPodSandbox's part after the pod's containers are stopped (by the facade, under the pod's
@@ -938,7 +941,7 @@ pub(crate) async fn recover(rt: &Arc<Pods>, m: &dyn recovery::Machine) -> anyhow
             commit: tokio::sync::Mutex::new(()),
             name_key: key.clone(),
         });
-        let _ = rt.reserve(&key, &rec.id);
+        let _ = rt.names.reserve(&key, &rec.id);
         if let Some(l) = &rt.selinux_labels {
             l.recover(&rt.pod_dir(&rec.id));
         }
