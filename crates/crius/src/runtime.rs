@@ -6,7 +6,15 @@
 //! lifecycle events carry the pod's containers.
 //!
 //! Module dependencies run one way: `runtime` → `container` → `pod` → `shared`; `pod` never names
-//! `container` (a unit test below checks the sources).
+//! `container` (a unit test below checks the sources). `recovery` (the real machine behind both
+//! services' recovery traits) sits beside the facade; `events` only streams what the services send.
+//!
+//! Where this differs from the sketch in DESIGN.md, and why: the store is not behind a trait (a redb
+//! file in a temporary dir needs no root, so the unit tests use the real one); the seams are
+//! `crate::seams` (OCI runtime and monitor, pod network, image store, in the shared context) and
+//! `pod::platform` (namespaces and /dev/shm, owned by the pod service because its types are the pod's);
+//! a pod's events that carry its containers (RunPodSandbox's CREATED/STARTED, StopPodSandbox's
+//! STOPPED) are sent by the facade, the pod service sending only those of a pod without containers.
 
 use std::sync::Arc;
 
