@@ -171,9 +171,12 @@ pub fn container_spec(input: &SpecInput) -> Result<Spec, SpecError> {
     oci_linux.set_resources(Some(resources));
     oci_linux.set_cgroups_path(Some(cgroups_path(&pod.cgroup_parent, input.container_id)?));
     oci_linux.set_seccomp(seccomp);
+    let plain = input.handler.plain_rootfs_propagation;
     oci_linux.set_rootfs_propagation(match propagation {
         RootfsPropagation::Private => None,
+        RootfsPropagation::Slave if plain => Some("slave".into()),
         RootfsPropagation::Slave => Some("rslave".into()),
+        RootfsPropagation::Shared if plain => Some("shared".into()),
         RootfsPropagation::Shared => Some("rshared".into()),
     });
     let (masked, readonly) = if privileged {

@@ -496,6 +496,17 @@ fn bidirectional_mount_makes_rootfs_shared() {
     }];
     let s = f.spec().unwrap();
     assert_eq!(linux(&s).rootfs_propagation().as_deref(), Some("rshared"));
+    // A handler that takes only the plain (recursively applied) values gets those.
+    f.handler.plain_rootfs_propagation = true;
+    let s = f.spec().unwrap();
+    assert_eq!(linux(&s).rootfs_propagation().as_deref(), Some("shared"));
+    f.config.mounts[0].propagation =
+        cri_api::v1::MountPropagation::PropagationHostToContainer as i32;
+    let s = f.spec().unwrap();
+    assert_eq!(linux(&s).rootfs_propagation().as_deref(), Some("slave"));
+    f.handler.plain_rootfs_propagation = false;
+    let s = f.spec().unwrap();
+    assert_eq!(linux(&s).rootfs_propagation().as_deref(), Some("rslave"));
 }
 
 #[test]
