@@ -39,32 +39,41 @@ async fn youki_daemon() -> Daemon {
     .await
 }
 
-/// The ids of the containers youki itself knows (its state under the handler's root).
+/// The ids of the containers youki itself knows: its per-container state dirs
+/// (`<root>/<id>/state.json`) under the handler's root.
 fn youki_ids(d: &Daemon) -> Vec<String> {
     let root = d.dir.join("state/runtime/youki");
-    if !root.exists() {
+    let Ok(entries) = std::fs::read_dir(&root) else {
         return Vec::new();
+    };
+    let mut ids: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("state.json").is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// On a failed test (the harness' own cleanup knows runc only): force-deletes every container youki
+/// still has under the daemon's handler root, after the daemon is killed. Declare before the daemon.
+struct YoukiLeftovers(Option<PathBuf>);
+
+impl Drop for YoukiLeftovers {
+    fn drop(&mut self) {
+        let Some(root) = self.0.take() else { return };
+        if !std::thread::panicking() {
+            return;
+        }
+        for entry in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+            let _ = std::process::Command::new(youki())
+                .arg("--root")
+                .arg(&root)
+                .args(["delete", "--force"])
+                .arg(entry.file_name())
+                .status();
+        }
     }
-    let out = std::process::Command::new(youki())
-        .arg("--root")
-        .arg(&root)
-        .args(["list", "--format", "json"])
-        .output()
-        .expect("run youki list");
-    assert!(
-        out.status.success(),
-        "youki list: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("youki list output: {e}: {:?}", out.stdout));
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|c| c["id"].as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 fn mounts_under(dir: &Path) -> Vec<String> {
@@ -139,7 +148,9 @@ async fn remove_and_check_clean(d: &mut Daemon, pod: &str, pids: &[i64]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn youki_lifecycle_exec_logs_exit_codes() {
+    let mut leftovers = YoukiLeftovers(None);
     let mut d = youki_daemon().await;
+    leftovers.0 = Some(d.dir.join("state/runtime/youki"));
     let st =
         d.rt.status(cri::StatusRequest { verbose: true })
             .await
@@ -229,7 +240,9 @@ async fn youki_lifecycle_exec_logs_exit_codes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn youki_kill9_restart_recovers_containers() {
+    let mut leftovers = YoukiLeftovers(None);
     let mut d = youki_daemon().await;
+    leftovers.0 = Some(d.dir.join("state/runtime/youki"));
     d.pull(&image("busybox:latest")).await;
     let (pod, pod_cfg) = run_youki_pod(&mut d, "youki-recover").await;
     let runner = d.run(&pod, &pod_cfg, "runner", &["sleep", "300"]).await;
