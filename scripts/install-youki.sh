@@ -23,4 +23,6 @@ CARGO_PROFILE_RELEASE_DEBUG="${CARGO_PROFILE_RELEASE_DEBUG:-false}" \
 CARGO_PROFILE_RELEASE_INCREMENTAL=false \
     cargo install youki --version "$version" --locked --no-default-features --features v1,v2,seccomp \
     --root "$dest" --quiet
-"$bin" --version | head -n 1
+# Whole output first (youki panics on a closed stdout, which `| head` would make fail the script).
+built="$("$bin" --version)"
+echo "install-youki: built ${built%%$'\n'*} ($bin)"
