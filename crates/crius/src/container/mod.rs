@@ -721,6 +721,7 @@ impl Runtime {
         let caps = crius_spec::HandlerCaps {
             rro: self.handlers.rro(handler),
             idmap: crate::oci::native_of(handler).idmap || self.handlers.userns_ok(&handler.name),
+            plain_rootfs_propagation: crate::oci::plain_rootfs_propagation(handler),
         };
         let defaults = image_defaults(image);
         let input = crius_spec::SpecInput {
