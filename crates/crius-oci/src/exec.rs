@@ -123,6 +123,10 @@ impl Handler {
     /// each stream (the rest is read and dropped). On timeout the process is killed and
     /// `timed_out` is set. A process that cannot be started at all (no such executable, container
     /// not running) is an [`OciError::Exec`].
+    ///
+    /// A runtime that failed transiently before starting the process (youki 0.7.0's "failed to
+    /// seal /proc/self/exe: EBUSY", [`crate::is_transient`]) is run again, bounded, within the same
+    /// timeout: nothing ran in the container yet.
     pub async fn exec_sync(
         &self,
         id: &str,
@@ -130,6 +134,30 @@ impl Handler {
         timeout: Option<Duration>,
         max_output: usize,
     ) -> Result<ExecOutput, OciError> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut tries = 1;
+        loop {
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            let (out, not_started) = self.exec_sync_once(id, process, left, max_output).await?;
+            if !not_started
+                || tries >= crate::handler::TRANSIENT_TRIES
+                || !crate::is_transient(&String::from_utf8_lossy(&out.stderr))
+            {
+                return Ok(out);
+            }
+            tries += 1;
+            tokio::time::sleep(crate::handler::TRANSIENT_PAUSE * tries).await;
+        }
+    }
+
+    /// One `<runtime> exec`; also whether it failed without starting the process.
+    async fn exec_sync_once(
+        &self,
+        id: &str,
+        process: &oci_spec::runtime::Process,
+        timeout: Option<Duration>,
+        max_output: usize,
+    ) -> Result<(ExecOutput, bool), OciError> {
         let mut process = process.clone();
         process.set_terminal(Some(false));
         let files = ExecFiles::new(id, &process)?;
@@ -186,7 +214,8 @@ impl Handler {
             use std::os::unix::process::ExitStatusExt;
             128 + status.signal().unwrap_or(0)
         });
-        if !status.success() && !timed_out && !files.started() {
+        let not_started = !status.success() && !timed_out && !files.started();
+        if not_started {
             let errors = files.runtime_errors();
             if !errors.is_empty() {
                 return Err(OciError::Exec {
@@ -199,17 +228,42 @@ impl Handler {
         let take = |b: &Arc<Mutex<Vec<u8>>>| {
             std::mem::take(&mut *b.lock().unwrap_or_else(|p| p.into_inner()))
         };
-        Ok(ExecOutput {
-            stdout: take(&out_buf),
-            stderr: take(&err_buf),
-            exit_code,
-            timed_out,
-        })
+        Ok((
+            ExecOutput {
+                stdout: take(&out_buf),
+                stderr: take(&err_buf),
+                exit_code,
+                timed_out,
+            },
+            not_started,
+        ))
     }
 
     /// Starts `process` in container `id` and returns it running. With `process.terminal` the
     /// process gets a pty whose master is [`ExecProcess::pty`]; otherwise it has pipes.
+    ///
+    /// A runtime that failed transiently before starting the process ([`crate::is_transient`]) is
+    /// run again, bounded: nothing ran in the container and no stream was handed out yet.
     pub async fn exec(
+        &self,
+        id: &str,
+        process: &oci_spec::runtime::Process,
+    ) -> Result<ExecProcess, OciError> {
+        let mut tries = 1;
+        loop {
+            match self.exec_once(id, process).await {
+                Err(OciError::Exec { stderr, .. })
+                    if tries < crate::handler::TRANSIENT_TRIES && crate::is_transient(&stderr) =>
+                {
+                    tries += 1;
+                    tokio::time::sleep(crate::handler::TRANSIENT_PAUSE * tries).await;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    async fn exec_once(
         &self,
         id: &str,
         process: &oci_spec::runtime::Process,
@@ -271,7 +325,20 @@ impl Handler {
                     if files.started() {
                         return Ok(());
                     }
-                    return Err(exec_err(&files, format!("runtime exited with {st}")));
+                    // What the runtime printed before its log was set up (with pipes only).
+                    let mut said = Vec::new();
+                    if let Some(e) = child.stderr.as_mut() {
+                        let _ = tokio::time::timeout(
+                            Duration::from_millis(200),
+                            e.read_to_end(&mut said),
+                        )
+                        .await;
+                    }
+                    let said = String::from_utf8_lossy(&said);
+                    return Err(exec_err(
+                        &files,
+                        format!("runtime exited with {st}: {}", said.trim()),
+                    ));
                 }
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }

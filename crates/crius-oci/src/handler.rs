@@ -206,8 +206,8 @@ pub fn is_transient(msg: &str) -> bool {
 }
 
 /// How often a transiently failing command is tried in all, and the pause between tries.
-const TRANSIENT_TRIES: u32 = 5;
-const TRANSIENT_PAUSE: Duration = Duration::from_millis(50);
+pub(crate) const TRANSIENT_TRIES: u32 = 5;
+pub(crate) const TRANSIENT_PAUSE: Duration = Duration::from_millis(50);
 
 fn is_not_running(msg: &str) -> bool {
     let m = msg.to_ascii_lowercase();

@@ -96,7 +96,10 @@ pub fn container_spec(input: &SpecInput) -> Result<Spec, SpecError> {
     process.set_cwd(cwd);
     process.set_user(user);
     process.set_capabilities(Some(oci_caps(&cap_sets)));
-    process.set_no_new_privileges(Some(sc.no_new_privs));
+    // Only `true` is written: `false` is the OCI default, and youki 0.7.0 takes a present
+    // `noNewPrivileges` (even `false`) as set, so it loads the seccomp filter after dropping
+    // capabilities without no_new_privs, which the kernel refuses ("failed to load seccomp context").
+    process.set_no_new_privileges(sc.no_new_privs.then_some(true));
     // Rlimits are inherited from the runtime (see the crate docs).
     process.set_rlimits(None);
     process.set_apparmor_profile(apparmor_profile(sc, host, privileged)?);
@@ -168,9 +171,12 @@ pub fn container_spec(input: &SpecInput) -> Result<Spec, SpecError> {
     oci_linux.set_resources(Some(resources));
     oci_linux.set_cgroups_path(Some(cgroups_path(&pod.cgroup_parent, input.container_id)?));
     oci_linux.set_seccomp(seccomp);
+    let plain = input.handler.plain_rootfs_propagation;
     oci_linux.set_rootfs_propagation(match propagation {
         RootfsPropagation::Private => None,
+        RootfsPropagation::Slave if plain => Some("slave".into()),
         RootfsPropagation::Slave => Some("rslave".into()),
+        RootfsPropagation::Shared if plain => Some("shared".into()),
         RootfsPropagation::Shared => Some("rshared".into()),
     });
     let (masked, readonly) = if privileged {

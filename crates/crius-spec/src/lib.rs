@@ -186,6 +186,11 @@ pub struct HandlerCaps {
     pub rro: bool,
     /// ID-mapped mounts (`uidMappings`/`gidMappings` on a mount).
     pub idmap: bool,
+    /// The handler takes `linux.rootfsPropagation` only as the runtime-spec's plain values
+    /// (`shared`, `slave`, `private`, `unbindable`) and applies them recursively: youki 0.7.0
+    /// refuses `rshared`/`rslave` ("unknown rootfs propagation"), which runc and crun need for
+    /// the recursive form.
+    pub plain_rootfs_propagation: bool,
 }
 
 /// Everything `container_spec` needs.

@@ -449,7 +449,7 @@ mod tests {
         );
         let caps = HandlerCaps {
             rro: true,
-            idmap: false,
+            ..Default::default()
         };
         let (ms, _) = cri_mounts(&[m.clone()], caps, &h).unwrap();
         assert_eq!(options(&ms[0]), vec!["rbind", "rprivate", "rro"]);
@@ -470,8 +470,8 @@ mod tests {
         let err = cri_mounts(&[m.clone()], HandlerCaps::default(), &h).unwrap_err();
         assert_eq!(err.field(), Some("mounts[0].uidMappings"));
         let caps = HandlerCaps {
-            rro: false,
             idmap: true,
+            ..Default::default()
         };
         let (ms, _) = cri_mounts(&[m], caps, &h).unwrap();
         assert_eq!(ms[0].uid_mappings().as_ref().unwrap()[0].host_id(), 1000);

@@ -256,6 +256,13 @@ pub fn native_of(h: &Handler) -> crate::idmap::Native {
     }
 }
 
+/// Whether the handler takes `linux.rootfsPropagation` only as the plain runtime-spec values
+/// (applied recursively): youki (0.7.0 refuses `rshared`/`rslave`). Told by the version line the
+/// handler printed when probed (`youki version: X`); `features` does not say.
+pub fn plain_rootfs_propagation(h: &Handler) -> bool {
+    matches!(&h.status, HandlerStatus::Available { version } if version.starts_with("youki "))
+}
+
 impl Handlers {
     /// The handler a request names (empty = the default), failing fast when it is unknown or cannot run.
     pub fn get(&self, name: &str) -> Result<Arc<Handler>> {
@@ -320,6 +327,26 @@ mod tests {
                 (name.to_string(), Arc::new(h))
             })
             .collect()
+    }
+
+    #[test]
+    fn only_youki_gets_plain_rootfs_propagation() {
+        let with_version = |v: &str| {
+            let mut h = (*table(&[("x", true)])["x"]).clone();
+            h.status = HandlerStatus::Available {
+                version: v.to_string(),
+            };
+            h
+        };
+        assert!(plain_rootfs_propagation(&with_version(
+            "youki version: 0.7.0"
+        )));
+        assert!(!plain_rootfs_propagation(&with_version(
+            "runc version 1.1.5+ds1"
+        )));
+        assert!(!plain_rootfs_propagation(&with_version(
+            "crun version 1.8.1"
+        )));
     }
 
     #[test]

@@ -394,7 +394,14 @@ fn unprivileged_defaults() {
     let rules = l.resources().as_ref().unwrap().devices().as_ref().unwrap();
     assert!(!rules[0].allow());
     assert!(l.devices().as_ref().unwrap().is_empty());
-    assert_eq!(process(&s).no_new_privileges(), Some(false));
+    // Absent, not `false`: youki 0.7.0 reads a present `false` as set (see container.rs).
+    assert_eq!(process(&s).no_new_privileges(), None);
+    let json = serde_json::to_value(&s).unwrap();
+    assert!(
+        json["process"].get("noNewPrivileges").is_none(),
+        "noNewPrivileges written for no_new_privs=false: {}",
+        json["process"]
+    );
     assert_eq!(s.root().as_ref().unwrap().readonly(), Some(false));
     assert_eq!(s.root().as_ref().unwrap().path(), f.rootfs.path());
     assert!(process(&s).rlimits().is_none());
@@ -489,6 +496,17 @@ fn bidirectional_mount_makes_rootfs_shared() {
     }];
     let s = f.spec().unwrap();
     assert_eq!(linux(&s).rootfs_propagation().as_deref(), Some("rshared"));
+    // A handler that takes only the plain (recursively applied) values gets those.
+    f.handler.plain_rootfs_propagation = true;
+    let s = f.spec().unwrap();
+    assert_eq!(linux(&s).rootfs_propagation().as_deref(), Some("shared"));
+    f.config.mounts[0].propagation =
+        cri_api::v1::MountPropagation::PropagationHostToContainer as i32;
+    let s = f.spec().unwrap();
+    assert_eq!(linux(&s).rootfs_propagation().as_deref(), Some("slave"));
+    f.handler.plain_rootfs_propagation = false;
+    let s = f.spec().unwrap();
+    assert_eq!(linux(&s).rootfs_propagation().as_deref(), Some("rslave"));
 }
 
 #[test]

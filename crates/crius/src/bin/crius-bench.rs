@@ -16,11 +16,16 @@
 //! `crius-bench --compare [--endpoint unix:///… --endpoint-pid PID] [--churn 200] [--clients 20]
 //! [--pull IMAGE --pull-bytes N]`: the figures of issue 16 for crius and, with an endpoint, for that
 //! runtime in the same run, with the ratios (see `compare`; scripts/bench-vs-containerd.sh).
+//!
+//! `crius-bench --handlers [--runs N]`: per available runtime handler, p50/p99 of each lifecycle
+//! call (see `handlers`).
 
 #[path = "crius-bench/compare.rs"]
 mod compare;
 #[path = "crius-bench/concurrency.rs"]
 mod concurrency;
+#[path = "crius-bench/handlers.rs"]
+mod handlers;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -217,6 +222,9 @@ async fn main() -> anyhow::Result<()> {
     };
     if std::env::args().any(|a| a == "--compare") {
         return compare_main(runs).await;
+    }
+    if std::env::args().any(|a| a == "--handlers") {
+        return handlers::run(runs).await;
     }
     let mut b = start().await?;
     tokio::time::sleep(Duration::from_millis(500)).await;

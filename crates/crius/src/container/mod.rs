@@ -772,6 +772,7 @@ impl Containers {
         let caps = crius_spec::HandlerCaps {
             rro: self.handlers.rro(handler),
             idmap: crate::oci::native_of(handler).idmap || self.handlers.userns_ok(&handler.name),
+            plain_rootfs_propagation: crate::oci::plain_rootfs_propagation(handler),
         };
         let defaults = image_defaults(image);
         let input = crius_spec::SpecInput {
