@@ -46,6 +46,8 @@ struct OciState {
     containers: HashMap<String, FakeCtr>,
     /// Monitor pid → sender of its exit.
     monitors: HashMap<i32, watch::Sender<bool>>,
+    /// Senders of a daemon that died: its waiters never hear of an exit.
+    dead: Vec<watch::Sender<bool>>,
     /// Container id → its exit as the monitor records it.
     exits: HashMap<String, ExitInfo>,
     next_pid: i32,
@@ -99,6 +101,17 @@ impl FakeOci {
         );
         if let Some(tx) = st.monitors.get(&pid) {
             tx.send_replace(true);
+        }
+    }
+
+    /// The daemon dies: whatever it was waiting for, it never hears of (the monitors live on).
+    fn daemon_died(&self) {
+        let mut st = self.state.lock().unwrap();
+        let pids: Vec<i32> = st.monitors.keys().copied().collect();
+        for pid in pids {
+            let now = *st.monitors[&pid].borrow();
+            let old = st.monitors.insert(pid, watch::channel(now).0).unwrap();
+            st.dead.push(old);
         }
     }
 
@@ -912,4 +925,100 @@ async fn a_cni_failure_at_run_pod_sandbox_rolls_back_and_a_retry_makes_a_fresh_p
     let id = w.rt.run_pod(run_config("web"), "").await.unwrap();
     assert_ne!(id, failed, "the retry is a fresh pod");
     assert_eq!(w.rt.pod(&id).unwrap().record().state, PodState::Ready);
+}
+
+/// The machine after a restart as the doubles have it: monitors alive as the fake runtime says.
+struct Restarted(Arc<FakeOci>);
+
+impl crate::pod::recovery::Machine for Restarted {
+    fn pause_alive(&self, _: &SandboxRecord) -> bool {
+        false
+    }
+    fn pins_intact(&self, _: &SandboxRecord) -> bool {
+        true
+    }
+}
+
+impl crate::container::recovery::Machine for Restarted {
+    fn monitor_alive(&self, dir: &Path) -> bool {
+        self.0.monitor_alive(dir).is_some()
+    }
+}
+
+#[tokio::test]
+async fn restart_recovery_collects_exits_undoes_half_made_containers_and_removes_orphans() {
+    let w = World::with_pods(&["web", "db"]).await;
+    let exited = w.create("web", "exited").await.unwrap();
+    w.rt.start_container(&exited).await.unwrap();
+    let half = w.create("web", "half").await.unwrap();
+    let orphan = w.create("db", "orphan").await.unwrap();
+    let running = w.create("web", "running").await.unwrap();
+    w.rt.start_container(&running).await.unwrap();
+
+    // The daemon dies (kill -9). While it is down one container exits; and as if it had died in the
+    // middle of a CreateContainer and of a RemovePodSandbox, one record is still Creating and one pod
+    // record is gone.
+    w.oci.daemon_died();
+    w.oci.exit(&exited, 7);
+    let mut rec = w.rt.container(&half).unwrap().record();
+    rec.state = CtrState::Creating;
+    w.rt.store
+        .put(crate::store::CONTAINERS, &half, &rec)
+        .unwrap();
+    w.rt.store
+        .delete(crate::store::SANDBOXES, &pod_id("db"))
+        .unwrap();
+
+    // A new daemon over the same store and machine.
+    let rt = Runtime::with_pods(crate::pod::Pods::with_platform(
+        w.rt.pods.shared().clone(),
+        Arc::new(FakePlatform::default()),
+    ));
+    rt.recover_with(&Restarted(w.oci.clone())).await.unwrap();
+
+    // The exit that happened while down is collected with its code, and the runtime's state freed.
+    let rec = rt.container(&exited).unwrap().record();
+    assert_eq!((rec.state, rec.exit_code), (CtrState::Exited, 7));
+    assert!(!w.oci.runtime_knows(&exited));
+    // The half-made container and the orphan are undone: killed, deleted, rootfs and record gone.
+    for id in [&half, &orphan] {
+        assert!(rt.container(id).is_err(), "{id} recovered");
+        assert!(!w.oci.runtime_knows(id), "{id} left in the runtime");
+        assert!(!w.images.rootfs.lock().unwrap().contains(id), "{id} rootfs");
+        assert!(!rt.container_dir(id).exists(), "{id} state dir");
+    }
+    let stored: Vec<String> = rt
+        .store
+        .list::<crate::container::ContainerRecord>(crate::store::CONTAINERS)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(stored.len(), 2, "{stored:?}");
+    // The running one is watched again: its later exit is collected by the new daemon.
+    assert_eq!(
+        rt.container(&running).unwrap().record().state,
+        CtrState::Running
+    );
+    w.oci.exit(&running, 0);
+    for _ in 0..500 {
+        if rt.container(&running).unwrap().record().state == CtrState::Exited {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let rec = rt.container(&running).unwrap().record();
+    assert_eq!((rec.state, rec.exit_code), (CtrState::Exited, 0));
+    // Names: those of kept records are held again, those of undone ones are free.
+    let e = rt
+        .create_container(&pod_id("web"), container_config("running"), None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::AlreadyExists, "{e}");
+    let again = rt
+        .create_container(&pod_id("web"), container_config("half"), None)
+        .await
+        .unwrap();
+    assert_ne!(again, half);
+    assert!(rt.pod(&pod_id("db")).is_err());
 }

@@ -1528,7 +1528,18 @@ pub(crate) async fn recover(rt: &Arc<Containers>, m: &dyn recovery::Machine) -> 
                     rec.id,
                     rec.sandbox_id
                 );
-                let _ = rt.remove_container_inner(&ctr).await;
+                // Its exit must be seen for the stop inside the removal to finish: watched when its
+                // monitor runs, collected now when the monitor is gone.
+                if rec.state.can_kill() {
+                    if m.monitor_alive(&dir) {
+                        rt.watch_exit(ctr.clone());
+                    } else {
+                        rt.collect_exit(&ctr).await;
+                    }
+                }
+                if let Err(e) = rt.remove_container_inner(&ctr).await {
+                    tracing::warn!("container {}: removing it: {e}", rec.id);
+                }
             }
             CtrPlan::Undo => {
                 tracing::info!(
