@@ -95,14 +95,20 @@ impl Handlers {
                 let native = native_of(h);
                 let (u, s) = futures::future::join(
                     crate::userns::trial(h, native),
-                    crius_oci::trial_seccomp(h, std::time::Duration::from_secs(15)),
+                    crius_oci::trial_seccomp_full(h, std::time::Duration::from_secs(15)),
                 )
                 .await;
                 (name.clone(), native, u, s)
             });
         let mut userns = BTreeMap::new();
         let mut seccomp = BTreeMap::new();
-        for (name, native, res, sec) in futures::future::join_all(trials).await {
+        let mut exec_seccomp = BTreeMap::new();
+        for (name, native, res, trial) in futures::future::join_all(trials).await {
+            let sec = trial.init;
+            if let Err(e) = &trial.exec {
+                tracing::warn!("runtime handler {name}: exec'd processes run without the container's seccomp filter: {e}");
+            }
+            exec_seccomp.insert(name.clone(), trial.exec);
             if let Err(e) = &sec {
                 tracing::warn!("runtime handler {name}: seccomp filters not applied: {e}");
             }
@@ -131,6 +137,7 @@ impl Handlers {
                         host_rro: Some(&host_rro),
                         userns: userns.get(name),
                         seccomp: seccomp.get(name),
+                        exec_seccomp: exec_seccomp.get(name),
                     },
                 );
                 (name.clone(), f)

@@ -61,6 +61,7 @@ pub fn exec_url(rt: &Runtime, req: cri::ExecRequest) -> Result<String> {
         ));
     }
     let id = running_container(rt, &req.container_id)?;
+    rt.check_exec_seccomp(&rt.container(&id)?.record())?;
     Ok(server(rt)?.exec_url(crius_streaming::ExecRequest {
         container_id: id,
         cmd: req.cmd,

@@ -1232,6 +1232,7 @@ impl Runtime {
             return Err(Error::invalid("cmd", "must not be empty"));
         }
         let (ctr, rec) = self.running(id)?;
+        self.check_exec_seccomp(&rec)?;
         let path = self.container_dir(&ctr.id).join("config.json");
         let bytes = std::fs::read(&path).map_err(|e| io_err("read OCI spec", &path, e))?;
         let spec: oci_spec::runtime::Spec = serde_json::from_slice(&bytes)
