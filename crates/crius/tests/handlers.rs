@@ -670,3 +670,104 @@ async fn runsc_pod_shares_one_pid_namespace() {
     );
     d.shutdown().await;
 }
+
+/// gVisor's runsc (20221219) filters a container's own processes but starts those of `runsc exec`
+/// without the container's filter. The `execSeccomp` row says what the seccomp trial finds (run here
+/// against the same binary and flags), `crius features --handlers` shows it, and ExecSync into a
+/// container with a filter is refused naming the handler and the field — until
+/// `allow_unfiltered_exec = true` in `[runtimes.runsc]`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runsc_exec_into_a_filtered_container_is_refused_unless_allowed() {
+    require_runsc();
+    let mut d = Daemon::start().await;
+    let _leftovers = RunscLeftovers(d.dir.clone());
+    let (v, _) = handlers_info(&mut d).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let args: Vec<String> = crius::config::RUNSC_DEFAULT_ARGS
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    let h = crius_oci::Handler::probe_with(
+        "runsc",
+        std::path::Path::new(RUNSC),
+        &scratch.path().join("runsc"),
+        args.clone(),
+        crius_oci::HandlerKind::Sandbox,
+    )
+    .await;
+    let trial = crius_oci::trial_seccomp_full(&h, std::time::Duration::from_secs(15)).await;
+    assert_eq!(trial.init, Ok(()), "{trial:?}");
+    assert_eq!(
+        supported(&v, "runsc", "execSeccomp"),
+        trial.exec.is_ok(),
+        "crius reports {v:#}, the trial found {trial:?}"
+    );
+    assert!(
+        trial.exec.is_err(),
+        "runsc exec runs processes unfiltered: {trial:?}"
+    );
+    assert!(supported(&v, "runc", "execSeccomp"), "{v:#}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_crius"))
+        .args(["features", "--handlers", "--socket"])
+        .arg(&d.socket)
+        .output()
+        .expect("run crius features --handlers");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.lines().any(|l| l.starts_with("execSeccomp")), "{text}");
+    assert!(text.contains("runsc execSeccomp: "), "{text}");
+
+    d.pull(&image("busybox:latest")).await;
+    let pod_cfg = pod_config("gv-exec-seccomp", false, &d.dir.join("logs/gv"));
+    let pod = run_pod_on(&mut d, "runsc", pod_cfg.clone())
+        .await
+        .unwrap_or_else(|e| panic!("RunPodSandbox on runsc: {e}\n{}", d.log()));
+    let mut cfg = container_config("filtered", &image("busybox:latest"), &["sleep", "300"]);
+    cfg.linux = Some(cri::LinuxContainerConfig {
+        security_context: Some(cri::LinuxContainerSecurityContext {
+            seccomp: Some(cri::SecurityProfile {
+                profile_type: cri::security_profile::ProfileType::RuntimeDefault as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let filtered = d
+        .create(&pod, &pod_cfg, cfg)
+        .await
+        .unwrap_or_else(|e| panic!("CreateContainer: {e}\n{}", d.log()));
+    d.start_ctr(&filtered).await;
+    let (c, msg) = code(d.exec(&filtered, &["echo", "hi"], 10).await);
+    assert_eq!(c, Code::FailedPrecondition, "{msg}");
+    assert!(
+        msg.contains("\"runsc\"") && msg.contains("linux.security_context.seccomp"),
+        "{msg}"
+    );
+    assert!(msg.contains("allow_unfiltered_exec"), "{msg}");
+
+    // Allowed by the operator: the same container execs after a restart.
+    let mut config = std::fs::read_to_string(&d.config).unwrap();
+    config.push_str(&format!(
+        "\n[runtimes.runsc]\npath = \"{RUNSC}\"\nargs = {args:?}\nallow_unfiltered_exec = true\n"
+    ));
+    std::fs::write(&d.config, config).unwrap();
+    d.kill9();
+    d.spawn().await;
+    let r = d
+        .exec(&filtered, &["echo", "allowed"], 10)
+        .await
+        .unwrap_or_else(|e| panic!("ExecSync with allow_unfiltered_exec: {e}\n{}", d.log()));
+    assert_eq!((r.exit_code, r.stdout.as_slice()), (0, &b"allowed\n"[..]));
+    d.rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
+        pod_sandbox_id: pod.clone(),
+    })
+    .await
+    .unwrap();
+    d.rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+        pod_sandbox_id: pod,
+    })
+    .await
+    .unwrap();
+    assert_eq!(runsc_ids(&d), Vec::<String>::new(), "runsc state left");
+    d.shutdown().await;
+}
