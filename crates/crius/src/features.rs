@@ -51,7 +51,7 @@ pub const FEATURES: &[Feature] = &[
         kep: 135,
         cri: &["SecurityProfile", "LinuxSandboxSecurityContext.seccomp", "LinuxContainerSecurityContext.seccomp"],
         maturity: Maturity::Ga,
-        note: "RuntimeDefault is a built-in allow-list profile; Localhost profiles are read from absolute paths; per handler a seccomp trial container at start checks that the filter is applied (gVisor's runsc applies it only with --oci-seccomp, which crius' default runsc args carry); a profile on a handler whose trial failed is refused with FailedPrecondition naming the handler (`crius features --handlers`); youki 0.7.0 filters the container's process but runs exec'd processes (ExecSync, Exec) without the filter (its exec rebuilds linux without seccomp; tests/critest/expect-youki.txt)",
+        note: "RuntimeDefault is a built-in allow-list profile; Localhost profiles are read from absolute paths; per handler a seccomp trial container at start checks that the filter is applied (gVisor's runsc applies it only with --oci-seccomp, which crius' default runsc args carry); a profile on a handler whose trial failed is refused with FailedPrecondition naming the handler (`crius features --handlers`); the same trial runs one process through `<runtime> exec` in its container and reports whether it was filtered (handler row execSeccomp: no for youki 0.7.0, whose exec rebuilds linux without seccomp, and gVisor's runsc 20221219); ExecSync/Exec into a container with a filter on such a handler is refused with FailedPrecondition naming the handler and linux.security_context.seccomp, unless [runtimes.NAME] allow_unfiltered_exec = true",
     },
     Feature {
         name: "UserNamespacesSupport",
