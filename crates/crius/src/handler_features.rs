@@ -392,9 +392,8 @@ pub fn check_exec(
         return Ok(());
     }
     Err(Error::FailedPrecondition(format!(
-        "runtime handler {handler:?} cannot honour the container's linux.security_context.seccomp for exec: \
-         the process would run without the container's seccomp filter ({}); \
-         set allow_unfiltered_exec = true in [runtimes.{handler}] to allow it",
+        "runtime handler {handler:?} cannot honour the container's linux.security_context.seccomp for exec: {}; \
+         set allow_unfiltered_exec = true in [runtimes.{handler}] to run exec'd processes without the filter",
         f.exec_seccomp.how
     )))
 }
