@@ -620,10 +620,40 @@ async fn runsc_pod_shares_one_pid_namespace() {
         "{ps}"
     );
 
+    // Supplementary groups come out in the kernel's (sorted) order, as under runc: gVisor keeps
+    // the order of the spec's additionalGids, so crius writes them sorted.
+    let mut c = container_config("groups", &image("busybox:latest"), &["sleep", "3604"]);
+    c.linux = Some(cri::LinuxContainerConfig {
+        security_context: Some(cri::LinuxContainerSecurityContext {
+            run_as_user: Some(cri::Int64Value { value: 1000 }),
+            run_as_group: Some(cri::Int64Value { value: 1000 }),
+            supplemental_groups: vec![50000, 1234],
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let groups = d.create(&pod, &pod_cfg, c).await.unwrap();
+    d.start_ctr(&groups).await;
+    let r = d.exec(&groups, &["id", "-G"], 10).await.unwrap();
+    let ids: Vec<u32> = text(&r)
+        .split_whitespace()
+        .map(|g| {
+            g.parse()
+                .unwrap_or_else(|e| panic!("{g}: {e}: {}", text(&r)))
+        })
+        .collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]) && [1000, 1234, 50000].iter().all(|g| ids.contains(g)),
+        "id -G: {ids:?}"
+    );
+
     // A recursively read-only volume (crius' host-side copy) stays mounted until runsc's `start`,
-    // which is when runsc mounts a joining container's binds.
+    // which is when runsc mounts a joining container's binds; then crius lets its copy go, so the
+    // host may unmount and remove what was below the volume while the container runs (critest's
+    // RRO spec does), and the container keeps its read-only view.
     let vol = d.dir.join("rro-vol");
     std::fs::create_dir_all(vol.join("sub")).unwrap();
+    std::fs::write(vol.join("top"), "top-file").unwrap();
     let st = std::process::Command::new("mount")
         .args(["-t", "tmpfs", "tmpfs"])
         .arg(vol.join("sub"))
@@ -647,12 +677,26 @@ async fn runsc_pod_shares_one_pid_namespace() {
         "a recursively read-only volume is read-only below: {}",
         text(&r)
     );
+    let st = std::process::Command::new("umount")
+        .arg("-l")
+        .arg(vol.join("sub"))
+        .status()
+        .unwrap();
+    assert!(st.success(), "unmount the tmpfs under the volume");
+    std::fs::remove_dir(vol.join("sub")).unwrap_or_else(|e| {
+        panic!("crius still pins the volume's submount after StartContainer: rmdir: {e}")
+    });
+    let r = d.exec(&rro, &["cat", "/vol/top"], 10).await.unwrap();
+    assert_eq!(
+        text(&r),
+        "top-file",
+        "the running container still has its volume"
+    );
+    let r = d.exec(&rro, &["touch", "/vol/f"], 10).await.unwrap();
+    assert_ne!(r.exit_code, 0, "still read-only: {}", text(&r));
     d.rt.remove_container(cri::RemoveContainerRequest { container_id: rro })
         .await
         .unwrap();
-    let _ = std::process::Command::new("umount")
-        .arg(vol.join("sub"))
-        .status();
     d.rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
         pod_sandbox_id: pod.clone(),
     })

@@ -535,7 +535,7 @@ impl Runtime {
             )
             .await;
         // runsc mounts a joining container's binds at `start` (its gofer starts then): the prepared
-        // copies stay until RemoveContainer unmounts the container's state dir.
+        // copies stay until StartContainer (or RemoveContainer) releases them.
         if handler.kind != crius_oci::HandlerKind::Sandbox || res.is_err() {
             crate::idmap::release(&prepared);
         }
@@ -853,6 +853,12 @@ impl Runtime {
             crate::metrics::trace::child("OCI start", vec![], crius_oci::start_via_monitor(&dir))
                 .await
                 .map_err(oci_err)?;
+            // The container's gofer bound the prepared (rro, idmapped) copies into its own mount
+            // namespace during `runsc start`: the host-side copies would only pin the sources'
+            // submounts (a caller unmounting one of them and removing its directory gets EBUSY).
+            let d = dir.clone();
+            let _ =
+                tokio::task::spawn_blocking(move || crate::idmap::release_prepared_in(&d)).await;
         } else {
             crate::metrics::trace::child("OCI start", vec![], handler.start(&ctr.id))
                 .await
