@@ -714,3 +714,72 @@ async fn runsc_pod_shares_one_pid_namespace() {
     );
     d.shutdown().await;
 }
+
+/// gVisor's trial containers (each boots a sandbox) run when something first needs the handler, not
+/// at daemon start: a daemon that never sees a runsc pod never pays for them. Status then waits for
+/// them once and reports what they found (never a guess), and later calls answer from the result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runsc_trials_run_at_first_need_not_at_start() {
+    require_runsc();
+    let t = std::time::Instant::now();
+    let mut d = Daemon::start().await;
+    let _leftovers = RunscLeftovers(d.dir.clone());
+    eprintln!("daemon up (Version answers) in {:?}", t.elapsed());
+    let probed = |d: &Daemon| {
+        d.log()
+            .matches("runtime handler runsc: probed on first use")
+            .count()
+    };
+    assert!(
+        d.log()
+            .contains("runtime handler runsc: /usr/bin/runsc answers; trial containers deferred"),
+        "{}",
+        d.log()
+    );
+    // Requests that do not involve runsc do not run its trials.
+    d.rt.list_pod_sandbox(cri::ListPodSandboxRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(probed(&d), 0, "{}", d.log());
+    assert!(
+        !d.log()
+            .contains("runtime handler runsc: no user namespaces")
+            && !d
+                .log()
+                .contains("runtime handler runsc: user namespaces work"),
+        "runsc's user-namespace trial ran before anything needed it:\n{}",
+        d.log()
+    );
+
+    // The first Status runs them and reports their findings.
+    let t = std::time::Instant::now();
+    let (v, handlers) = handlers_info(&mut d).await;
+    let first = t.elapsed();
+    assert_eq!(probed(&d), 1, "{}", d.log());
+    assert_eq!(v["runsc"]["available"], true, "{v:#}");
+    assert!(supported(&v, "runsc", "seccomp"), "{v:#}");
+    // runsc 20221219's gofer cannot join a user namespace by path: the reason is runsc's own words.
+    let userns = &v["runsc"]["handlerFeatures"]["userNamespaces"];
+    if userns["supported"] == false {
+        let how = userns["how"].as_str().unwrap_or_default();
+        assert!(
+            !how.contains("not probed") && !how.contains("have not run yet"),
+            "a guessed reason: {how}"
+        );
+    }
+    let rh = handlers
+        .iter()
+        .find(|h| h.name == "runsc")
+        .expect("runsc among RuntimeHandlers once probed");
+    assert_eq!(
+        rh.features.unwrap().user_namespaces,
+        supported(&v, "runsc", "userNamespaces")
+    );
+    // Later calls answer from the result, without new trials.
+    let t = std::time::Instant::now();
+    handlers_info(&mut d).await;
+    let second = t.elapsed();
+    eprintln!("Status: first (with runsc trials) {first:?}, second {second:?}");
+    assert_eq!(probed(&d), 1, "trials ran again:\n{}", d.log());
+    d.shutdown().await;
+}

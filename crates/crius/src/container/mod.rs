@@ -266,6 +266,7 @@ impl Runtime {
             .get(&image_name)
             .map_err(crate::image::image_err)?
             .ok_or_else(|| Error::not_found("image", image_name.clone()))?;
+        self.handlers.ready_for(&prec.runtime_handler).await;
         let handler = self.handlers.get(&prec.runtime_handler)?;
         crate::handler_features::check_container(
             &prec.runtime_handler,
@@ -1313,6 +1314,7 @@ impl Runtime {
         let _g = ctr.op.lock().await;
         let rec = ctr.record();
         let Some(linux) = linux else { return Ok(()) };
+        self.handlers.ready_for(&rec.handler).await;
         if let Some(f) = self.handlers.features.get(&rec.handler) {
             crate::handler_features::check_update(&rec.handler, f)?;
         }
