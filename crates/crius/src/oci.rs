@@ -104,6 +104,8 @@ pub struct LazyHandlers {
     resolved: tokio::sync::OnceCell<Handlers>,
     /// The deferred handlers as found runnable by `--version` (not yet by a trial container).
     deferred: BTreeMap<String, Handler>,
+    /// Where their findings are kept across restarts (crate::handler_cache).
+    cache: PathBuf,
 }
 
 impl std::ops::Deref for LazyHandlers {
@@ -119,15 +121,45 @@ impl LazyHandlers {
         self.resolved
             .get_or_init(|| async {
                 let mut t = self.pending.clone();
-                let trials = self.deferred.values().map(|h| run_trials(h.clone()));
+                let trials = self.deferred.values().map(|h| self.trials_of(h.clone()));
                 for (h, u, s) in futures::future::join_all(trials).await {
-                    let name = h.name.clone();
                     t.set(h, u, s);
-                    tracing::info!("runtime handler {name}: probed on first use");
                 }
                 t
             })
             .await
+    }
+
+    /// A deferred handler's findings: kept ones when made under the same key, else its trials now.
+    async fn trials_of(&self, h: Handler) -> Trials {
+        use crate::handler_cache as cache;
+        let name = h.name.clone();
+        let key = cache::key(&h);
+        if let Some(e) = key
+            .as_ref()
+            .and_then(|k| cache::load(&self.cache, &name, k))
+        {
+            tracing::info!(
+                "runtime handler {name}: trial results kept in {} (same binary, args, kernel and crius)",
+                self.cache.display()
+            );
+            return (h, Some(e.userns), Some(e.seccomp));
+        }
+        let (h, u, s) = run_trials(h).await;
+        tracing::info!("runtime handler {name}: probed on first use");
+        if let (Some(key), HandlerStatus::Available { .. }, Some(u), Some(s)) =
+            (key, &h.status, &u, &s)
+        {
+            if cache::keepable(u, s) {
+                let entry = cache::Entry {
+                    key,
+                    userns: u.clone(),
+                    seccomp: s.clone(),
+                };
+                cache::store(&self.cache, &name, entry);
+            }
+        }
+        (h, u, s)
     }
 
     /// Whether a handler's trials still wait for [`LazyHandlers::ready`].
@@ -234,6 +266,7 @@ impl Handlers {
             pending: table,
             resolved,
             deferred,
+            cache: cfg.root.join("handler-probes.json"),
         }
     }
 
