@@ -235,7 +235,7 @@ impl Drop for RunscLeftovers {
         let Ok(out) = std::process::Command::new(RUNSC)
             .arg("--root")
             .arg(&root)
-            .args(["list", "-q"])
+            .args(["list", "-quiet"])
             .output()
         else {
             return;
@@ -266,7 +266,7 @@ fn runsc_ids(d: &Daemon) -> Vec<String> {
     let out = std::process::Command::new(RUNSC)
         .arg("--root")
         .arg(d.dir.join("state/runtime/runsc"))
-        .args(["list", "-q"])
+        .args(["list", "-quiet"])
         .output()
         .expect("runsc list");
     String::from_utf8_lossy(&out.stdout)
