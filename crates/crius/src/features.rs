@@ -51,7 +51,7 @@ pub const FEATURES: &[Feature] = &[
         kep: 135,
         cri: &["SecurityProfile", "LinuxSandboxSecurityContext.seccomp", "LinuxContainerSecurityContext.seccomp"],
         maturity: Maturity::Ga,
-        note: "RuntimeDefault is a built-in allow-list profile; Localhost profiles are read from absolute paths; per handler a seccomp trial container (at start; for sandbox handlers such as runsc at the first Status or pod that needs them) checks that the filter is applied (gVisor's runsc applies it only with --oci-seccomp, which crius' default runsc args carry); a profile on a handler whose trial failed is refused with FailedPrecondition naming the handler (`crius features --handlers`)",
+        note: "RuntimeDefault is a built-in allow-list profile; Localhost profiles are read from absolute paths; per handler a seccomp trial container at start checks that the filter is applied (gVisor's runsc applies it only with --oci-seccomp, which crius' default runsc args carry); a profile on a handler whose trial failed is refused with FailedPrecondition naming the handler (`crius features --handlers`)",
     },
     Feature {
         name: "UserNamespacesSupport",
