@@ -362,6 +362,8 @@ impl RuntimeService for RuntimeSvc {
     async fn status(&self, req: Request<cri::StatusRequest>) -> Res<cri::StatusResponse> {
         // Off the workers: the CNI check scans the conf dir and may probe plugins.
         let (rt, verbose) = (self.rt.clone(), req.into_inner().verbose);
+        // Handlers probed on first use (gVisor) are probed now: Status reports only probed features.
+        rt.handlers.ready().await;
         let status = tokio::task::spawn_blocking(move || rt.status(verbose))
             .await
             .map_err(|e| Status::internal(format!("status task: {e}")))?;
