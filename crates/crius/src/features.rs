@@ -51,7 +51,7 @@ pub const FEATURES: &[Feature] = &[
         kep: 135,
         cri: &["SecurityProfile", "LinuxSandboxSecurityContext.seccomp", "LinuxContainerSecurityContext.seccomp"],
         maturity: Maturity::Ga,
-        note: "RuntimeDefault is a built-in allow-list profile; Localhost profiles are read from absolute paths; per handler a seccomp trial container at start checks that the filter is applied (gVisor's runsc applies it only with --oci-seccomp, which crius' default runsc args carry); a profile on a handler whose trial failed is refused with FailedPrecondition naming the handler (`crius features --handlers`); youki 0.7.0 filters the container's process but runs exec'd processes (ExecSync, Exec) without the filter (its exec rebuilds linux without seccomp; tests/critest/expect-youki.txt)",
+        note: "RuntimeDefault is a built-in allow-list profile; Localhost profiles are read from absolute paths; per handler a seccomp trial container (at start; for sandbox handlers such as runsc at the first Status or pod that needs them) checks that the filter is applied (gVisor's runsc applies it only with --oci-seccomp, which crius' default runsc args carry); a profile on a handler whose trial failed is refused with FailedPrecondition naming the handler (`crius features --handlers`); youki 0.7.0 filters the container's process but runs exec'd processes (ExecSync, Exec) without the filter (its exec rebuilds linux without seccomp; tests/critest/expect-youki.txt)",
     },
     Feature {
         name: "UserNamespacesSupport",
