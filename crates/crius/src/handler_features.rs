@@ -399,8 +399,11 @@ pub fn check_exec(
 }
 
 impl crate::runtime::Runtime {
-    /// [`check_exec`] for the container of `rec`, with its handler's features and configuration.
-    pub fn check_exec_seccomp(&self, rec: &crate::container::ContainerRecord) -> Result<()> {
+    /// [`check_exec`] for container `id` (ExecSync, Exec), with its handler's features (probed
+    /// first if its trials were deferred) and configuration.
+    pub async fn check_exec_seccomp(&self, id: &str) -> Result<()> {
+        let rec = self.container(id)?.record();
+        self.handlers.ready_for(&rec.handler).await;
         let name = if rec.handler.is_empty() {
             self.handlers.default.as_str()
         } else {

@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::container::Ctr;
 use crate::error::{io_err, Error, Result};
 use crate::features::Gates;
-use crate::oci::Handlers;
+use crate::oci::{Handlers, LazyHandlers};
 use crate::pod::Pod;
 use crate::store::Store;
 
@@ -25,7 +25,7 @@ pub struct Runtime {
     pub cfg: Config,
     pub gates: Gates,
     pub store: Store,
-    pub handlers: Handlers,
+    pub handlers: LazyHandlers,
     pub images: crius_image::ImageStore,
     pub cni: crius_network::Cni,
     pub host: crius_spec::HostInfo,

@@ -266,6 +266,7 @@ impl Runtime {
             .get(&image_name)
             .map_err(crate::image::image_err)?
             .ok_or_else(|| Error::not_found("image", image_name.clone()))?;
+        self.handlers.ready_for(&prec.runtime_handler).await;
         let handler = self.handlers.get(&prec.runtime_handler)?;
         crate::handler_features::check_container(
             &prec.runtime_handler,
@@ -535,7 +536,7 @@ impl Runtime {
             )
             .await;
         // runsc mounts a joining container's binds at `start` (its gofer starts then): the prepared
-        // copies stay until RemoveContainer unmounts the container's state dir.
+        // copies stay until StartContainer (or RemoveContainer) releases them.
         if handler.kind != crius_oci::HandlerKind::Sandbox || res.is_err() {
             crate::idmap::release(&prepared);
         }
@@ -854,6 +855,12 @@ impl Runtime {
             crate::metrics::trace::child("OCI start", vec![], crius_oci::start_via_monitor(&dir))
                 .await
                 .map_err(oci_err)?;
+            // The container's gofer bound the prepared (rro, idmapped) copies into its own mount
+            // namespace during `runsc start`: the host-side copies would only pin the sources'
+            // submounts (a caller unmounting one of them and removing its directory gets EBUSY).
+            let d = dir.clone();
+            let _ =
+                tokio::task::spawn_blocking(move || crate::idmap::release_prepared_in(&d)).await;
         } else {
             crate::metrics::trace::child("OCI start", vec![], handler.start(&ctr.id))
                 .await
@@ -1232,7 +1239,6 @@ impl Runtime {
             return Err(Error::invalid("cmd", "must not be empty"));
         }
         let (ctr, rec) = self.running(id)?;
-        self.check_exec_seccomp(&rec)?;
         let path = self.container_dir(&ctr.id).join("config.json");
         let bytes = std::fs::read(&path).map_err(|e| io_err("read OCI spec", &path, e))?;
         let spec: oci_spec::runtime::Spec = serde_json::from_slice(&bytes)
@@ -1252,6 +1258,7 @@ impl Runtime {
         cmd: &[String],
         timeout: i64,
     ) -> Result<cri::ExecSyncResponse> {
+        self.check_exec_seccomp(id).await?;
         let (handler, cid, process) = self.exec_process(id, cmd, false)?;
         let timeout = (timeout > 0).then(|| Duration::from_secs(timeout as u64));
         let out = match handler
@@ -1309,6 +1316,7 @@ impl Runtime {
         let _g = ctr.op.lock().await;
         let rec = ctr.record();
         let Some(linux) = linux else { return Ok(()) };
+        self.handlers.ready_for(&rec.handler).await;
         if let Some(f) = self.handlers.features.get(&rec.handler) {
             crate::handler_features::check_update(&rec.handler, f)?;
         }
