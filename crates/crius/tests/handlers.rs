@@ -820,6 +820,15 @@ async fn runsc_exec_into_a_filtered_container_is_refused_unless_allowed() {
         "{msg}"
     );
     assert!(msg.contains("allow_unfiltered_exec"), "{msg}");
+    // After a restart the first request is this ExecSync: runsc's deferred trials (or their kept
+    // findings) decide it, not a "not probed" guess.
+    d.kill9();
+    d.spawn().await;
+    let (c, again) = code(d.exec(&filtered, &["echo", "hi"], 10).await);
+    assert_eq!(
+        (c, again.as_str()),
+        (Code::FailedPrecondition, msg.as_str())
+    );
 
     // Allowed by the operator: the same container execs after a restart.
     let mut config = std::fs::read_to_string(&d.config).unwrap();
