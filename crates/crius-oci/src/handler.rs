@@ -441,6 +441,34 @@ impl Handler {
         global_args: Vec<String>,
         kind: HandlerKind,
     ) -> Handler {
+        let mut h = Self::probe_untried(name, binary, root, global_args, kind).await;
+        h.run_trial().await;
+        h
+    }
+
+    /// Runs the trial container of a handler [`Handler::probe_untried`] found runnable: its status
+    /// stays Available only if the container ran.
+    pub async fn run_trial(&mut self) {
+        if let HandlerStatus::Available { version } = &self.status {
+            let version = version.clone();
+            self.status = match crate::probe::trial_container(self, PROBE_TIMEOUT).await {
+                Ok(()) => HandlerStatus::Available { version },
+                Err(reason) => HandlerStatus::Unavailable {
+                    reason: format!("cannot run a container on this host: {reason}"),
+                },
+            };
+        }
+    }
+
+    /// [`Handler::probe_with`] without the trial container: Available (with the version) means only
+    /// that the binary answers `--version` and its state root exists; [`Handler::run_trial`] decides.
+    pub async fn probe_untried(
+        name: &str,
+        binary: &Path,
+        root: &Path,
+        global_args: Vec<String>,
+        kind: HandlerKind,
+    ) -> Handler {
         let mut h = Handler {
             name: name.to_string(),
             binary: binary.to_path_buf(),
@@ -474,10 +502,7 @@ impl Handler {
             h.status = unavailable(format!("cannot create state root {}: {e}", root.display()));
             return h;
         }
-        h.status = match crate::probe::trial_container(&h, PROBE_TIMEOUT).await {
-            Ok(()) => HandlerStatus::Available { version },
-            Err(reason) => unavailable(format!("cannot run a container on this host: {reason}")),
-        };
+        h.status = HandlerStatus::Available { version };
         h
     }
 

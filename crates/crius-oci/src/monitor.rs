@@ -150,6 +150,11 @@ fn monitor_args(handler: &Handler, cfg: &MonitorConfig) -> Vec<OsString> {
         (handler.systemd_cgroup, "--systemd-cgroup"),
         (cfg.tty, "--tty"),
         (cfg.start_by_monitor, "--start-by-monitor"),
+        // gVisor: a container's gofer goes with it (see crius-monitor).
+        (
+            handler.kind == crate::HandlerKind::Sandbox,
+            "--reap-children",
+        ),
         (cfg.stdin, "--stdin"),
         (cfg.stdin_once, "--stdin-once"),
     ] {

@@ -23,33 +23,92 @@ pub(crate) async fn trial_container(h: &Handler, step_timeout: Duration) -> Resu
     run_trial_bundle(h, dir.path(), &id, step_timeout).await
 }
 
-/// Whether the handler applies a spec's seccomp filter: a trial container whose filter makes
-/// `chdir` fail runs `cd /` and writes whether that failed into a bound directory. A
-/// runtime that ignores `linux.seccomp` (gVisor's runsc without `--oci-seccomp`) fails this.
+/// What the seccomp trial found: whether the container's own process ran under the spec's filter,
+/// and whether a process started in it by `<runtime> exec` did too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeccompTrial {
+    pub init: Result<(), String>,
+    pub exec: Result<(), String>,
+}
+
+/// Whether the handler applies a spec's seccomp filter to the container's own process (see
+/// [`trial_seccomp_full`]).
 pub async fn trial_seccomp(h: &Handler, step_timeout: Duration) -> Result<(), String> {
-    let dir = tempfile::Builder::new()
-        .prefix("crius-probe-")
-        .tempdir()
-        .map_err(|e| format!("temp dir: {e}"))?;
+    trial_seccomp_full(h, step_timeout).await.init
+}
+
+/// The script both trial processes run: whether `chdir` failed (the filter makes it fail).
+const CD_TEST: &str = "if cd / 2>/dev/null; then echo ran; else echo filtered; fi";
+
+/// Whether the handler applies a spec's seccomp filter: a trial container whose filter makes
+/// `chdir` fail runs `cd /` and writes whether that failed into a bound directory; while it runs,
+/// one process started by `<runtime> exec` (as for ExecSync) does the same and prints it. A runtime
+/// that ignores `linux.seccomp` (gVisor's runsc without `--oci-seccomp`) fails `init`; one that
+/// filters only the container's own process (youki 0.7.0, runsc 20221219) fails `exec`.
+pub async fn trial_seccomp_full(h: &Handler, step_timeout: Duration) -> SeccompTrial {
+    let failed = |e: String| SeccompTrial {
+        init: Err(e.clone()),
+        exec: Err(format!("no trial container: {e}")),
+    };
+    let dir = match tempfile::Builder::new().prefix("crius-probe-").tempdir() {
+        Ok(d) => d,
+        Err(e) => return failed(format!("temp dir: {e}")),
+    };
     let id = trial_id();
     let out = dir.path().join("out");
-    std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    if let Err(e) = std::fs::create_dir_all(&out) {
+        return failed(format!("{}: {e}", out.display()));
+    }
     let filter = serde_json::json!({
         "defaultAction": "SCMP_ACT_ALLOW",
         "syscalls": [{"names": ["chdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
     });
-    build_bundle(
+    // The container's process stays up (bounded) until the exec'd one has run.
+    let init = format!(
+        "{CD_TEST} > /out/result; i=0; while [ ! -e /out/exec ] && [ $i -lt 300 ]; do sleep 0.05; i=$((i+1)); done"
+    );
+    if let Err(e) = build_bundle(
         dir.path(),
         &id,
-        &[
-            "/bin/sh",
-            "-c",
-            "if cd / 2>/dev/null; then echo ran; else echo filtered; fi > /out/result",
-        ],
+        &["/bin/sh", "-c", &init],
         Some((filter, out.as_path())),
-    )
-    .map_err(|e| format!("bundle in {}: {e}", dir.path().display()))?;
-    run_trial_bundle(h, dir.path(), &id, step_timeout).await?;
+    ) {
+        return failed(format!("bundle in {}: {e}", dir.path().display()));
+    }
+    let exec_process = serde_json::json!({
+        "terminal": false,
+        "user": {"uid": 0, "gid": 0},
+        "args": ["/bin/sh", "-c", format!("{CD_TEST}; : > /out/exec")],
+        "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
+        "cwd": "/",
+        "noNewPrivileges": true
+    });
+    let exec_process: oci_spec::runtime::Process = match serde_json::from_value(exec_process) {
+        Ok(p) => p,
+        Err(e) => return failed(format!("exec process: {e}")),
+    };
+    let (ran, exec) =
+        run_trial_bundle_with(h, dir.path(), &id, step_timeout, Some(&exec_process)).await;
+    if let Err(e) = ran {
+        return failed(e);
+    }
+    let exec = match exec {
+        None => Err("the trial container was not running: no exec".to_string()),
+        Some(Err(e)) => Err(format!("`{} exec` in the trial container: {e}", h.name)),
+        Some(Ok(o)) => match String::from_utf8_lossy(&o.stdout).trim() {
+            "filtered" => Ok(()),
+            "ran" => Err(format!(
+                "`{} exec` runs processes without the container's seccomp filter (the exec trial's chdir was not refused)",
+                h.name
+            )),
+            other => Err(format!(
+                "`{} exec` in the trial container: exit {}, output {other:?}, stderr {:?}",
+                h.name,
+                o.exit_code,
+                crate::handler::error_text(&o.stderr)
+            )),
+        },
+    };
     // runsc reports the container stopped before its gofer has written the file: wait for it.
     let result = out.join("result");
     let deadline = Instant::now() + step_timeout;
@@ -57,19 +116,23 @@ pub async fn trial_seccomp(h: &Handler, step_timeout: Duration) -> Result<(), St
         match std::fs::read_to_string(&result) {
             Ok(t) if t.ends_with('\n') => break t,
             _ if Instant::now() >= deadline => {
-                return Err(format!(
-                    "the seccomp trial container wrote no result in {step_timeout:?}"
-                ))
+                return SeccompTrial {
+                    init: Err(format!(
+                        "the seccomp trial container wrote no result in {step_timeout:?}"
+                    )),
+                    exec,
+                }
             }
             _ => tokio::time::sleep(Duration::from_millis(20)).await,
         }
     };
-    match text.trim() {
+    let init = match text.trim() {
         "filtered" => Ok(()),
         other => Err(format!(
             "the runtime ran the trial container without its seccomp filter ({other})"
         )),
-    }
+    };
+    SeccompTrial { init, exec }
 }
 
 /// A fresh id for a trial container; its cgroup must be `/<id>` so that `delete` removes it.
@@ -86,6 +149,25 @@ pub async fn run_trial_bundle(
     id: &str,
     step_timeout: Duration,
 ) -> Result<(), String> {
+    run_trial_bundle_with(h, dir, id, step_timeout, None)
+        .await
+        .0
+}
+
+/// [`run_trial_bundle`], also running `exec` in the container through `<runtime> exec` once it is
+/// started (its init must then wait for it); the exec's output is the second result (`None`: the
+/// container never started). A failed exec skips the wait: the forced delete stops the container.
+async fn run_trial_bundle_with(
+    h: &Handler,
+    dir: &Path,
+    id: &str,
+    step_timeout: Duration,
+    exec: Option<&oci_spec::runtime::Process>,
+) -> (
+    Result<(), String>,
+    Option<Result<crate::ExecOutput, String>>,
+) {
+    let mut exec_out = None;
     let id = id.to_string();
     let log = dir.join("runtime.log");
     let global = |cmd: &[&str]| -> Vec<OsString> {
@@ -154,6 +236,17 @@ pub async fn run_trial_bundle(
         if !out.status.success() {
             return Err(why(&out));
         }
+        if let Some(p) = exec {
+            let r = h
+                .exec_sync(&id, p, Some(step_timeout), 4096)
+                .await
+                .map_err(|e| e.to_string());
+            let done = matches!(&r, Ok(o) if o.exit_code == 0 && !o.timed_out);
+            exec_out = Some(r);
+            if !done {
+                return Ok(());
+            }
+        }
         // /bin/true exits at once; wait (bounded) for the runtime to see it stopped.
         let deadline = Instant::now() + step_timeout;
         loop {
@@ -177,8 +270,8 @@ pub async fn run_trial_bundle(
     .await;
     let deleted = h.delete(&id, true).await;
     remove_trial_cgroups(&id);
-    result?;
-    deleted.map_err(|e| e.to_string())
+    let result = result.and_then(|()| deleted.map_err(|e| e.to_string()));
+    (result, exec_out)
 }
 
 /// Removes the trial's cgroup (`/<id>`, empty by now) from every cgroup hierarchy: a runtime whose

@@ -163,3 +163,54 @@ async fn seccomp_trial_tells_applied_from_ignored() {
         assert_eq!(r.is_ok(), applied, "runsc {args:?}: {r:?}");
     }
 }
+
+/// The seccomp trial's exec half tells a runtime that filters processes started by `exec` (runc)
+/// from those that filter only the container's own process (gVisor's runsc 20221219 with
+/// `--oci-seccomp`; youki 0.7.0 when built by scripts/install-youki.sh): the exec'd process ran,
+/// and ran unfiltered, rather than failing to run.
+#[tokio::test]
+async fn seccomp_trial_tells_filtered_exec_from_unfiltered() {
+    runsc_present();
+    let root = tempfile::tempdir().expect("tempdir");
+    let t = std::time::Duration::from_secs(15);
+    let runc = Handler::probe(
+        "runc",
+        Path::new("/usr/sbin/runc"),
+        &root.path().join("runc"),
+    )
+    .await;
+    let r = crius_oci::trial_seccomp_full(&runc, t).await;
+    assert_eq!(r.init, Ok(()), "runc: {r:?}");
+    assert_eq!(r.exec, Ok(()), "runc filters exec'd processes: {r:?}");
+    let mut unfiltered = vec![
+        Handler::probe_with(
+            "runsc",
+            Path::new(RUNSC),
+            &root.path().join("runsc"),
+            vec!["--network=host".to_string(), "--oci-seccomp".to_string()],
+            crius_oci::HandlerKind::Sandbox,
+        )
+        .await,
+    ];
+    let youki = Path::new(&std::env::var("CRIUS_TEST_DIR").unwrap_or("/var/lib/crius-test".into()))
+        .join("youki/bin/youki");
+    if youki.is_file() {
+        unfiltered.push(Handler::probe("youki", &youki, &root.path().join("youki")).await);
+    } else {
+        eprintln!(
+            "{} missing (scripts/install-youki.sh): youki not tried",
+            youki.display()
+        );
+    }
+    for h in unfiltered {
+        assert!(h.ensure_available().is_ok(), "{}: {:?}", h.name, h.status);
+        let r = crius_oci::trial_seccomp_full(&h, t).await;
+        assert_eq!(r.init, Ok(()), "{}: {r:?}", h.name);
+        let e = r.exec.expect_err(&h.name);
+        assert!(
+            e.contains("without the container's seccomp filter"),
+            "{}: {e}",
+            h.name
+        );
+    }
+}

@@ -405,8 +405,10 @@ fn container_user(
             *g,
         )?);
     }
-    let mut seen = BTreeSet::new();
-    gids.retain(|g| seen.insert(*g));
+    // Sorted and deduplicated, as the kernel's setgroups(2) keeps them (getgroups returns them
+    // sorted): a runtime under its own kernel (gVisor) keeps the order it is given.
+    gids.sort_unstable();
+    gids.dedup();
 
     let mut user = User::default();
     user.set_uid(resolved.uid);
@@ -646,10 +648,10 @@ pub fn pause_spec(
             &format!("linux.security_context.supplemental_groups[{i}]"),
             *g,
         )?;
-        if !gids.contains(&g) {
-            gids.push(g);
-        }
+        gids.push(g);
     }
+    gids.sort_unstable();
+    gids.dedup();
     user.set_additional_gids(Some(gids));
 
     let mut process = Process::default();

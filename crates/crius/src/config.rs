@@ -33,6 +33,11 @@ pub struct RuntimeEntry {
     /// Global flags given to the runtime before every subcommand (e.g. `["--network=host"]`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub args: Vec<String>,
+    /// Allow ExecSync/Exec into a container with a seccomp filter on a handler whose exec'd
+    /// processes run without it (youki 0.7.0, gVisor's runsc; `crius features --handlers` row
+    /// execSeccomp). Default false: such an exec is refused with FailedPrecondition.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_unfiltered_exec: bool,
 }
 
 impl RuntimeEntry {
@@ -188,6 +193,7 @@ impl Default for Config {
                     } else {
                         Vec::new()
                     },
+                    allow_unfiltered_exec: false,
                 },
             );
         }

@@ -34,7 +34,7 @@ const DOCS: &[(&str, &str, Option<&str>)] = &[
     ("stream_idle_timeout", "exec/attach/port-forward sessions idle this long are closed (4h, 30m, 90s, 1h30m).", None),
     ("max_streaming_sessions", "exec/attach/port-forward sessions served at once; more are refused (HTTP 503).", None),
     ("feature_gates", "Alpha features to turn on by name (see `crius features`), e.g. CRIListStreaming = true.", None),
-    ("runtimes", "Runtime handlers (RuntimeClass handler name → OCI runtime): path is a binary or a name looked up in PATH; root (optional) is the runtime's own state dir, default <state>/runtime/<name>; kind (optional) is \"oci\" or \"sandbox\" (default: sandbox for a binary named runsc, i.e. gVisor); args are global flags given before every runtime command (runsc's default: --network=host, --oci-seccomp). `crius features --handlers` prints what each handler can do.", None),
+    ("runtimes", "Runtime handlers (RuntimeClass handler name → OCI runtime): path is a binary or a name looked up in PATH; root (optional) is the runtime's own state dir, default <state>/runtime/<name>; kind (optional) is \"oci\" or \"sandbox\" (default: sandbox for a binary named runsc, i.e. gVisor); args are global flags given before every runtime command (runsc's default: --network=host, --oci-seccomp). allow_unfiltered_exec (default false) lets ExecSync/Exec run in a container with a seccomp filter on a handler whose exec'd processes run without it (execSeccomp = no: youki 0.7.0, runsc); otherwise that exec is refused with FailedPrecondition. `crius features --handlers` prints what each handler can do.", None),
 ];
 
 fn comment(out: &mut String, text: &str) {

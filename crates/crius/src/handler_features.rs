@@ -50,6 +50,8 @@ pub struct HandlerFeatures {
     pub idmapped_mounts: Support,
     pub user_namespaces: Support,
     pub seccomp: Support,
+    /// The container's seccomp filter on processes started by exec (ExecSync, Exec).
+    pub exec_seccomp: Support,
     pub host_network: Support,
     #[serde(rename = "hostPID")]
     pub host_pid: Support,
@@ -84,6 +86,8 @@ pub struct Probes<'a> {
     pub userns: Option<&'a std::result::Result<(), String>>,
     /// The seccomp trial container.
     pub seccomp: Option<&'a std::result::Result<(), String>>,
+    /// The process the seccomp trial started in its container by `<runtime> exec`.
+    pub exec_seccomp: Option<&'a std::result::Result<(), String>>,
 }
 
 const GVISOR_KERNEL: &str = "gVisor runs the pod under its own kernel";
@@ -102,6 +106,10 @@ impl HandlerFeatures {
         };
         let userns = Support::from_trial(p.userns, "user-namespace trial container passed");
         let seccomp = Support::from_trial(p.seccomp, "seccomp trial container passed");
+        let exec_seccomp = Support::from_trial(
+            p.exec_seccomp,
+            "a process started by exec in the seccomp trial container was filtered",
+        );
         match h.kind {
             HandlerKind::Oci => {
                 let idmap = if native.idmap {
@@ -117,6 +125,7 @@ impl HandlerFeatures {
                     idmapped_mounts: idmap,
                     user_namespaces: userns,
                     seccomp,
+                    exec_seccomp,
                     host_network: Support::yes("host namespace"),
                     host_pid: Support::yes("host namespace"),
                     host_ipc: Support::yes("host namespace"),
@@ -135,13 +144,6 @@ impl HandlerFeatures {
             }
             HandlerKind::Sandbox => {
                 let host_net = h.global_args.iter().any(|a| a == "--network=host");
-                let seccomp = if seccomp.supported {
-                    Support::yes(
-                        "seccomp trial container passed; runsc 20221219 filters the container's own processes but not those started by exec",
-                    )
-                } else {
-                    seccomp
-                };
                 HandlerFeatures {
                     kind: h.kind,
                     recursive_read_only_mounts: rro,
@@ -150,6 +152,7 @@ impl HandlerFeatures {
                     )),
                     user_namespaces: userns,
                     seccomp,
+                    exec_seccomp,
                     host_network: if host_net {
                         Support::yes("--network=host: the sandbox uses the host kernel's network stack")
                     } else {
@@ -200,6 +203,7 @@ impl HandlerFeatures {
             ("idmappedMounts", &self.idmapped_mounts),
             ("userNamespaces", &self.user_namespaces),
             ("seccomp", &self.seccomp),
+            ("execSeccomp", &self.exec_seccomp),
             ("hostNetwork", &self.host_network),
             ("hostPID", &self.host_pid),
             ("hostIPC", &self.host_ipc),
@@ -368,6 +372,55 @@ pub fn check_update(handler: &str, f: &HandlerFeatures) -> Result<()> {
     refuse(handler, "UpdateContainerResources", &f.update_resources)
 }
 
+/// ExecSync/Exec into a container of `handler` (`cfg` its CreateContainer config): refused when the
+/// container has a seccomp filter and the handler starts exec'd processes without it, unless the
+/// operator allowed that for the handler (`allow_unfiltered_exec` in `[runtimes.<handler>]`).
+#[allow(deprecated)]
+pub fn check_exec(
+    handler: &str,
+    f: &HandlerFeatures,
+    allow_unfiltered: bool,
+    cfg: &cri::ContainerConfig,
+) -> Result<()> {
+    let Some(sc) = cfg.linux.as_ref().and_then(|l| l.security_context.as_ref()) else {
+        return Ok(());
+    };
+    if allow_unfiltered
+        || f.exec_seccomp.supported
+        || !wants_seccomp(sc.seccomp.as_ref(), &sc.seccomp_profile_path, sc.privileged)
+    {
+        return Ok(());
+    }
+    Err(Error::FailedPrecondition(format!(
+        "runtime handler {handler:?} cannot honour the container's linux.security_context.seccomp for exec: {}; \
+         set allow_unfiltered_exec = true in [runtimes.{handler}] to run exec'd processes without the filter",
+        f.exec_seccomp.how
+    )))
+}
+
+impl crate::shared::Shared {
+    /// [`check_exec`] for a container on `handler` with config `cfg` (ExecSync, Exec), with its
+    /// handler's features (probed first if its trials were deferred) and configuration.
+    pub async fn check_exec_seccomp_of(
+        &self,
+        handler: &str,
+        cfg: &cri::ContainerConfig,
+    ) -> Result<()> {
+        self.handlers.ready_for(handler).await;
+        let name = if handler.is_empty() {
+            self.handlers.default.as_str()
+        } else {
+            handler
+        };
+        let allow = self
+            .cfg
+            .runtimes
+            .get(name)
+            .is_some_and(|r| r.allow_unfiltered_exec);
+        check_exec(name, self.handlers.features_of(name)?, allow, cfg)
+    }
+}
+
 /// `crius features --handlers`: one row per feature, one column per handler; from the
 /// `runtimeHandlers` object of a verbose Status (handler → {available, handlerFeatures | reason}).
 pub fn render(handlers: &serde_json::Map<String, serde_json::Value>) -> String {
@@ -390,6 +443,7 @@ pub fn render(handlers: &serde_json::Map<String, serde_json::Value>) -> String {
         "idmappedMounts",
         "userNamespaces",
         "seccomp",
+        "execSeccomp",
         "hostNetwork",
         "hostPID",
         "hostIPC",
@@ -473,6 +527,7 @@ mod tests {
                 host_rro: Some(&ok),
                 userns: Some(&no),
                 seccomp: Some(&ok),
+                exec_seccomp: Some(&ok),
             },
         )
     }
@@ -596,6 +651,7 @@ mod tests {
                 host_rro: Some(&ok),
                 userns: Some(&ok),
                 seccomp: Some(&no),
+                exec_seccomp: Some(&no),
             },
         );
         let sc = |p: cri::SecurityProfile| cri::ContainerConfig {
@@ -632,6 +688,7 @@ mod tests {
                 host_rro: Some(&ok),
                 userns: Some(&no),
                 seccomp: Some(&ok),
+                exec_seccomp: Some(&ok),
             },
         );
         assert!(f.host_pid.supported && f.pod_pid_namespace.supported && f.privileged.supported);
@@ -648,6 +705,107 @@ mod tests {
             }),
         )
         .unwrap();
+    }
+
+    #[test]
+    #[allow(deprecated)]
+    fn exec_is_refused_where_exec_runs_unfiltered_unless_allowed() {
+        use cri::security_profile::ProfileType;
+        let ok = Ok(());
+        let unfiltered =
+            Err("`youki exec` runs processes without the container's seccomp filter".to_string());
+        let features = |exec: &std::result::Result<(), String>| {
+            HandlerFeatures::compute(
+                &handler(HandlerKind::Oci, &[]),
+                &Probes {
+                    host_rro: Some(&ok),
+                    userns: Some(&ok),
+                    seccomp: Some(&ok),
+                    exec_seccomp: Some(exec),
+                },
+            )
+        };
+        let (filtered, bare) = (features(&ok), features(&unfiltered));
+        let cfg =
+            |profile: Option<ProfileType>, legacy: &str, privileged: bool| cri::ContainerConfig {
+                linux: Some(cri::LinuxContainerConfig {
+                    security_context: Some(cri::LinuxContainerSecurityContext {
+                        seccomp: profile.map(|t| cri::SecurityProfile {
+                            profile_type: t as i32,
+                            localhost_ref: "/p.json".into(),
+                        }),
+                        seccomp_profile_path: legacy.into(),
+                        privileged,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+        // (config, handler's exec filtered, allow_unfiltered_exec, refused)
+        let table = [
+            (
+                cfg(Some(ProfileType::RuntimeDefault), "", false),
+                false,
+                false,
+                true,
+            ),
+            (
+                cfg(Some(ProfileType::Localhost), "", false),
+                false,
+                false,
+                true,
+            ),
+            (cfg(None, "runtime/default", false), false, false, true),
+            (cfg(None, "localhost/p.json", false), false, false, true),
+            (
+                cfg(Some(ProfileType::RuntimeDefault), "", false),
+                false,
+                true,
+                false,
+            ),
+            (
+                cfg(Some(ProfileType::RuntimeDefault), "", false),
+                true,
+                false,
+                false,
+            ),
+            (
+                cfg(Some(ProfileType::Unconfined), "", false),
+                false,
+                false,
+                false,
+            ),
+            (cfg(None, "unconfined", false), false, false, false),
+            (cfg(None, "", false), false, false, false),
+            (
+                cfg(Some(ProfileType::RuntimeDefault), "", true),
+                false,
+                false,
+                false,
+            ),
+            (cri::ContainerConfig::default(), false, false, false),
+        ];
+        for (i, (c, exec_filtered, allow, refused)) in table.iter().enumerate() {
+            let f = if *exec_filtered { &filtered } else { &bare };
+            match check_exec("youki", f, *allow, c) {
+                Ok(()) => assert!(!refused, "row {i}: allowed"),
+                Err(e) => {
+                    assert!(refused, "row {i}: {e}");
+                    assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+                    let m = e.to_string();
+                    assert!(m.contains("\"youki\""), "{m}");
+                    assert!(m.contains("linux.security_context.seccomp"), "{m}");
+                    assert!(m.contains("without the container's seccomp filter"), "{m}");
+                    assert!(m.contains("allow_unfiltered_exec"), "{m}");
+                }
+            }
+        }
+        assert!(!bare.exec_seccomp.supported && filtered.exec_seccomp.supported);
+        assert!(bare
+            .rows()
+            .iter()
+            .any(|(k, s)| *k == "execSeccomp" && !s.supported));
     }
 
     #[test]

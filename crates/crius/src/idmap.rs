@@ -570,6 +570,19 @@ pub fn release(prepared: &[PathBuf]) {
     }
 }
 
+/// Detaches and removes the mounts [`prepare_spec_mounts`] made under `dir` (`<dir>/mounts/<n>`),
+/// for when the prepared paths themselves are no longer at hand.
+pub fn release_prepared_in(dir: &Path) {
+    let mounts = dir.join("mounts");
+    let Ok(entries) = std::fs::read_dir(&mounts) else {
+        return;
+    };
+    for e in entries.flatten() {
+        release_tree(&e.path());
+    }
+    let _ = std::fs::remove_dir(&mounts);
+}
+
 /// Detaches and removes every `<dir>/<container>/<n>` mount point (layer copies a crashed daemon
 /// left behind); never removes anything recursively.
 pub fn release_leftovers(dir: &Path) {

@@ -14,6 +14,7 @@ pub mod default_config;
 pub mod error;
 pub mod events;
 pub mod features;
+pub mod handler_cache;
 pub mod handler_features;
 pub mod hexbytes;
 pub mod idmap;

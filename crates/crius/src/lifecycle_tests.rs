@@ -446,8 +446,10 @@ fn shared(dir: &Path, oci: Arc<FakeOci>, net: Arc<FakeNet>, images: Arc<FakeImag
         host_rro: Err("not probed in unit tests".into()),
         userns: BTreeMap::new(),
         seccomp: BTreeMap::new(),
+        exec_seccomp: BTreeMap::new(),
         features: [("runc".to_string(), features)].into(),
     };
+    let handlers = crate::oci::LazyHandlers::probed(handlers);
     let image_store = crius_image::ImageStore::open(crius_image::StoreOptions {
         root: cfg.root.join("images"),
         hosts_dir: dir.join("hosts"),

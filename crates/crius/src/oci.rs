@@ -10,6 +10,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::handler_features::{HandlerFeatures, Probes};
 
+#[derive(Clone)]
 pub struct Handlers {
     /// The handler for pods that name none (for `default_runtime = "auto"`: the one chosen at start).
     pub default: String,
@@ -22,6 +23,8 @@ pub struct Handlers {
     pub userns: BTreeMap<String, std::result::Result<(), String>>,
     /// Per available handler: whether the seccomp trial container passed.
     pub seccomp: BTreeMap<String, std::result::Result<(), String>>,
+    /// Per available handler: whether a process the seccomp trial started by exec was filtered.
+    pub exec_seccomp: BTreeMap<String, std::result::Result<(), String>>,
     /// Per configured handler: what it can honour (see crate::handler_features).
     pub features: BTreeMap<String, HandlerFeatures>,
 }
@@ -49,8 +52,164 @@ pub fn find_binary(p: &Path) -> PathBuf {
     p.to_path_buf()
 }
 
+/// What the trial containers found for one handler: whether it runs a container at all (its
+/// status), and for a runnable one the user-namespace and seccomp trials.
+type Trials = (
+    Handler,
+    Option<std::result::Result<(), String>>,
+    Option<crius_oci::SeccompTrial>,
+);
+
+/// Runs a handler's trial containers (availability, then user namespaces and seccomp together).
+async fn run_trials(mut h: Handler) -> Trials {
+    h.run_trial().await;
+    let name = h.name.clone();
+    match &h.status {
+        HandlerStatus::Available { version } => {
+            tracing::info!("runtime handler {name}: {} ({version})", h.binary.display())
+        }
+        HandlerStatus::Unavailable { reason } => {
+            tracing::warn!("runtime handler {name} unavailable: {reason}");
+            return (h, None, None);
+        }
+    }
+    let native = native_of(&h);
+    let (u, s) = futures::future::join(
+        crate::userns::trial(&h, native),
+        crius_oci::trial_seccomp_full(&h, std::time::Duration::from_secs(15)),
+    )
+    .await;
+    if let Err(e) = &s.init {
+        tracing::warn!("runtime handler {name}: seccomp filters not applied: {e}");
+    }
+    if let Err(e) = &s.exec {
+        tracing::warn!(
+            "runtime handler {name}: exec'd processes run without the container's seccomp filter: {e}"
+        );
+    }
+    match &u {
+        Ok(()) => tracing::info!(
+            "runtime handler {name}: user namespaces work (idmapped mounts by {})",
+            if native.idmap { "the handler" } else { "crius" }
+        ),
+        Err(e) => tracing::warn!("runtime handler {name}: no user namespaces: {e}"),
+    }
+    (h, Some(u), Some(s))
+}
+
+/// Why a sandbox handler's table entry is not yet usable (see [`LazyHandlers`]).
+const NOT_YET_PROBED: &str =
+    "its trial containers have not run yet (they run at the first Status or pod that needs the handler)";
+
+/// The handler table, with sandbox handlers (gVisor: each trial container boots a sandbox, a good
+/// share of a CPU second) probed on first need rather than at start: Status and every request
+/// that runs something on a handler await [`LazyHandlers::ready`] first, so nothing is reported or
+/// decided from a guess. Until then, dereferencing gives the table with those handlers marked not
+/// probed (usable for what needs only their binary: stop, remove, recovery).
+pub struct LazyHandlers {
+    pending: Handlers,
+    resolved: tokio::sync::OnceCell<Handlers>,
+    /// The deferred handlers as found runnable by `--version` (not yet by a trial container).
+    deferred: BTreeMap<String, Handler>,
+    /// Where their findings are kept across restarts (crate::handler_cache).
+    cache: PathBuf,
+}
+
+impl std::ops::Deref for LazyHandlers {
+    type Target = Handlers;
+    fn deref(&self) -> &Handlers {
+        self.resolved.get().unwrap_or(&self.pending)
+    }
+}
+
+impl LazyHandlers {
+    /// The table with every handler probed (running the deferred trials once, on first call).
+    pub async fn ready(&self) -> &Handlers {
+        self.resolved
+            .get_or_init(|| async {
+                let mut t = self.pending.clone();
+                let trials = self.deferred.values().map(|h| self.trials_of(h.clone()));
+                for (h, u, s) in futures::future::join_all(trials).await {
+                    t.set(h, u, s);
+                }
+                t
+            })
+            .await
+    }
+
+    /// A deferred handler's findings: kept ones when made under the same key, else its trials now.
+    async fn trials_of(&self, h: Handler) -> Trials {
+        use crate::handler_cache as cache;
+        let name = h.name.clone();
+        let key = cache::key(&h);
+        if let Some(e) = key
+            .as_ref()
+            .and_then(|k| cache::load(&self.cache, &name, k))
+        {
+            tracing::info!(
+                "runtime handler {name}: trial results kept in {} (same binary, args, kernel and crius)",
+                self.cache.display()
+            );
+            let s = crius_oci::SeccompTrial {
+                init: e.seccomp,
+                exec: e.exec_seccomp,
+            };
+            return (h, Some(e.userns), Some(s));
+        }
+        let (h, u, s) = run_trials(h).await;
+        tracing::info!("runtime handler {name}: probed on first use");
+        if let (Some(key), HandlerStatus::Available { .. }, Some(u), Some(s)) =
+            (key, &h.status, &u, &s)
+        {
+            if cache::keepable(u, &s.init) && cache::keepable(u, &s.exec) {
+                let entry = cache::Entry {
+                    key,
+                    userns: u.clone(),
+                    seccomp: s.init.clone(),
+                    exec_seccomp: s.exec.clone(),
+                };
+                cache::store(&self.cache, &name, entry);
+            }
+        }
+        (h, u, s)
+    }
+
+    /// Whether a handler's trials still wait for [`LazyHandlers::ready`].
+    pub fn is_deferred(&self, name: &str) -> bool {
+        self.resolved.get().is_none() && self.deferred.contains_key(name)
+    }
+
+    /// Awaits [`LazyHandlers::ready`] when the handler a request names (empty = the default) is one
+    /// whose trials have not run yet; a request for another handler never waits for them.
+    pub async fn ready_for(&self, name: &str) {
+        let name = if name.is_empty() {
+            self.default.as_str()
+        } else {
+            name
+        };
+        if self.is_deferred(name) {
+            self.ready().await;
+        }
+    }
+}
+
+#[cfg(test)]
+impl LazyHandlers {
+    /// A table whose handlers are all probed already (unit tests of the lifecycle).
+    pub(crate) fn probed(table: Handlers) -> LazyHandlers {
+        LazyHandlers {
+            pending: table,
+            resolved: tokio::sync::OnceCell::new(),
+            deferred: BTreeMap::new(),
+            cache: PathBuf::new(),
+        }
+    }
+}
+
 impl Handlers {
-    pub async fn probe(cfg: &Config) -> Handlers {
+    /// Probes every configured handler: OCI runtimes (a trial container is a few ms of runc) now,
+    /// sandbox handlers on first need (see [`LazyHandlers`]).
+    pub async fn probe(cfg: &Config) -> LazyHandlers {
         let probes = cfg.runtimes.iter().map(|(name, entry)| {
             let bin = find_binary(&entry.path);
             let root = cfg.runtime_root(name);
@@ -58,23 +217,12 @@ impl Handlers {
                 == crate::cgroups::systemd::Driver::Systemd;
             let (args, kind) = (entry.args.clone(), entry.kind());
             async move {
-                let mut h = Handler::probe_with(name, &bin, &root, args, kind).await;
+                let mut h = Handler::probe_untried(name, &bin, &root, args, kind).await;
                 h.systemd_cgroup = systemd;
-                (name.clone(), h)
+                h
             }
         });
-        let mut by_name = BTreeMap::new();
-        for (name, h) in futures::future::join_all(probes).await {
-            match &h.status {
-                HandlerStatus::Available { version } => {
-                    tracing::info!("runtime handler {name}: {} ({version})", h.binary.display())
-                }
-                HandlerStatus::Unavailable { reason } => {
-                    tracing::warn!("runtime handler {name} unavailable: {reason}")
-                }
-            }
-            by_name.insert(name, Arc::new(h));
-        }
+        let untried = futures::future::join_all(probes).await;
         let host_rro = match tempfile::Builder::new()
             .prefix("crius-rro-probe-")
             .tempdir_in(&cfg.state)
@@ -88,63 +236,95 @@ impl Handlers {
         // Idmapped layer copies a crashed daemon left mounted (it died between mapping the layers
         // and mounting the overlay over them).
         crate::idmap::release_leftovers(&cfg.root.join("idmap"));
-        let trials = by_name
-            .iter()
-            .filter(|(_, h)| matches!(h.status, HandlerStatus::Available { .. }))
-            .map(|(name, h)| async move {
-                let native = native_of(h);
-                let (u, s) = futures::future::join(
-                    crate::userns::trial(h, native),
-                    crius_oci::trial_seccomp(h, std::time::Duration::from_secs(15)),
-                )
-                .await;
-                (name.clone(), native, u, s)
-            });
-        let mut userns = BTreeMap::new();
-        let mut seccomp = BTreeMap::new();
-        for (name, native, res, sec) in futures::future::join_all(trials).await {
-            if let Err(e) = &sec {
-                tracing::warn!("runtime handler {name}: seccomp filters not applied: {e}");
+        let mut deferred = BTreeMap::new();
+        let mut now = Vec::new();
+        for h in untried {
+            let runnable = matches!(h.status, HandlerStatus::Available { .. });
+            if runnable && h.kind == crius_oci::HandlerKind::Sandbox {
+                tracing::info!(
+                    "runtime handler {}: {} answers; trial containers deferred to first use",
+                    h.name,
+                    h.binary.display()
+                );
+                deferred.insert(h.name.clone(), h);
+            } else {
+                now.push(h);
             }
-            seccomp.insert(name.clone(), sec);
-            match &res {
-                Ok(()) => tracing::info!(
-                    "runtime handler {name}: user namespaces work (idmapped mounts by {})",
-                    if native.idmap { "the handler" } else { "crius" }
-                ),
-                Err(e) => tracing::warn!("runtime handler {name}: no user namespaces: {e}"),
-            }
-            userns.insert(name.clone(), res);
         }
-        let default_choice = choose_default(&cfg.default_runtime, &by_name);
+        let mut table = Handlers {
+            default: String::new(),
+            default_choice: DefaultChoice {
+                configured: String::new(),
+                chosen: String::new(),
+                why: String::new(),
+            },
+            by_name: BTreeMap::new(),
+            host_rro,
+            userns: BTreeMap::new(),
+            seccomp: BTreeMap::new(),
+            exec_seccomp: BTreeMap::new(),
+            features: BTreeMap::new(),
+        };
+        for (h, u, s) in futures::future::join_all(now.into_iter().map(run_trials)).await {
+            table.set(h, u, s);
+        }
+        for h in deferred.values() {
+            let mut p = h.clone();
+            p.status = HandlerStatus::Unavailable {
+                reason: NOT_YET_PROBED.into(),
+            };
+            table.set(p, None, None);
+        }
+        let default_choice = choose_default(&cfg.default_runtime, &table.by_name);
         tracing::info!(
             "default runtime handler: {} ({})",
             default_choice.chosen,
             default_choice.why
         );
-        let features = by_name
-            .iter()
-            .map(|(name, h)| {
-                let f = HandlerFeatures::compute(
-                    h,
-                    &Probes {
-                        host_rro: Some(&host_rro),
-                        userns: userns.get(name),
-                        seccomp: seccomp.get(name),
-                    },
-                );
-                (name.clone(), f)
-            })
-            .collect();
-        Handlers {
-            default: default_choice.chosen.clone(),
-            default_choice,
-            by_name,
-            host_rro,
-            userns,
-            seccomp,
-            features,
+        table.default = default_choice.chosen.clone();
+        table.default_choice = default_choice;
+        let resolved = if deferred.is_empty() {
+            tokio::sync::OnceCell::new_with(Some(table.clone()))
+        } else {
+            tokio::sync::OnceCell::new()
+        };
+        LazyHandlers {
+            pending: table,
+            resolved,
+            deferred,
+            cache: cfg.root.join("handler-probes.json"),
         }
+    }
+
+    /// Records one handler's probe results and its feature record.
+    fn set(
+        &mut self,
+        h: Handler,
+        userns: Option<std::result::Result<(), String>>,
+        seccomp: Option<crius_oci::SeccompTrial>,
+    ) {
+        let name = h.name.clone();
+        self.userns.remove(&name);
+        self.seccomp.remove(&name);
+        self.exec_seccomp.remove(&name);
+        if let Some(u) = userns {
+            self.userns.insert(name.clone(), u);
+        }
+        if let Some(s) = seccomp {
+            self.seccomp.insert(name.clone(), s.init);
+            self.exec_seccomp.insert(name.clone(), s.exec);
+        }
+        let f = HandlerFeatures::compute(
+            &h,
+            &Probes {
+                host_rro: Some(&self.host_rro),
+                userns: self.userns.get(&name),
+                seccomp: self.seccomp.get(&name),
+                exec_seccomp: self.exec_seccomp.get(&name),
+            },
+        );
+        self.features.insert(name.clone(), f);
+        self.by_name.insert(name, Arc::new(h));
     }
 
     /// Whether pods on `h` can use recursive read-only mounts (by the handler or by crius).

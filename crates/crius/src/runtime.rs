@@ -243,6 +243,11 @@ impl Runtime {
         self.containers.exec_process(id, cmd, tty)
     }
 
+    /// Whether exec into container `id` honours its seccomp filter (see `Containers::check_exec_seccomp`).
+    pub async fn check_exec_seccomp(&self, id: &str) -> Result<()> {
+        self.containers.check_exec_seccomp(id).await
+    }
+
     /// ExecSync.
     pub async fn exec_sync(
         &self,

@@ -14,14 +14,14 @@ use tokio::sync::broadcast;
 use crate::config::Config;
 use crate::error::{io_err, Error, Result};
 use crate::features::Gates;
-use crate::oci::Handlers;
+use crate::oci::{Handlers, LazyHandlers};
 use crate::store::Store;
 
 pub struct Shared {
     pub cfg: Config,
     pub gates: Gates,
     pub store: Store,
-    pub handlers: Handlers,
+    pub handlers: LazyHandlers,
     pub images: crius_image::ImageStore,
     pub cni: crius_network::Cni,
     /// Seams (`crate::seams`): the OCI runtime and monitor, the pod network and the image store as

@@ -184,6 +184,9 @@ impl crius_streaming::Backend for Backend {
         let _session = crate::metrics::get().session("exec");
         let rt = self.rt()?;
         let mut streams = streams;
+        rt.check_exec_seccomp(container_id)
+            .await
+            .map_err(|e| e.to_string())?;
         let (handler, cid, mut process) = rt
             .exec_process(container_id, cmd, streams.tty)
             .map_err(|e| e.to_string())?;

@@ -304,3 +304,133 @@ async fn youki_kill9_restart_recovers_containers() {
     remove_and_check_clean(&mut d, &pod, &[pid]).await;
     d.shutdown().await;
 }
+
+/// A container config running `sleep 300` with the given seccomp profile (None: unconfined).
+fn sleeper(
+    name: &str,
+    seccomp: Option<cri::security_profile::ProfileType>,
+) -> cri::ContainerConfig {
+    let mut cfg = container_config(name, &image("busybox:latest"), &["sleep", "300"]);
+    cfg.linux = Some(cri::LinuxContainerConfig {
+        security_context: Some(cri::LinuxContainerSecurityContext {
+            seccomp: seccomp.map(|t| cri::SecurityProfile {
+                profile_type: t as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    cfg
+}
+
+/// youki 0.7.0's `exec` runs processes without the container's seccomp filter. crius finds that with
+/// its seccomp trial (the `execSeccomp` handler feature, as a trial run here finds it: no for youki,
+/// yes for runc) and refuses ExecSync and Exec into a container with a filter on youki, naming the
+/// handler and the field — until `allow_unfiltered_exec = true` in `[runtimes.youki]`. A container
+/// without a filter is never refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn youki_exec_into_a_filtered_container_is_refused_unless_allowed() {
+    use cri::security_profile::ProfileType;
+    let mut leftovers = YoukiLeftovers(None);
+    let mut d = youki_daemon().await;
+    leftovers.0 = Some(d.dir.join("state/runtime/youki"));
+
+    // What crius reports is what the trial finds, run here against the same binaries.
+    let st =
+        d.rt.status(cri::StatusRequest { verbose: true })
+            .await
+            .unwrap()
+            .into_inner();
+    let handlers: serde_json::Value = serde_json::from_str(&st.info["runtimeHandlers"]).unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    for (name, bin) in [
+        ("youki", youki()),
+        ("runc", PathBuf::from("/usr/sbin/runc")),
+    ] {
+        let h = crius_oci::Handler::probe(name, &bin, &scratch.path().join(name)).await;
+        let trial = crius_oci::trial_seccomp_full(&h, Duration::from_secs(15)).await;
+        let row = &handlers[name]["handlerFeatures"]["execSeccomp"];
+        assert_eq!(
+            row["supported"].as_bool(),
+            Some(trial.exec.is_ok()),
+            "{name}: crius reports {row}, the trial found {trial:?}"
+        );
+        assert_eq!(
+            trial.exec.is_ok(),
+            name == "runc",
+            "{name}: runc filters exec'd processes, youki 0.7.0 does not: {trial:?}"
+        );
+    }
+    let why = handlers["youki"]["handlerFeatures"]["execSeccomp"]["how"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        why.contains("without the container's seccomp filter"),
+        "{why}"
+    );
+
+    d.pull(&image("busybox:latest")).await;
+    let (pod, pod_cfg) = run_youki_pod(&mut d, "youki-exec-seccomp").await;
+    let filtered = d
+        .create(
+            &pod,
+            &pod_cfg,
+            sleeper("filtered", Some(ProfileType::RuntimeDefault)),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("CreateContainer: {e}\n{}", d.log()));
+    d.start_ctr(&filtered).await;
+    let open = d
+        .create(&pod, &pod_cfg, sleeper("open", None))
+        .await
+        .unwrap_or_else(|e| panic!("CreateContainer: {e}\n{}", d.log()));
+    d.start_ctr(&open).await;
+
+    let (c, m) = code(d.exec(&filtered, &["echo", "hi"], 10).await);
+    assert_eq!(c, tonic::Code::FailedPrecondition, "{m}");
+    assert!(
+        m.contains("\"youki\"") && m.contains("linux.security_context.seccomp"),
+        "{m}"
+    );
+    assert!(
+        m.contains(&why) && m.contains("allow_unfiltered_exec"),
+        "{m}"
+    );
+    let (c, m) = code(
+        d.rt.exec(cri::ExecRequest {
+            container_id: filtered.clone(),
+            cmd: vec!["sh".into()],
+            stdout: true,
+            ..Default::default()
+        })
+        .await,
+    );
+    assert_eq!(c, tonic::Code::FailedPrecondition, "{m}");
+    assert!(m.contains("linux.security_context.seccomp"), "{m}");
+    // Unconfined: nothing to lose, so exec runs.
+    let r = d.exec(&open, &["echo", "open"], 10).await.unwrap();
+    assert_eq!((r.exit_code, r.stdout.as_slice()), (0, &b"open\n"[..]));
+
+    // The operator accepts unfiltered exec on youki: the same container now execs.
+    let config = std::fs::read_to_string(&d.config).unwrap();
+    let allowed = config.replacen(
+        "[runtimes.youki]\n",
+        "[runtimes.youki]\nallow_unfiltered_exec = true\n",
+        1,
+    );
+    assert_ne!(config, allowed, "no [runtimes.youki] in {config}");
+    std::fs::write(&d.config, allowed).unwrap();
+    d.kill9();
+    d.spawn().await;
+    let r = d
+        .exec(&filtered, &["echo", "allowed"], 10)
+        .await
+        .unwrap_or_else(|e| panic!("ExecSync with allow_unfiltered_exec: {e}\n{}", d.log()));
+    assert_eq!((r.exit_code, r.stdout.as_slice()), (0, &b"allowed\n"[..]));
+
+    let pids = [d.pid_of(&filtered).await, d.pid_of(&open).await];
+    remove_and_check_clean(&mut d, &pod, &pids).await;
+    d.shutdown().await;
+}

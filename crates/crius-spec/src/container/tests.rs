@@ -261,7 +261,7 @@ fn user_from_image_and_security_context() {
     let s = f.spec().unwrap();
     let u = process(&s).user();
     assert_eq!((u.uid(), u.gid()), (1000, 1000));
-    assert_eq!(u.additional_gids().clone().unwrap(), vec![1000, 100, 10]);
+    assert_eq!(u.additional_gids().clone().unwrap(), vec![10, 100, 1000]);
 
     f.sc().run_as_user = Some(Int64Value { value: 1001 });
     let s = f.spec().unwrap();
@@ -275,14 +275,15 @@ fn user_from_image_and_security_context() {
     assert_eq!((u.uid(), u.gid()), (1001, 5000));
     assert_eq!(
         u.additional_gids().clone().unwrap(),
-        vec![5000, 10, 29, 7, 100]
+        vec![7, 10, 29, 100, 5000],
+        "sorted, as the kernel keeps them"
     );
 
     f.sc().supplemental_groups_policy = SupplementalGroupsPolicy::Strict as i32;
     let s = f.spec().unwrap();
     assert_eq!(
         process(&s).user().additional_gids().clone().unwrap(),
-        vec![5000, 7, 100]
+        vec![7, 100, 5000]
     );
 }
 

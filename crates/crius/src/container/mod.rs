@@ -320,6 +320,7 @@ impl Containers {
             .get(&image_name)
             .map_err(Error::from)?
             .ok_or_else(|| Error::not_found("image", image_name.clone()))?;
+        self.handlers.ready_for(&prec.runtime_handler).await;
         let handler = self.handlers.get(&prec.runtime_handler)?;
         crate::handler_features::check_container(
             &prec.runtime_handler,
@@ -589,7 +590,7 @@ impl Containers {
             )
             .await;
         // runsc mounts a joining container's binds at `start` (its gofer starts then): the prepared
-        // copies stay until RemoveContainer unmounts the container's state dir.
+        // copies stay until StartContainer (or RemoveContainer) releases them.
         if handler.kind != crius_oci::HandlerKind::Sandbox || res.is_err() {
             crate::idmap::release(&prepared);
         }
@@ -905,6 +906,12 @@ impl Containers {
             crate::metrics::trace::child("OCI start", vec![], self.oci.start_via_monitor(&dir))
                 .await
                 .map_err(oci_err)?;
+            // The container's gofer bound the prepared (rro, idmapped) copies into its own mount
+            // namespace during `runsc start`: the host-side copies would only pin the sources'
+            // submounts (a caller unmounting one of them and removing its directory gets EBUSY).
+            let d = dir.clone();
+            let _ =
+                tokio::task::spawn_blocking(move || crate::idmap::release_prepared_in(&d)).await;
         } else {
             crate::metrics::trace::child("OCI start", vec![], self.oci.start(&handler, &ctr.id))
                 .await
@@ -1305,6 +1312,14 @@ impl Containers {
         Ok((handler, ctr.id.clone(), process))
     }
 
+    /// Whether container `id`'s handler can apply its seccomp filter to exec'd processes (or the
+    /// configuration allows them unfiltered); see `handler_features::check_exec`.
+    pub async fn check_exec_seccomp(&self, id: &str) -> Result<()> {
+        let rec = self.container(id)?.record();
+        self.check_exec_seccomp_of(&rec.handler, &rec.try_config()?)
+            .await
+    }
+
     /// ExecSync.
     pub async fn exec_sync(
         &self,
@@ -1312,6 +1327,7 @@ impl Containers {
         cmd: &[String],
         timeout: i64,
     ) -> Result<cri::ExecSyncResponse> {
+        self.check_exec_seccomp(id).await?;
         let (handler, cid, process) = self.exec_process(id, cmd, false)?;
         let timeout = (timeout > 0).then(|| Duration::from_secs(timeout as u64));
         let out = match handler
@@ -1369,6 +1385,7 @@ impl Containers {
         let _g = ctr.op.lock().await;
         let rec = ctr.record();
         let Some(linux) = linux else { return Ok(()) };
+        self.handlers.ready_for(&rec.handler).await;
         if let Some(f) = self.handlers.features.get(&rec.handler) {
             crate::handler_features::check_update(&rec.handler, f)?;
         }

@@ -335,6 +335,7 @@ impl Pods {
         } else {
             handler.to_string()
         };
+        self.handlers.ready_for(&handler_name).await;
         self.handlers.get(&handler_name)?;
         crate::handler_features::check_pod(
             &handler_name,

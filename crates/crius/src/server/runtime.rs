@@ -262,7 +262,9 @@ impl RuntimeService for RuntimeSvc {
     }
 
     async fn exec(&self, req: Request<cri::ExecRequest>) -> Res<cri::ExecResponse> {
-        let url = crate::streaming::exec_url(&self.rt, req.into_inner())?;
+        let req = req.into_inner();
+        self.rt.check_exec_seccomp(&req.container_id).await?;
+        let url = crate::streaming::exec_url(&self.rt, req)?;
         Ok(Response::new(cri::ExecResponse { url }))
     }
 
@@ -362,6 +364,8 @@ impl RuntimeService for RuntimeSvc {
     async fn status(&self, req: Request<cri::StatusRequest>) -> Res<cri::StatusResponse> {
         // Off the workers: the CNI check scans the conf dir and may probe plugins.
         let (rt, verbose) = (self.rt.clone(), req.into_inner().verbose);
+        // Handlers probed on first use (gVisor) are probed now: Status reports only probed features.
+        rt.handlers.ready().await;
         let status = tokio::task::spawn_blocking(move || rt.status(verbose))
             .await
             .map_err(|e| Status::internal(format!("status task: {e}")))?;
