@@ -257,6 +257,7 @@ impl Drop for RunscLeftovers {
         let _ = std::process::Command::new("pkill")
             .arg("-9")
             .arg("-f")
+            .arg("--")
             .arg(format!("--root={}", root.display()))
             .status();
     }
