@@ -99,7 +99,7 @@ async fn run_trials(mut h: Handler) -> Trials {
 
 /// Why a sandbox handler's table entry is not yet usable (see [`LazyHandlers`]).
 const NOT_YET_PROBED: &str =
-    "its trial containers have not run yet (they run at the first Status or pod that needs the handler)";
+    "its trial containers have not run yet (they start at the first Status or pod that needs the handler)";
 
 /// The handler table, with sandbox handlers (gVisor: each trial container boots a sandbox, a good
 /// share of a CPU second) probed on first need rather than at start: Status and every request
@@ -172,6 +172,17 @@ impl LazyHandlers {
             }
         }
         (h, u, s)
+    }
+
+    /// Whether some handler's trials have not run (or not finished) yet.
+    pub fn is_pending(&self) -> bool {
+        self.resolved.get().is_none() && !self.deferred.is_empty()
+    }
+
+    /// Whether the default handler is one whose trials are deferred: Status cannot call the runtime
+    /// ready without them.
+    pub fn default_is_deferred(&self) -> bool {
+        self.is_deferred(self.default.as_str())
     }
 
     /// Whether a handler's trials still wait for [`LazyHandlers::ready`].

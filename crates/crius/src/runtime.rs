@@ -50,6 +50,14 @@ impl Runtime {
     pub async fn new(cfg: Config) -> anyhow::Result<Arc<Runtime>> {
         let rt = Arc::new(Runtime::with_shared(Arc::new(Shared::new(cfg).await?)));
         rt.recover().await?;
+        if rt.handlers.default_is_deferred() {
+            // The default handler is a sandbox handler (gVisor): its trials are needed by the first
+            // Status and pod anyway, so they start now, in the background.
+            let bg = rt.clone();
+            tokio::spawn(async move {
+                bg.handlers.ready().await;
+            });
+        }
         Ok(rt)
     }
 

@@ -15,6 +15,9 @@ use crate::error::Error;
 use crate::runtime::{Runtime, CRI_VERSION, RUNTIME_NAME, RUNTIME_VERSION};
 use crate::server::task::detached;
 
+/// How long Status waits for deferred handlers' trials when the default handler is not one of them.
+const STATUS_PROBE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 pub struct RuntimeSvc {
     pub rt: Arc<Runtime>,
 }
@@ -364,8 +367,21 @@ impl RuntimeService for RuntimeSvc {
     async fn status(&self, req: Request<cri::StatusRequest>) -> Res<cri::StatusResponse> {
         // Off the workers: the CNI check scans the conf dir and may probe plugins.
         let (rt, verbose) = (self.rt.clone(), req.into_inner().verbose);
-        // Handlers probed on first use (gVisor) are probed now: Status reports only probed features.
-        rt.handlers.ready().await;
+        // Handlers probed on first use (gVisor) start their trials now; Status reports only probed
+        // features. It waits for them when the default handler is one (RuntimeReady depends on it),
+        // else at most STATUS_PROBE_WAIT: a gVisor trial takes seconds and `crictl info` gives up
+        // after 2 s. Until they finish, such a handler is reported unavailable "not yet probed".
+        if rt.handlers.is_pending() {
+            let bg = rt.clone();
+            let trials = tokio::spawn(async move {
+                bg.handlers.ready().await;
+            });
+            if rt.handlers.default_is_deferred() {
+                let _ = trials.await;
+            } else {
+                let _ = tokio::time::timeout(STATUS_PROBE_WAIT, trials).await;
+            }
+        }
         let status = tokio::task::spawn_blocking(move || rt.status(verbose))
             .await
             .map_err(|e| Status::internal(format!("status task: {e}")))?;
