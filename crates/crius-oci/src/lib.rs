@@ -24,7 +24,9 @@ pub use monitor::{
     reopen_log, spawn_monitor, start as start_via_monitor, wait_pid_exit, ExitInfo, MonitorConfig,
     MonitorHandle,
 };
-pub use probe::{run_trial_bundle, trial_id, trial_seccomp, trial_seccomp_full, SeccompTrial};
+pub use probe::{
+    run_trial_bundle, sweep_dead_trials, trial_id, trial_seccomp, trial_seccomp_full, SeccompTrial,
+};
 pub use tree::{descendants, kill_tree};
 
 /// Test-only crash points: the daemon installs a hook (`crius::crash`) that kills it with SIGKILL at

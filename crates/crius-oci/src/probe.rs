@@ -14,7 +14,7 @@ use crate::handler::{json_log_errors, Handler};
 
 pub(crate) async fn trial_container(h: &Handler, step_timeout: Duration) -> Result<(), String> {
     let dir = tempfile::Builder::new()
-        .prefix("crius-probe-")
+        .prefix(&trial_dir_prefix())
         .tempdir()
         .map_err(|e| format!("temp dir: {e}"))?;
     let id = trial_id();
@@ -50,7 +50,10 @@ pub async fn trial_seccomp_full(h: &Handler, step_timeout: Duration) -> SeccompT
         init: Err(e.clone()),
         exec: Err(format!("no trial container: {e}")),
     };
-    let dir = match tempfile::Builder::new().prefix("crius-probe-").tempdir() {
+    let dir = match tempfile::Builder::new()
+        .prefix(&trial_dir_prefix())
+        .tempdir()
+    {
         Ok(d) => d,
         Err(e) => return failed(format!("temp dir: {e}")),
     };
@@ -133,6 +136,86 @@ pub async fn trial_seccomp_full(h: &Handler, step_timeout: Duration) -> SeccompT
         )),
     };
     SeccompTrial { init, exec }
+}
+
+/// The prefix of a trial's bundle directory (in the temp dir): it names this process, so that
+/// [`sweep_dead_trials`] can tell the leftovers of a dead daemon from a live one's trials.
+pub fn trial_dir_prefix() -> String {
+    format!("crius-probe-{}-", std::process::id())
+}
+
+/// The prefixes of trial leftovers named `<prefix><pid>-…`, as cgroups and temp dirs.
+const TRIAL_PREFIXES: [&str; 2] = ["crius-probe-", "crius-userns-probe-"];
+
+/// The pid a trial leftover's name carries, when it is one of a process that no longer exists.
+fn dead_owner(name: &str) -> Option<u32> {
+    let rest = TRIAL_PREFIXES.iter().find_map(|p| name.strip_prefix(p))?;
+    let pid: u32 = rest.split('-').next()?.parse().ok()?;
+    (!Path::new("/proc").join(pid.to_string()).exists()).then_some(pid)
+}
+
+/// Removes what the trials of dead daemons left behind: a daemon killed while a trial ran (kill -9,
+/// or a stop during a sandbox handler's deferred trials) leaves the trial's cgroup
+/// `/crius-probe-<pid>-<n>` in every hierarchy and its bundle directory in the temp dir. Only
+/// leftovers of processes that no longer exist are touched: cgroups by rmdir (which refuses a
+/// cgroup with processes), directories only when nothing is mounted below them.
+/// Returns a line per leftover found, saying what became of it.
+pub fn sweep_dead_trials() -> Vec<String> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    sweep_dead_trials_in(&std::env::temp_dir(), &mountinfo)
+}
+
+fn sweep_dead_trials_in(tmp: &Path, mountinfo: &str) -> Vec<String> {
+    let mut said = Vec::new();
+    let mut mounts = Vec::new();
+    for line in mountinfo.lines() {
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
+        let Some(mnt) = pre.split(' ').nth(4) else {
+            continue;
+        };
+        let fstype = post.split(' ').next().unwrap_or_default();
+        if fstype == "cgroup" || fstype == "cgroup2" {
+            let Ok(entries) = std::fs::read_dir(mnt) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                if dead_owner(&e.file_name().to_string_lossy()).is_some() {
+                    said.push(match std::fs::remove_dir(e.path()) {
+                        Ok(()) => format!("removed trial leftover cgroup {}", e.path().display()),
+                        Err(err) => format!("trial leftover cgroup {}: {err}", e.path().display()),
+                    });
+                }
+            }
+        }
+        mounts.push(mnt.to_string());
+    }
+    let Ok(entries) = std::fs::read_dir(tmp) else {
+        return said;
+    };
+    for e in entries.flatten() {
+        if dead_owner(&e.file_name().to_string_lossy()).is_none() {
+            continue;
+        }
+        let dir = e.path();
+        let below = format!("{}/", dir.display());
+        if mounts
+            .iter()
+            .any(|m| m.starts_with(&below) || *m == dir.display().to_string())
+        {
+            said.push(format!(
+                "trial leftover {} kept: something is mounted below it",
+                dir.display()
+            ));
+            continue;
+        }
+        said.push(match std::fs::remove_dir_all(&dir) {
+            Ok(()) => format!("removed trial leftover {}", dir.display()),
+            Err(err) => format!("trial leftover {}: {err}", dir.display()),
+        });
+    }
+    said
 }
 
 /// A fresh id for a trial container; its cgroup must be `/<id>` so that `delete` removes it.
@@ -366,4 +449,63 @@ fn build_bundle(
     }
     std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&config)?)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod sweep_tests {
+    use super::*;
+
+    /// The pid of a process that has exited and been reaped.
+    fn dead_pid() -> u32 {
+        let mut c = std::process::Command::new("true")
+            .spawn()
+            .expect("spawn true");
+        let pid = c.id();
+        c.wait().expect("wait true");
+        pid
+    }
+
+    #[test]
+    fn leftovers_of_dead_daemons_go_live_ones_and_mounted_ones_stay() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dead = dead_pid();
+        let mk = |name: String| {
+            let d = tmp.path().join(name);
+            std::fs::create_dir_all(d.join("rootfs/x")).unwrap();
+            std::fs::write(d.join("config.json"), b"{}").unwrap();
+            d
+        };
+        let gone = mk(format!("crius-probe-{dead}-abc"));
+        let gone_userns = mk(format!("crius-userns-probe-{dead}-abc"));
+        let live = mk(format!("crius-probe-{}-abc", std::process::id()));
+        let mounted = mk(format!("crius-probe-{dead}-mnt"));
+        let other = mk(format!("crius-other-{dead}-abc"));
+        let mountinfo = format!(
+            "36 35 98:0 / {} rw - nsfs nsfs rw\n",
+            mounted.join("ns/user").display()
+        );
+        let said = sweep_dead_trials_in(tmp.path(), &mountinfo);
+        assert!(!gone.exists() && !gone_userns.exists(), "{said:?}");
+        assert!(
+            live.exists() && mounted.exists() && other.exists(),
+            "{said:?}"
+        );
+        assert!(
+            said.iter()
+                .any(|l| l.contains("kept: something is mounted")),
+            "{said:?}"
+        );
+    }
+
+    #[test]
+    fn only_trial_names_with_a_pid_are_leftovers() {
+        let dead = dead_pid();
+        assert_eq!(dead_owner(&format!("crius-probe-{dead}-1234")), Some(dead));
+        assert_eq!(
+            dead_owner(&format!("crius-probe-{}-1", std::process::id())),
+            None
+        );
+        assert_eq!(dead_owner("crius-probe-abc"), None);
+        assert_eq!(dead_owner(&format!("crius-e2e-{dead}")), None);
+    }
 }

@@ -221,6 +221,12 @@ impl Handlers {
     /// Probes every configured handler: OCI runtimes (a trial container is a few ms of runc) now,
     /// sandbox handlers on first need (see [`LazyHandlers`]).
     pub async fn probe(cfg: &Config) -> LazyHandlers {
+        // What trials of a daemon killed mid-probe left behind (cgroups, bundle dirs) goes first.
+        if let Ok(said) = tokio::task::spawn_blocking(crius_oci::sweep_dead_trials).await {
+            for line in said {
+                tracing::info!("{line}");
+            }
+        }
         let probes = cfg.runtimes.iter().map(|(name, entry)| {
             let bin = find_binary(&entry.path);
             let root = cfg.runtime_root(name);

@@ -88,7 +88,7 @@ pub async fn trial(
     native: idmap::Native,
 ) -> std::result::Result<(), String> {
     let tmp = tempfile::Builder::new()
-        .prefix("crius-userns-probe-")
+        .prefix(&format!("crius-userns-probe-{}-", std::process::id()))
         .tempdir()
         .map_err(|e| format!("temp dir: {e}"))?;
     let dir = tmp.path().to_path_buf();
