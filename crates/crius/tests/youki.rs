@@ -146,17 +146,23 @@ async fn remove_and_check_clean(d: &mut Daemon, pod: &str, pids: &[i64]) {
     }
 }
 
+/// The per-handler matrix of verbose Status (`runtimeHandlers`).
+async fn handlers_verbose(d: &mut Daemon) -> (serde_json::Value, Vec<cri::RuntimeHandler>) {
+    let st =
+        d.rt.status(cri::StatusRequest { verbose: true })
+            .await
+            .expect("Status")
+            .into_inner();
+    let v = serde_json::from_str(&st.info["runtimeHandlers"]).expect("runtimeHandlers is JSON");
+    (v, st.runtime_handlers)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn youki_lifecycle_exec_logs_exit_codes() {
     let mut leftovers = YoukiLeftovers(None);
     let mut d = youki_daemon().await;
     leftovers.0 = Some(d.dir.join("state/runtime/youki"));
-    let st =
-        d.rt.status(cri::StatusRequest { verbose: true })
-            .await
-            .unwrap()
-            .into_inner();
-    let handlers: serde_json::Value = serde_json::from_str(&st.info["runtimeHandlers"]).unwrap();
+    let (handlers, runtime_handlers) = handlers_verbose(&mut d).await;
     assert_eq!(
         handlers["youki"]["available"], true,
         "youki is not available: {handlers:#}"
@@ -167,7 +173,7 @@ async fn youki_lifecycle_exec_logs_exit_codes() {
             .is_some_and(|v| v.starts_with("youki")),
         "{handlers:#}"
     );
-    assert!(st.runtime_handlers.iter().any(|h| h.name == "youki"));
+    assert!(runtime_handlers.iter().any(|h| h.name == "youki"));
 
     d.pull(&image("busybox:latest")).await;
     let (pod, pod_cfg) = run_youki_pod(&mut d, "youki-life").await;
@@ -337,12 +343,7 @@ async fn youki_exec_into_a_filtered_container_is_refused_unless_allowed() {
     leftovers.0 = Some(d.dir.join("state/runtime/youki"));
 
     // What crius reports is what the trial finds, run here against the same binaries.
-    let st =
-        d.rt.status(cri::StatusRequest { verbose: true })
-            .await
-            .unwrap()
-            .into_inner();
-    let handlers: serde_json::Value = serde_json::from_str(&st.info["runtimeHandlers"]).unwrap();
+    let (handlers, _) = handlers_verbose(&mut d).await;
     let scratch = tempfile::tempdir().unwrap();
     for (name, bin) in [
         ("youki", youki()),
